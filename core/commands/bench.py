@@ -1,0 +1,74 @@
+"""``vpp bench``: time dense vs VPP (and a random-drop baseline) for the backbone and end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+
+import torch
+
+from core import __version__
+from core.atomic import atomic_write_text
+from core.bench import format_table, rows_to_json, run_bench
+from core.errors import VPPError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 960x540, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f"size {text} is too small (at least 16x16)")
+    return w, h
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="time dense vs pruned inference (backbone and end to end)")
+    p.add_argument("--variants", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
+    p.add_argument("--pkr", nargs="+", type=float, default=[0.7, 0.55, 0.4], help="PKRs to time besides dense")
+    p.add_argument("--size", type=_size, default=(960, 540), help="frame size WxH (default 960x540)")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds (medians are reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--no-random", action="store_true", help="skip the random-drop baseline")
+    p.add_argument("--json", dest="json_out", default=None, help="write the figures to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if any(not 0 < p <= 1 for p in args.pkr):
+        raise VPPError(f"--pkr values must be in (0, 1], got {args.pkr}")
+    if args.repeats < 1:
+        raise VPPError("--repeats must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = run_bench(
+        args.variants,
+        sorted(set(args.pkr), reverse=True),
+        size=args.size,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=args.device,
+        random_baseline=not args.no_random,
+        log=lambda m: print(m, file=sys.stderr),
+    )
+    print(format_table(rows))
+    if args.json_out:
+        meta = {
+            "vpp_studio": __version__,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": args.device,
+            "size": list(args.size),
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+        }
+        atomic_write_text(args.json_out, json.dumps(rows_to_json(rows, meta), indent=2) + "\n")
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,250 @@
+"""The pruned ViT backbone: ViT blocks + Map-SM + image selective modules, gather -> blocks -> scatter.
+
+Stages (with the default prune points 1, 3, 6, 9 on 12 blocks):
+
+    block 0                dense, always; its output is the next frame's Map-SM key
+    Map-SM  -> blocks 1-2  keep k1 = int(N * keep[0]) tokens (first frame of a clip: all tokens)
+    select3 -> blocks 3-5  keep k3 = int(N * keep[1]) of those; block 5 = the deep features (values)
+    select6 -> blocks 6-8  keep k6
+    select9 -> blocks 9-11 keep k9
+
+Pruning gathers a static number of tokens once per stage and runs the stage's blocks on that dense,
+shorter sequence (so fused attention keeps its fastest kernel), then scatters the results back into
+the full token map once. Pruned tokens keep the features they had when they were dropped, so the
+head always sees a dense map. Keep fractions are absolute (relative to N), and each stage can only
+drop more.
+
+In training the ranking adds logistic (Gumbel-difference) noise and the kept tokens are multiplied by a
+straight-through factor 1 + p - stop_grad(p) (p = soft keep probability), so forward values are those
+of hard top-k while gradients reach Map-SM and the selective modules. At inference the ranking is a
+plain top-k: the same input gives the same output, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from core.model.map_sm import MapSM, background_positions
+from core.model.selective import SelectiveModule
+from core.model.vit import VisionTransformer
+
+PruneMode = Literal["vpp", "random", "dense"]
+
+
+@dataclass
+class PruneState:
+    """What frame t+1 needs from frame t of the same clip (tensors ``[B, N, C]`` / ``[B, K]``)."""
+
+    tokens0: torch.Tensor  # after block 0, dense: Map-SM keys
+    deep: torch.Tensor  # after the deep block, dense-restored: Map-SM values
+    kept: torch.Tensor  # indices kept at the deep block
+    grid: tuple[int, int]
+    frame_index: int  # frames seen so far in this clip (drives the background sampling phase)
+
+
+@dataclass
+class BackboneOutput:
+    features: list[torch.Tensor]  # dense ``[B, N, C]`` maps after each of ``out_indices``
+    grid: tuple[int, int]
+    kept_masks: list[torch.Tensor]  # per prune point, ``[B, N]`` bool: kept for the blocks that follow
+    tokens_per_block: list[int]  # tokens processed by each block (block 0 = N)
+    keep_probs: list[torch.Tensor] = field(default_factory=list)  # soft keep probabilities (training)
+    flops: int = 0
+    state: PruneState | None = None
+
+    @property
+    def keep_ratio(self) -> float:
+        """Reported PKR: mean over blocks of kept / total tokens."""
+        n = self.tokens_per_block[0]
+        return sum(self.tokens_per_block) / (len(self.tokens_per_block) * n)
+
+
+class PrunedViT(nn.Module):
+    """ViT with Video Patch Pruning.
+
+    Args:
+        vit: the plain transformer (patch embedding, position embedding, blocks).
+        map_sm: the Mapping-Selective Module used before ``map_block``.
+        selective: one gate per later prune point, keyed by the block index it precedes.
+        map_block: block index Map-SM precedes (the paper: 1).
+        deep_block: block whose output gives Map-SM's values (the paper: 5).
+        out_indices: blocks whose dense-restored outputs go to the head.
+        keep: absolute keep fraction per prune point, in order (Map-SM first).
+        background_share: share of Map-SM's budget kept on a sparse, shifting background lattice.
+        mode: "vpp" (learned), "random" (random drop at the same k: a baseline) or "dense".
+    """
+
+    def __init__(
+        self,
+        vit: VisionTransformer,
+        map_sm: MapSM,
+        selective: dict[int, SelectiveModule],
+        *,
+        map_block: int = 1,
+        deep_block: int = 5,
+        out_indices: tuple[int, ...] = (2, 5, 8, 11),
+        keep: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0),
+        background_share: float = 0.1,
+        mode: PruneMode = "vpp",
+    ) -> None:
+        super().__init__()
+        depth = len(vit.blocks)
+        points = [map_block, *sorted(selective)]
+        if not 0 < map_block < min(points[1:] or [depth]) or points[-1] >= depth:
+            raise ValueError(f"prune points {points} must be increasing and inside 1..{depth - 1}")
+        if not map_block <= deep_block < depth:
+            raise ValueError(f"deep_block {deep_block} must be in {map_block}..{depth - 1}")
+        if any(not 0 <= i < depth for i in out_indices):
+            raise ValueError(f"out_indices {out_indices} must be block indices in 0..{depth - 1}")
+        self.vit = vit
+        self.map_sm = map_sm
+        self.selective = nn.ModuleDict({str(b): m for b, m in sorted(selective.items())})
+        self.map_block = map_block
+        self.deep_block = deep_block
+        self.out_indices = tuple(out_indices)
+        self.prune_points = tuple(points)
+        self.background_share = background_share
+        self.mode: PruneMode = mode
+        self.keep: tuple[float, ...] = ()
+        self.set_keep(keep)
+        # Outputs after these blocks are written back into the full map: head taps, the deep block,
+        # and the last block of every stage (so dropped tokens keep their latest features).
+        self._scatter_after = set(self.out_indices) | {deep_block} | {p - 1 for p in self.prune_points}
+
+    @property
+    def embed_dim(self) -> int:
+        return self.vit.embed_dim
+
+    def set_keep(self, keep: tuple[float, ...]) -> None:
+        if len(keep) != len(self.prune_points):
+            raise ValueError(f"need {len(self.prune_points)} keep fractions (one per prune point), got {len(keep)}")
+        if any(not 0.0 < r <= 1.0 for r in keep):
+            raise ValueError(f"keep fractions must be in (0, 1], got {keep}")
+        self.keep = tuple(float(r) for r in keep)
+
+    def set_mode(self, mode: PruneMode) -> None:
+        if mode not in ("vpp", "random", "dense"):
+            raise ValueError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
+        self.mode = mode
+
+    def forward(self, images: torch.Tensor, state: PruneState | None = None) -> BackboneOutput:
+        """Run one frame ``[B, 3, H, W]``; ``state`` is the previous frame's (None: first frame)."""
+        vit = self.vit
+        x, grid = vit.embed(images)
+        b, n_all, _c = x.shape
+        x = vit.blocks[0](x)
+        flops = vit.patch_embed.flops(n_all) + vit.blocks[0].flops(n_all)
+        if state is not None and (state.grid != grid or state.tokens0.shape[0] != b):
+            state = None  # a new size or batch cannot reuse the old frame: treat as a clip start
+        frame_index = 0 if state is None else state.frame_index
+        tokens0 = x
+        full = x
+        cur = x
+        idx: torch.Tensor | None = None  # None = all tokens, in order
+        counts = [n_all]
+        kept_masks: list[torch.Tensor] = []
+        keep_probs: list[torch.Tensor] = []
+        taps: dict[int, torch.Tensor] = {}
+        deep_kept: torch.Tensor | None = None
+        if 0 in self._scatter_after:
+            taps[0] = x
+        keep_of = dict(zip(self.prune_points, self.keep))
+        for i in range(1, len(vit.blocks)):
+            if i in keep_of:
+                k = max(1, int(n_all * keep_of[i]))
+                n = cur.shape[1]
+                if self.mode != "dense" and k < n and (i != self.map_block or state is not None):
+                    scores, forced = self._scores(i, cur, state, grid, frame_index, n_all)
+                    if i == self.map_block:
+                        flops += self.map_sm.flops(n_all, state.kept.shape[1]) if self.mode == "vpp" else 0
+                    elif self.mode == "vpp":
+                        flops += self.selective[str(i)].flops(n)
+                    local, factor = _select(scores, k, forced, training=self.training)
+                    cur = _gather(cur, local)
+                    if factor is not None:
+                        cur = cur * factor.unsqueeze(-1).to(cur.dtype)
+                        keep_probs.append(scores.exp())
+                    idx = local if idx is None else idx.gather(1, local)
+                kept_masks.append(_mask(idx, b, n_all, x.device))
+            cur = vit.blocks[i](cur)
+            n = cur.shape[1]
+            counts.append(n)
+            flops += vit.blocks[i].flops(n)
+            if i in self._scatter_after:
+                full = cur if idx is None else _scatter(full, idx, cur)
+                taps[i] = full
+                if i == self.deep_block:
+                    deep_kept = idx if idx is not None else torch.arange(n_all, device=x.device).expand(b, -1)
+        new_state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
+        return BackboneOutput(
+            features=[taps[j] for j in self.out_indices],
+            grid=grid,
+            kept_masks=kept_masks,
+            tokens_per_block=counts,
+            keep_probs=keep_probs,
+            flops=flops,
+            state=new_state,
+        )
+
+    def _scores(
+        self, block: int, cur: torch.Tensor, state: PruneState | None, grid, frame_index: int, n_all: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Keep scores ``[B, n]`` for the current tokens, and indices that must be kept (or None)."""
+        b, n, _ = cur.shape
+        if self.mode == "random":
+            gen = torch.Generator(device="cpu").manual_seed(frame_index * 1009 + block)
+            return torch.rand(b, n, generator=gen).to(cur.device).log(), None
+        if block != self.map_block:
+            return self.selective[str(block)](cur), None
+        scores = self.map_sm(cur, state.tokens0, state.deep, state.kept, grid)
+        k = max(1, int(n_all * self.keep[0]))
+        n_bg = int(k * self.background_share)
+        forced = background_positions(grid, n_bg, frame_index, cur.device) if n_bg > 0 else None
+        return scores, forced
+
+    def flops_dense(self, n: int) -> int:
+        """FLOPs of the unpruned backbone for ``n`` tokens (the reference for FLOP ratios)."""
+        return self.vit.patch_embed.flops(n) + sum(blk.flops(n) for blk in self.vit.blocks)
+
+
+def _select(
+    scores: torch.Tensor, k: int, forced: torch.Tensor | None, *, training: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Indices ``[B, k]`` (ascending) of the top-k scores, ``forced`` indices always included.
+
+    In training, logistic noise perturbs the ranking and the straight-through factor is returned.
+    """
+    rank = scores.detach().float()
+    if training:
+        u = torch.rand_like(rank).clamp_(1e-6, 1 - 1e-6)
+        rank = rank + torch.log(u) - torch.log1p(-u)
+    if forced is not None and forced.numel():
+        rank = rank.index_fill(1, forced, float("inf"))
+    local = rank.topk(k, dim=1, sorted=False).indices.sort(dim=1).values
+    if not training:
+        return local, None
+    p = scores.gather(1, local).exp()
+    return local, 1.0 + p - p.detach()
+
+
+def _gather(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    if x.shape[0] == 1:
+        return x.index_select(1, idx[0])
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _scatter(full: torch.Tensor, idx: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+    """Out-of-place: a copy of ``full`` with rows ``idx`` replaced by ``part``."""
+    if full.shape[0] == 1:
+        return full.index_copy(1, idx[0], part)
+    return full.scatter(1, idx.unsqueeze(-1).expand(-1, -1, full.shape[-1]), part)
+
+
+def _mask(idx: torch.Tensor | None, b: int, n: int, device) -> torch.Tensor:
+    if idx is None:
+        return torch.ones(b, n, dtype=torch.bool, device=device)
+    return torch.zeros(b, n, dtype=torch.bool, device=device).scatter_(1, idx, True)

@@ -1,0 +1,185 @@
+"""InferenceSession: the stateful facade over a VPP model for one clip at a time.
+
+    session = InferenceSession(model, config, device="cpu", pkr=0.4)
+    for result in session.run_clip(frames):      # or session.step(frame) per frame
+        ...                                      # FrameResult: NumPy masks, track IDs, kept maps, PKR, GFLOPs
+    session.reset()                              # before the next clip
+
+All per-clip state (the previous frame's pruning state and the tracker) lives in one
+:class:`ClipState`, which :meth:`reset` replaces whole. Results are NumPy and plain dataclasses so a
+GUI or a writer never touches torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from core.build import VPPConfig, set_pkr
+from core.errors import VPPError
+from core.model.backbone import PruneMode, PruneState
+from core.model.postprocess import select_instances
+from core.model.tracker import EmbeddingTracker
+from core.model.vpp import VPPModel
+from core.preprocess import prepare_frame
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame's output, all NumPy. ``M`` instances; masks at the frame's own size."""
+
+    index: int  # frame index in the clip
+    track_ids: np.ndarray  # [M] int, persistent within the clip
+    category_ids: np.ndarray  # [M] int, 1-based (YTVIS convention)
+    scores: np.ndarray  # [M] float32
+    masks: np.ndarray  # [M, H, W] bool
+    kept: np.ndarray  # [S, gh, gw] bool: tokens kept after each prune point (Map-SM, then each gate)
+    stage_names: tuple[str, ...]  # names of the S prune points
+    keep_ratio: float  # measured PKR (mean over blocks of kept / total)
+    gflops: float  # backbone + head, analytic
+    ms: float  # wall-clock time of the model and post-processing
+
+    @property
+    def num_instances(self) -> int:
+        return int(self.track_ids.shape[0])
+
+
+@dataclass
+class ClipState:
+    prune: PruneState | None = None
+    tracker: EmbeddingTracker = field(default_factory=EmbeddingTracker)
+    frame_index: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" (CUDA if available), "cpu", "cuda" or "cuda:N"; a clear error if CUDA is missing."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise VPPError(f"device {name!r} requested but CUDA is not available on this machine; use 'cpu'")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise VPPError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found")
+        return dev
+    if name == "cpu":
+        return torch.device("cpu")
+    raise VPPError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+class InferenceSession:
+    """Runs a model frame by frame over a clip, chaining the pruning state and the track IDs.
+
+    Args:
+        model: a built (and usually loaded) :class:`VPPModel`.
+        config: its config (input size, categories, keep schedule).
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        pkr: patch keep ratio in (0, 1].
+        mode: "vpp", "random" (random-drop baseline at the same k) or "dense".
+        amp: autocast (bfloat16) on CUDA; ignored on CPU.
+        score_threshold / nms_iou / max_instances: instance selection.
+    """
+
+    def __init__(
+        self,
+        model: VPPModel,
+        config: VPPConfig,
+        *,
+        device: str = "cpu",
+        pkr: float | None = None,
+        mode: PruneMode = "vpp",
+        amp: bool = True,
+        score_threshold: float = 0.25,
+        nms_iou: float = 0.7,
+        max_instances: int = 20,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.amp = amp and self.device.type == "cuda"
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.max_instances = max_instances
+        self.stage_names = ("Map-SM", *(f"block {b}" for b in config.selective_blocks))
+        self.pkr = 1.0
+        self.set_pkr(config.pkr if pkr is None else pkr)
+        self.model.backbone.set_mode(mode)
+        self.state = ClipState()
+
+    @property
+    def mode(self) -> PruneMode:
+        return self.model.backbone.mode
+
+    def reset(self) -> None:
+        """Start a new clip: forget the previous frame and all tracks."""
+        self.state = ClipState()
+
+    def set_pkr(self, pkr: float) -> None:
+        if not 0.0 < pkr <= 1.0:
+            raise VPPError(f"PKR must be in (0, 1], got {pkr}")
+        set_pkr(self.model, self.config, pkr)
+        self.pkr = float(pkr)
+
+    def set_mode(self, mode: PruneMode) -> None:
+        self.model.backbone.set_mode(mode)
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def step(self, frame: np.ndarray) -> FrameResult:
+        """Segment one RGB uint8 frame ``[H, W, 3]`` as the next frame of the current clip."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        images, geom = prepare_frame(frame, cfg.input_long_side, cfg.patch)
+        images = images.to(self.device)
+        st = self.state
+        with self._autocast():
+            out = self.model(images, st.prune)
+        dec = out.decoder
+        det = select_instances(
+            dec.class_logits[0],
+            dec.mask_logits[0],
+            dec.embeddings[0],
+            score_threshold=self.score_threshold,
+            nms_iou=self.nms_iou,
+            max_instances=self.max_instances,
+        )
+        ids = st.tracker.update(det.embeddings.float(), st.frame_index)
+        masks = geom.unpad_masks(det.mask_logits)
+        bb = out.backbone
+        gh, gw = bb.grid
+        kept = torch.stack([m[0] for m in bb.kept_masks]).reshape(-1, gh, gw) if bb.kept_masks else None
+        st.prune = bb.state
+        result = FrameResult(
+            index=st.frame_index,
+            track_ids=np.asarray(ids, dtype=np.int64),
+            category_ids=det.labels.cpu().numpy().astype(np.int64) + 1,
+            scores=det.scores.float().cpu().numpy().astype(np.float32),
+            masks=masks.cpu().numpy(),
+            kept=kept.cpu().numpy() if kept is not None else np.ones((0, gh, gw), dtype=bool),
+            stage_names=self.stage_names,
+            keep_ratio=bb.keep_ratio,
+            gflops=out.flops / 1e9,
+            ms=(time.perf_counter() - t0) * 1000.0,
+        )
+        st.frame_index += 1
+        return result
+
+    def run_clip(
+        self, frames: Iterable[np.ndarray], *, stop: Callable[[], bool] | None = None, reset: bool = True
+    ) -> Iterator[FrameResult]:
+        """Yield one :class:`FrameResult` per frame; ``stop()`` returning True ends the run early."""
+        if reset:
+            self.reset()
+        for frame in frames:
+            if stop is not None and stop():
+                return
+            yield self.step(frame)
