@@ -1,0 +1,90 @@
+"""Checkpoints: safetensors + JSON round trip, clear errors for wrong shapes and bad files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from core.build import VPPConfig, build_vpp
+from core.checkpoint import config_path, load_checkpoint, read_config, save_checkpoint
+from core.errors import CheckpointError
+
+
+def cfg(variant="tiny", **kw):
+    base = dict(input_long_side=96, decoder_dim=32, num_queries=5, decoder_layers=2, decoder_ffn=64, pkr=0.5)
+    return VPPConfig.for_variant(variant, **{**base, **kw})
+
+
+def test_round_trip_gives_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    c = cfg()
+    model = build_vpp(c).eval()
+    path = save_checkpoint(model, c, tmp_path / "m.safetensors")
+    assert config_path(path).is_file()
+    loaded, c2 = load_checkpoint(path)
+    assert c2 == c
+    x = torch.rand(1, 3, 96, 64) * 255
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+        a2, b2 = model(x, a.backbone.state), loaded(x, b.backbone.state)
+    assert torch.equal(a2.decoder.mask_logits, b2.decoder.mask_logits)
+
+
+def test_config_survives_without_the_json_file(tmp_path):
+    c = cfg(num_classes=3, categories=("a", "b", "c"))
+    path = save_checkpoint(build_vpp(c), c, tmp_path / "m.safetensors")
+    config_path(path).unlink()
+    assert read_config(path) == c
+
+
+def test_wrong_shape_lists_the_mismatched_keys(tmp_path):
+    tiny = cfg()
+    path = save_checkpoint(build_vpp(tiny), tiny, tmp_path / "tiny.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, config=cfg("small"))
+    msg = str(err.value)
+    assert "tiny.safetensors" in msg and "shape mismatches" in msg
+    assert "backbone.vit.patch_embed.proj.weight" in msg
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    c = cfg()
+    path = save_checkpoint(build_vpp(c), c, tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing keys.*unexpected keys|unexpected keys"):
+        load_checkpoint(path, config=cfg(decoder_layers=3, selective_blocks=(3, 6)))
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    (tmp_path / "junk.json").write_text(json.dumps(cfg().to_dict()))
+    with pytest.raises(CheckpointError, match="junk.safetensors"):
+        load_checkpoint(junk)
+    (tmp_path / "junk.json").write_text(json.dumps({"variant": "tiny", "bogus": 1}))
+    with pytest.raises(CheckpointError, match="bogus"):
+        load_checkpoint(junk)
+
+
+def test_unknown_variant_names_the_valid_ones():
+    with pytest.raises(ValueError, match="small"):
+        VPPConfig.for_variant("huge")
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
+    c = cfg()
+    path = save_checkpoint(build_vpp(c), c, tmp_path / "m.safetensors")
+    before = path.read_bytes()
+    import core.checkpoint as ck
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(build_vpp(c), c, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
