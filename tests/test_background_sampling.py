@@ -1,7 +1,8 @@
 """An object entering a pruned region is found by the sparse background sampling within a few frames.
 
 The model is built by hand so the outcome does not depend on training: identity blocks, a patch
-embedding whose channel 0 is the patch brightness (channel 1 a constant, channel 2 the darkness), and gates (Map-SM MLP and
+embedding whose channel 0 is the patch brightness (channel 1 a constant, channel 2 the darkness), and
+gates (Map-SM MLP and
 selective modules) that keep bright tokens. The background is a faint left-to-right gradient (2 % of full scale), so
 without background sampling the kept tokens sit on the left and an object appearing on the right is
 aligned to left-side keys and never kept.

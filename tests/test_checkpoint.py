@@ -62,7 +62,7 @@ def test_bad_files_give_clear_errors(tmp_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file at all")
     (tmp_path / "junk.json").write_text(json.dumps(cfg().to_dict()))
-    with pytest.raises(CheckpointError, match="junk.safetensors"):
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors"):
         load_checkpoint(junk)
     (tmp_path / "junk.json").write_text(json.dumps({"variant": "tiny", "bogus": 1}))
     with pytest.raises(CheckpointError, match="bogus"):
