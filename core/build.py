@@ -52,7 +52,8 @@ class VPPConfig:
     decoder_ffn: int = 512
     track_dim: int = 64
     num_classes: int = 40
-    categories: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # names of the K classes, in class-index order
+    category_ids: tuple[int, ...] = ()  # dataset ids of the K classes (default 1..K, the YTVIS convention)
     input_long_side: int = 960
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -72,6 +73,8 @@ class VPPConfig:
         cfg = cls(**fixed)
         if cfg.categories and len(cfg.categories) != cfg.num_classes:
             raise ValueError(f"{len(cfg.categories)} category names for num_classes={cfg.num_classes}")
+        if cfg.category_ids and len(cfg.category_ids) != cfg.num_classes:
+            raise ValueError(f"{len(cfg.category_ids)} category ids for num_classes={cfg.num_classes}")
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +89,10 @@ class VPPConfig:
     @property
     def category_names(self) -> tuple[str, ...]:
         return self.categories or tuple(f"class_{i + 1}" for i in range(self.num_classes))
+
+    @property
+    def class_to_category_id(self) -> tuple[int, ...]:
+        return self.category_ids or tuple(range(1, self.num_classes + 1))
 
 
 def keep_schedule(pkr: float, *, depth: int = 12, prune_points: tuple[int, ...] = (1, 3, 6, 9)) -> tuple[float, ...]:

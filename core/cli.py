@@ -16,6 +16,7 @@ from core.errors import VPPError
 # (module under core.commands, sub-command name) in the order ``vpp --help`` shows them.
 COMMANDS = (
     "bench",
+    "train",
 )
 
 

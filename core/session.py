@@ -106,6 +106,7 @@ class InferenceSession:
         self.nms_iou = nms_iou
         self.max_instances = max_instances
         self.stage_names = ("Map-SM", *(f"block {b}" for b in config.selective_blocks))
+        self._category_ids = np.asarray(config.class_to_category_id, dtype=np.int64)
         self.pkr = 1.0
         self.set_pkr(config.pkr if pkr is None else pkr)
         self.model.backbone.set_mode(mode)
@@ -161,7 +162,7 @@ class InferenceSession:
         result = FrameResult(
             index=st.frame_index,
             track_ids=np.asarray(ids, dtype=np.int64),
-            category_ids=det.labels.cpu().numpy().astype(np.int64) + 1,
+            category_ids=self._category_ids[det.labels.cpu().numpy()],
             scores=det.scores.float().cpu().numpy().astype(np.float32),
             masks=masks.cpu().numpy(),
             kept=kept.cpu().numpy() if kept is not None else np.ones((0, gh, gw), dtype=bool),

@@ -1,0 +1,1 @@
+"""Training: dataset of clips, losses, the dense -> sparse trainer."""
