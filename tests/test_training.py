@@ -67,7 +67,7 @@ def test_training_runs_checkpoints_and_resumes(tiny_data, tmp_path):
     assert {h["stage"] for h in history} == {"dense", "sparse"}
     assert all(h["sparsity"] > 0 for h in history if h["stage"] == "sparse")
     assert (tmp_path / "run" / "last.safetensors").is_file() and (tmp_path / "run" / "last.json").is_file()
-    model, mcfg = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    _, mcfg = load_checkpoint(tmp_path / "run" / "last.safetensors")
     assert mcfg.num_classes == 2 and mcfg.categories == ("box", "disc") and mcfg.category_ids == (1, 2)
     # resume: a longer schedule continues from step 4, not from 0
     more = Trainer(config(tiny_data, tmp_path / "run", sparse_steps=4), log=lambda m: None)

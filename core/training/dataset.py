@@ -102,7 +102,8 @@ class YtvisClips:
             if flip:
                 x, ms = x.flip(-1), ms.flip(-1)
             frames.append(x)
-            targets.append(FrameTargets(torch.tensor(labels, dtype=torch.long), ms, torch.tensor(ids, dtype=torch.long)))
+            labels_t = torch.tensor(labels, dtype=torch.long)
+            targets.append(FrameTargets(labels_t, ms, torch.tensor(ids, dtype=torch.long)))
         while len(frames) < self.clip_len:  # a video shorter than a clip repeats its last frame
             frames.append(frames[-1])
             targets.append(targets[-1])
