@@ -1,0 +1,180 @@
+"""DAVIS-style indexed PNG masks: one palette PNG per frame, 0 = background, k = the k-th object.
+
+Writing uses the DAVIS palette (the PASCAL VOC colour map: 1 = dark red, 2 = dark green, ...), one
+file per frame named like the frame (``00017.jpg`` -> ``00017.png``), each written atomically.
+Where objects overlap, the earlier object (lower index) keeps the pixel, so pass tracks in priority
+order. Reading accepts palette PNGs (indices as stored), greyscale PNGs (0/255 -> 0/1, other grey
+values taken as indices) and RGB PNGs drawn in the DAVIS palette.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.atomic import atomic_write_bytes
+from core.data.rle import RLE, decode_rle
+from core.data.sources import natural_key
+from core.errors import DataError
+
+MAX_OBJECTS = 255
+
+
+def davis_palette() -> np.ndarray:
+    """``[256, 3]`` uint8: colour k spreads the bits of k over R, G, B from the most significant bit down."""
+    pal = np.zeros((256, 3), np.uint8)
+    for k in range(256):
+        c, rgb = k, [0, 0, 0]
+        for bit in range(8):
+            for ch in range(3):
+                rgb[ch] |= ((c >> ch) & 1) << (7 - bit)
+            c >>= 3
+        pal[k] = rgb
+    return pal
+
+
+def encode_davis_png(labels: np.ndarray) -> bytes:
+    """Label map ``[H, W]`` (0..255) -> palette PNG bytes."""
+    lab = np.asarray(labels)
+    if lab.ndim != 2:
+        raise ValueError(f"a DAVIS mask must be H x W, got shape {lab.shape}")
+    if lab.size and (lab.min() < 0 or lab.max() > MAX_OBJECTS):
+        raise ValueError(f"DAVIS labels must be 0..{MAX_OBJECTS}, got {lab.min()}..{lab.max()}")
+    lab = np.ascontiguousarray(lab, dtype=np.uint8)
+    im = Image.frombytes("P", (lab.shape[1], lab.shape[0]), lab.tobytes())
+    im.putpalette(davis_palette().tobytes())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def write_davis_png(path: str | Path, labels: np.ndarray) -> None:
+    """Write one label map as a palette PNG, atomically."""
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, encode_davis_png(labels))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write the mask ({exc.strerror or exc}); check the folder") from exc
+
+
+def read_davis_png(path: str | Path) -> np.ndarray:
+    """A DAVIS mask PNG -> label map ``[H, W]`` uint8 (0 = background)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: mask file does not exist") from None
+    except Exception as exc:  # Pillow raises many types for bad files
+        raise DataError(f"{path}: not a readable PNG mask ({type(exc).__name__}: {exc})") from None
+    if mode == "P":
+        return arr.astype(np.uint8)
+    if mode in ("L", "I", "I;16", "1"):
+        arr = arr.astype(np.int64)
+        if mode == "1" or set(np.unique(arr).tolist()) <= {0, 255}:
+            return (arr > 0).astype(np.uint8)
+        if arr.max() > MAX_OBJECTS:
+            raise DataError(f"{path}: greyscale mask values go up to {arr.max()}, more than {MAX_OBJECTS} objects")
+        return arr.astype(np.uint8)
+    if mode in ("RGB", "RGBA"):
+        return _rgb_to_labels(path, arr[..., :3])
+    raise DataError(f"{path}: unsupported PNG mode {mode} for a DAVIS mask (use palette or greyscale)")
+
+
+def _rgb_to_labels(path: Path, rgb: np.ndarray) -> np.ndarray:
+    pal = davis_palette().astype(np.int64)
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    pal_codes = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    lookup = {int(c): k for k, c in enumerate(pal_codes)}
+    uniq, inv = np.unique(codes, return_inverse=True)
+    missing = [int(u) for u in uniq if int(u) not in lookup]
+    if missing:
+        c = missing[0]
+        raise DataError(f"{path}: colour ({c >> 16}, {(c >> 8) & 255}, {c & 255}) is not in the DAVIS palette")
+    return np.array([lookup[int(u)] for u in uniq], np.uint8)[inv].reshape(codes.shape)
+
+
+def tracks_to_labels(frame_masks: Sequence[np.ndarray | RLE | None], height: int, width: int) -> np.ndarray:
+    """Per-object masks of one frame (bool arrays, RLEs or None) -> label map; earlier objects win overlaps."""
+    if len(frame_masks) > MAX_OBJECTS:
+        raise ValueError(f"a DAVIS mask holds at most {MAX_OBJECTS} objects, got {len(frame_masks)}")
+    labels = np.zeros((height, width), np.uint8)
+    for k in range(len(frame_masks) - 1, -1, -1):  # paint from the last object so the first ends on top
+        m = frame_masks[k]
+        if m is None:
+            continue
+        mask = decode_rle(m) if isinstance(m, dict) else np.asarray(m, bool)
+        if mask.shape != (height, width):
+            raise ValueError(f"object {k + 1}'s mask is {mask.shape[1]}x{mask.shape[0]}, not {width}x{height}")
+        labels[mask] = k + 1
+    return labels
+
+
+def export_davis(out_dir: str | Path, frame_names: Sequence[str],
+                 tracks: Sequence[Sequence[np.ndarray | RLE | None]], *, height: int, width: int) -> list[Path]:
+    """Write one palette PNG per frame (object k = ``tracks[k-1]``) into ``out_dir``; returns the paths."""
+    if any(len(t) != len(frame_names) for t in tracks):
+        raise ValueError("every track needs one entry (mask, RLE or None) per frame")
+    labels = [tracks_to_labels([tr[t] for tr in tracks], height, width) for t in range(len(frame_names))]
+    return write_davis_pngs(out_dir, labels, frame_names)
+
+
+def write_davis_pngs(folder: str | Path, label_maps: Sequence[np.ndarray], names: Sequence[str]) -> list[Path]:
+    """Write per-frame label maps (any integer ids, 0 = background) as DAVIS PNGs named like ``names``.
+
+    Ids above 255 are renumbered 1..K in ascending id order, the same way in every frame; more than
+    255 distinct objects raise ``DataError``.
+    """
+    if len(label_maps) != len(names):
+        raise ValueError(f"{len(label_maps)} label maps for {len(names)} frame names")
+    ids = np.unique(np.concatenate([np.unique(m) for m in label_maps])) if label_maps else np.zeros(0, int)
+    ids = ids[ids > 0]
+    if len(ids) > MAX_OBJECTS:
+        raise DataError(f"{folder}: {len(ids)} objects do not fit a DAVIS PNG (at most {MAX_OBJECTS})")
+    remap = None
+    if len(ids) and ids.max() > MAX_OBJECTS:
+        remap = np.zeros(int(ids.max()) + 1, np.uint8)
+        remap[ids] = np.arange(1, len(ids) + 1)
+    out = Path(folder)
+    stems = [Path(n).stem for n in names]
+    if len(set(stems)) != len(stems):
+        raise ValueError("frame names must have distinct stems to name one PNG per frame")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{out}: cannot create the folder ({exc.strerror or exc})") from exc
+    paths = []
+    for lab, stem in zip(label_maps, stems):
+        lab = np.asarray(lab)
+        path = out / f"{stem}.png"
+        write_davis_png(path, remap[lab] if remap is not None else lab)
+        paths.append(path)
+    return paths
+
+
+def read_davis_folder(folder: str | Path) -> tuple[list[str], np.ndarray]:
+    """All ``*.png`` of a folder in natural order -> (names, label maps ``[T, H, W]`` uint8)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: mask folder does not exist")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png" and not p.name.startswith(".")),
+                   key=lambda p: natural_key(p.name))
+    if not files:
+        raise DataError(f"{folder}: no PNG masks found")
+    labels = [read_davis_png(p) for p in files]
+    shapes = {lab.shape for lab in labels}
+    if len(shapes) > 1:
+        raise DataError(f"{folder}: masks differ in size ({', '.join(f'{w}x{h}' for h, w in sorted(shapes))})")
+    return [p.name for p in files], np.stack(labels)
+
+
+def labels_to_masks(labels: np.ndarray, num_objects: int | None = None) -> np.ndarray:
+    """Label maps ``[..., H, W]`` -> bool masks ``[K, ..., H, W]`` for objects 1..K (K = max label by default)."""
+    k = int(labels.max(initial=0)) if num_objects is None else num_objects
+    return np.stack([labels == i for i in range(1, k + 1)]) if k else np.zeros((0, *labels.shape), bool)

@@ -1,0 +1,460 @@
+"""Frame sources: a folder of images, a video file or a YouTube-VIS split, with lazy decoding.
+
+Every source gives ``len()``, ``fps``, ``size`` (width, height), per-frame ``names`` and
+``frame(i)`` -> ``[H, W, 3]`` RGB uint8 (read-only: copy before drawing on it). Decoded frames go to
+an LRU cache bounded in bytes. Opening decodes only the first frame (to learn the size), so a GUI
+can show it at once, whatever the length.
+
+Frames whose size differs from the first frame are resized to it (area interpolation when
+shrinking, linear when enlarging) and their indices are recorded in ``resized``: a model needs one
+size per clip, and refusing would make one odd frame spoil a long folder.
+
+A frame that cannot be decoded raises :class:`FrameReadError` naming the file and the index. With
+``on_corrupt="skip"``, call :meth:`FrameSource.scan` once: it decodes every frame, drops the bad
+ones (listed in ``skipped``) and renumbers the rest; before a scan, bad frames still raise.
+
+:func:`load_ytvis_dataset` reads a YTVIS split (annotations + ``JPEGImages``) and gives one
+:class:`FolderSource` per video, its frames listed by the video's ``file_names``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from core.data.cache import ByteLRU
+from core.data.errors import FrameReadError
+from core.data.imageio import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
+from core.data.ytvis import YtvisGroundTruth, read_ytvis_gt
+from core.errors import DataError
+
+OnCorrupt = Literal["raise", "skip"]
+DEFAULT_CACHE_BYTES = 512 * 2**20
+DEFAULT_FPS = 25.0
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders ``2.jpg`` before ``10.jpg`` (digit runs compare as numbers)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
+class FrameSource(ABC):
+    """Common machinery: index mapping (after skips), byte-bounded cache, size policy, context manager."""
+
+    def __init__(self, path: str | Path, count: int, *, cache_bytes: int, on_corrupt: OnCorrupt) -> None:
+        if on_corrupt not in ("raise", "skip"):
+            raise ValueError(f"on_corrupt must be 'raise' or 'skip', not {on_corrupt!r}")
+        self.path = Path(path)
+        self.on_corrupt: OnCorrupt = on_corrupt
+        self._order = list(range(count))  # visible index -> stored frame number
+        self._cache = ByteLRU(cache_bytes)
+        self._size: tuple[int, int] | None = None
+        self._resized: set[int] = set()
+        self._skipped: list[tuple[str, str]] = []
+        self._closed = False
+
+    # -- to implement -------------------------------------------------------------------------------
+    @abstractmethod
+    def _decode(self, raw: int) -> np.ndarray:
+        """Stored frame number -> RGB uint8 (any size); raise ImageDecodeError or FrameReadError."""
+
+    @abstractmethod
+    def _raw_name(self, raw: int) -> str: ...
+
+    @property
+    @abstractmethod
+    def fps(self) -> float: ...
+
+    # -- public interface -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of every frame this source returns (the first readable frame's size)."""
+        assert self._size is not None
+        return self._size
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._raw_name(r) for r in self._order)
+
+    @property
+    def resized(self) -> tuple[int, ...]:
+        """Visible indices of frames decoded so far that had another size and were resized."""
+        pos = {r: i for i, r in enumerate(self._order)}
+        return tuple(sorted(pos[r] for r in self._resized if r in pos))
+
+    @property
+    def skipped(self) -> tuple[tuple[str, str], ...]:
+        """(name, reason) of frames :meth:`scan` dropped (``on_corrupt="skip"``)."""
+        return tuple(self._skipped)
+
+    def frame(self, i: int) -> np.ndarray:
+        """Frame ``i`` (negative indices count from the end) as ``[H, W, 3]`` RGB uint8, read-only."""
+        if self._closed:
+            raise RuntimeError(f"{self.path}: the source is closed")
+        n = len(self._order)
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} out of range: {self.path} has {n} frames")
+        raw = self._order[i % n]
+        cached = self._cache.get(raw)
+        if cached is not None:
+            return cached
+        img = self._checked(raw)
+        img.flags.writeable = False
+        self._cache.put(raw, img)
+        return img
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.frame(i)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self.frame(i)
+
+    def scan(self) -> tuple[str, ...]:
+        """Decode every frame once (not cached). With ``on_corrupt="skip"`` drop unreadable frames and
+        return their names; with ``"raise"`` raise :class:`FrameReadError` at the first one."""
+        bad = []
+        for i, raw in enumerate(list(self._order)):
+            try:
+                self._checked(raw)
+            except FrameReadError as exc:
+                if self.on_corrupt == "raise":
+                    raise FrameReadError(exc.path, i, exc.reason) from exc
+                bad.append((raw, exc.reason))
+        if bad:
+            dropped = {r for r, _ in bad}
+            self._order = [r for r in self._order if r not in dropped]
+            self._skipped += [(self._raw_name(r), why) for r, why in bad]
+            if not self._order:
+                raise DataError(f"{self.path}: none of the frames can be read ({bad[0][1]})")
+        return tuple(self._raw_name(r) for r, _ in bad)
+
+    def close(self) -> None:
+        self._closed = True
+        self._cache.clear()
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        w, h = self._size or (0, 0)
+        return f"{type(self).__name__}({str(self.path)!r}, frames={len(self)}, size={w}x{h}, fps={self.fps:g})"
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _frame_path(self, raw: int) -> Path:
+        return self.path
+
+    def _checked(self, raw: int) -> np.ndarray:
+        try:
+            img = self._decode(raw)
+        except ImageDecodeError as exc:
+            raise FrameReadError(self._frame_path(raw), bisect.bisect_left(self._order, raw), str(exc)) from exc
+        h, w = img.shape[:2]
+        if self._size is None:
+            self._size = (w, h)
+        elif (w, h) != self._size:
+            tw, th = self._size
+            interp = cv2.INTER_AREA if w * h > tw * th else cv2.INTER_LINEAR
+            img = cv2.resize(img, (tw, th), interpolation=interp)
+            self._resized.add(raw)
+        return img
+
+    def _open_first(self) -> None:
+        """Decode the first readable frame to learn the size (skipping bad ones in skip mode)."""
+        while self._order:
+            try:
+                self.frame(0)
+                return
+            except FrameReadError as exc:
+                if self.on_corrupt == "raise":
+                    raise
+                self._skipped.append((self._raw_name(self._order[0]), exc.reason))
+                self._order.pop(0)
+        raise DataError(f"{self.path}: none of the frames can be read")
+
+
+class FolderSource(FrameSource):
+    """Images in a folder (jpg/jpeg/png/bmp/tif/tiff/webp, any case), in natural order, or an explicit list.
+
+    Args:
+        path: the folder.
+        fps: frames per second to report (folders have none; default 25).
+        cache_bytes: budget of the decoded-frame cache.
+        on_corrupt: "raise" or "skip" (see :meth:`scan`).
+    """
+
+    def __init__(self, path: str | Path, *, fps: float = DEFAULT_FPS, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 on_corrupt: OnCorrupt = "raise", files: Sequence[str | Path] | None = None,
+                 names: Sequence[str] | None = None) -> None:
+        folder = Path(path)
+        if files is None:
+            if not folder.exists():
+                raise DataError(f"{folder}: folder does not exist; check the path")
+            if not folder.is_dir():
+                raise DataError(f"{folder}: is not a folder; pass a folder of frames or use open_source() for videos")
+            try:
+                entries = [e.name for e in os.scandir(folder)
+                           if not e.name.startswith(".") and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS
+                           and e.is_file()]
+            except OSError as exc:
+                raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+            if not entries:
+                raise DataError(f"{folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}); "
+                                "pass the folder that holds the frames")
+            entries.sort(key=natural_key)
+            self._files = [folder / e for e in entries]
+        else:
+            self._files = [Path(f) for f in files]
+            if not self._files:
+                raise DataError(f"{folder}: the frame list is empty")
+        self._names = list(names) if names is not None else [f.name for f in self._files]
+        if len(self._names) != len(self._files):
+            raise ValueError("names and files differ in length")
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self._fps = float(fps)
+        super().__init__(folder, len(self._files), cache_bytes=cache_bytes, on_corrupt=on_corrupt)
+        self._open_first()
+
+    @classmethod
+    def from_files(cls, files: Sequence[str | Path], *, root: str | Path | None = None,
+                   names: Sequence[str] | None = None, **kwargs) -> FolderSource:
+        """A source over an explicit, ordered file list (e.g. a YTVIS video's ``file_names``)."""
+        root = Path(root) if root is not None else (Path(files[0]).parent if files else Path("."))
+        return cls(root, files=files, names=names, **kwargs)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(self._files[r] for r in self._order)
+
+    def _raw_name(self, raw: int) -> str:
+        return self._names[raw]
+
+    def _frame_path(self, raw: int) -> Path:
+        return self._files[raw]
+
+    def _decode(self, raw: int) -> np.ndarray:
+        path = self._files[raw]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageDecodeError("the file is missing") from None
+        except OSError as exc:
+            raise ImageDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
+        return decode_image(data)
+
+
+class VideoSource(FrameSource):
+    """Frames of a video file decoded by OpenCV (FFmpeg), with random access.
+
+    Sequential reads (``i == last + 1``) just decode the next frame; other indices seek with
+    ``CAP_PROP_POS_FRAMES``. The frame count comes from the container header when it gives a positive
+    number (``count_frames="auto"``, the default: opening stays instant); ``"decode"`` counts by
+    decoding the whole file once at open, for files whose header is known to be wrong. If the header
+    over-counts, reading a missing tail frame raises :class:`FrameReadError` naming its index.
+    Names are ``00000.jpg``-style, for exporting frames or masks per frame.
+    """
+
+    def __init__(self, path: str | Path, *, fps: float | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 on_corrupt: OnCorrupt = "raise", count_frames: Literal["auto", "decode"] = "auto") -> None:
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"{path}: video file does not exist; check the path")
+        if not path.is_file():
+            raise DataError(f"{path}: is not a file; for a folder of frames use FolderSource or open_source()")
+        if count_frames not in ("auto", "decode"):
+            raise ValueError(f"count_frames must be 'auto' or 'decode', not {count_frames!r}")
+        self._lock = threading.Lock()
+        self._cap = self._open(path)
+        self._next = 0
+        header = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        count = int(header) if count_frames == "auto" and np.isfinite(header) and 0 < header < 2**31 else -1
+        if count < 0:
+            count = self._count_by_decoding(path)
+        if count == 0:
+            self._cap.release()
+            raise DataError(f"{path}: the video has no decodable frames; check that the file is complete")
+        rate = self._cap.get(cv2.CAP_PROP_FPS)
+        self._fps = float(fps) if fps else (float(rate) if np.isfinite(rate) and 0 < rate < 1000 else DEFAULT_FPS)
+        super().__init__(path, count, cache_bytes=cache_bytes, on_corrupt=on_corrupt)
+        try:
+            self._open_first()
+        except DataError:
+            self._cap.release()
+            raise
+
+    @staticmethod
+    def _open(path: Path) -> cv2.VideoCapture:
+        # OpenCV logs its own WARN lines for files it cannot open; our error below says it better
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+            ok = cap.isOpened()
+        except cv2.error:
+            ok = False
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        if not ok:
+            raise DataError(f"{path}: not a video OpenCV can read (mp4, avi, mkv, mov, webm ...); "
+                            "check the file, or pass a folder of frames instead")
+        return cap
+
+    def _count_by_decoding(self, path: Path) -> int:
+        n = 0
+        with self._lock:
+            while self._cap.grab():
+                n += 1
+            self._cap.release()
+            self._cap = self._open(path)
+            self._next = 0
+        return n
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def _raw_name(self, raw: int) -> str:
+        return f"{raw:05d}.jpg"
+
+    def _decode(self, raw: int) -> np.ndarray:
+        with self._lock:
+            try:
+                if raw != self._next:
+                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, float(raw))
+                ok, img = self._cap.read()
+            except cv2.error as exc:
+                ok, img = False, None
+                reason = f"OpenCV error: {exc}"
+            else:
+                reason = "the decoder returned no frame (corrupt data or past the real end of the video)"
+            self._next = raw + 1 if ok else -1
+        if not ok or img is None:
+            raise ImageDecodeError(reason)
+        return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
+
+    def close(self) -> None:
+        with self._lock:
+            self._cap.release()
+        super().close()
+
+
+def open_source(path: str | Path, **kwargs) -> FrameSource:
+    """A folder -> :class:`FolderSource`; a file -> :class:`VideoSource`. Keyword options pass through."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: does not exist; pass a folder of frames or a video file")
+    if p.is_dir():
+        return FolderSource(p, **kwargs)
+    if p.suffix.lower() in IMAGE_EXTENSIONS:
+        raise DataError(f"{p}: is a single image; pass the folder that holds the frames")
+    return VideoSource(p, **kwargs)
+
+
+# -- YouTube-VIS datasets on disk ---------------------------------------------------------------------
+
+
+def find_ytvis_split(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, ``JPEGImages`` folder) of ``split`` under ``root``; DataError listing what was tried.
+
+    Layouts: ``<root>/<split>/instances.json`` (YTVIS 2021, our synthetic sets);
+    ``<root>/annotations/<split>.json``, ``annotations/instances_<split>.json`` or the one
+    ``annotations/*<split>*.json`` (YTVIS 2019 style); ``<root>/<split>.json``. Frames are always in
+    ``<root>/<split>/JPEGImages/`` and a video's ``file_names`` are relative to it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist; check the path")
+    image_root = root / split / "JPEGImages"
+    tried = [root / split / "instances.json", root / "annotations" / f"{split}.json",
+             root / "annotations" / f"instances_{split}.json", root / f"{split}.json"]
+    candidates = [p for p in tried if p.is_file()]
+    if not candidates and (root / "annotations").is_dir():
+        matches = sorted(p for p in (root / "annotations").glob(f"*{split}*.json") if p.is_file())
+        if len(matches) > 1:
+            raise DataError(f"{root / 'annotations'}: several annotation files match split {split!r} "
+                            f"({', '.join(p.name for p in matches)}); rename or remove the extra ones")
+        candidates = matches
+    if not candidates:
+        raise DataError(f"{root}: no annotation file for split {split!r}; looked for "
+                        + ", ".join(str(p.relative_to(root)) for p in tried))
+    if not image_root.is_dir():
+        raise DataError(f"{image_root}: frame folder of split {split!r} does not exist")
+    return candidates[0], image_root
+
+
+@dataclass(frozen=True)
+class YtvisDatasetSource:
+    """A YTVIS split: validated ground truth plus a lazy :class:`FolderSource` per video."""
+
+    root: Path
+    split: str
+    annotation_path: Path
+    image_root: Path
+    gt: YtvisGroundTruth
+
+    @classmethod
+    def find(cls, path: str | Path) -> YtvisDatasetSource | None:
+        """``path`` as a split folder (``instances.json`` + ``JPEGImages/``) -> the split, else None."""
+        path = Path(path)
+        if not ((path / "instances.json").is_file() and (path / "JPEGImages").is_dir()):
+            return None
+        return load_ytvis_dataset(path.parent, path.name)
+
+    @property
+    def video_ids(self) -> list[int]:
+        return [v.id for v in self.gt.videos]
+
+    def frame_paths(self, video_id: int) -> list[Path]:
+        return [self.image_root / f for f in self.gt.video(video_id).file_names]
+
+    def video_name(self, video_id: int) -> str:
+        names = self.gt.video(video_id).file_names
+        parent = Path(names[0]).parent.name if names else ""
+        return parent or f"video{video_id}"
+
+    def video_source(self, video_id: int, **kwargs) -> FolderSource:
+        """Frames of the video, listed by its ``file_names`` (which are also the frame names).
+
+        Keyword options (``cache_bytes``, ``on_corrupt``, ``fps``) pass through.
+        """
+        video = self.gt.video(video_id)
+        if not video.file_names:
+            raise DataError(f"{self.annotation_path}: video {video_id} lists no frames")
+        return FolderSource.from_files(self.frame_paths(video_id), root=self.image_root,
+                                       names=list(video.file_names), **kwargs)
+
+    def sources(self, **kwargs) -> Iterator[tuple[int, str, FolderSource]]:
+        """(video id, video name, source) for every video, opened one at a time."""
+        for vid in self.video_ids:
+            yield vid, self.video_name(vid), self.video_source(vid, **kwargs)
+
+
+#: Alias used by ``vpp infer``.
+YtvisSplit = YtvisDatasetSource
+
+
+def load_ytvis_dataset(root: str | Path, split: str = "train") -> YtvisDatasetSource:
+    """Find, read and validate a split's annotations; frames are opened lazily per video."""
+    ann, image_root = find_ytvis_split(root, split)
+    return YtvisDatasetSource(Path(root), split, ann, image_root, read_ytvis_gt(ann))

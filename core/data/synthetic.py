@@ -1,0 +1,261 @@
+"""A seeded generator of synthetic YouTube-VIS datasets: textured shapes moving over textured backgrounds.
+
+Six categories (circle, square, triangle, star, ring, cross), each with its own colour range and
+texture (radial gradient, checkerboard, stripes, dots, speckle, diagonal stripes), so a small model
+can tell them apart. Objects move smoothly (drift + sway), pulse in scale and rotate; they occlude
+each other by a fixed z-order (masks are the visible parts), cross the frame edges, and some appear
+or vanish mid-clip. A frame where an object has no visible pixel gets a null segmentation.
+Everything is drawn with numpy + OpenCV from one ``numpy.random.Generator``: the same seed gives the
+same arrays and, through :func:`write_synthetic_dataset`, the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.atomic import atomic_write_text
+from core.data.errors import YtvisWriteError
+from core.data.rle import encode_masks, rle_area, rle_bbox
+
+CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
+# Base RGB colour of each category (jittered per object) and its texture.
+_COLOURS = ((225, 70, 50), (50, 90, 225), (60, 190, 70), (235, 205, 40), (190, 60, 200), (40, 200, 210))
+_TEXTURES = ("radial", "checker", "stripes", "dots", "speckle", "diagonal")
+
+
+@dataclass(frozen=True)
+class SyntheticInstance:
+    """One object: ``category_id`` is 1-based into :data:`CATEGORIES`; ``masks`` ``[T, H, W]`` are visible parts."""
+
+    category_id: int
+    masks: np.ndarray
+
+    @property
+    def present(self) -> np.ndarray:
+        """``[T]`` bool: the object has at least one visible pixel."""
+        return self.masks.any(axis=(1, 2))
+
+
+@dataclass(frozen=True)
+class SyntheticClip:
+    frames: np.ndarray  # [T, H, W, 3] uint8 RGB
+    instances: tuple[SyntheticInstance, ...]
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A muted textured canvas ``[h, w, 3]`` uint8: smooth colour blobs plus faint lines."""
+    small = rng.uniform(60, 170, (max(2, h // 24), max(2, w // 24), 3)).astype(np.float32)
+    base = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    grey = base.mean(axis=2, keepdims=True)
+    base = grey + 0.45 * (base - grey)  # low saturation: objects stand out by colour
+    fine = cv2.resize(rng.uniform(-18, 18, (max(2, h // 4), max(2, w // 4))).astype(np.float32), (w, h),
+                      interpolation=cv2.INTER_LINEAR)
+    canvas = base + fine[..., None]
+    for _ in range(int(rng.integers(4, 10))):
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p2 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        shade = float(rng.uniform(-30, 30))
+        cv2.line(canvas, p1, p2, (shade + 110,) * 3, int(rng.integers(1, 4)))
+    return np.clip(canvas, 0, 255).astype(np.uint8)
+
+
+def _shape_mask(category: int, size: int, r: float) -> np.ndarray:
+    m = np.zeros((size, size), np.uint8)
+    c = size / 2.0
+    sh = 4  # sub-pixel drawing: coordinates in 1/16 px
+
+    def pts(radii: Sequence[float], start: float) -> np.ndarray:
+        n = len(radii)
+        ang = start + np.arange(n) * 2 * math.pi / n
+        xy = np.stack([c + np.asarray(radii) * np.cos(ang), c + np.asarray(radii) * np.sin(ang)], 1)
+        return np.round(xy * (1 << sh)).astype(np.int32)
+
+    name = CATEGORIES[category - 1]
+    if name in ("circle", "ring"):
+        cv2.circle(m, (round(c * 16), round(c * 16)), round(r * 16), 1, -1, shift=sh)
+        if name == "ring":
+            cv2.circle(m, (round(c * 16), round(c * 16)), round(0.55 * r * 16), 0, -1, shift=sh)
+    elif name == "square":
+        cv2.fillPoly(m, [pts([r] * 4, math.pi / 4)], 1, shift=sh)
+    elif name == "triangle":
+        cv2.fillPoly(m, [pts([r] * 3, -math.pi / 2)], 1, shift=sh)
+    elif name == "star":
+        cv2.fillPoly(m, [pts([r, 0.45 * r] * 5, -math.pi / 2)], 1, shift=sh)
+    else:  # cross
+        a = 0.28 * r
+        for x0, y0, x1, y1 in ((c - r, c - a, c + r, c + a), (c - a, c - r, c + a, c + r)):
+            box = np.round(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) * 16).astype(np.int32)
+            cv2.fillPoly(m, [box], 1, shift=sh)
+    return m
+
+
+def _texture(rng: np.random.Generator, category: int, size: int) -> np.ndarray:
+    colour = np.clip(np.array(_COLOURS[category - 1], np.float32) + rng.uniform(-25, 25, 3), 0, 255)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    c = size / 2.0
+    kind = _TEXTURES[category - 1]
+    period = float(rng.uniform(5, 9))
+    if kind == "radial":
+        shade = 1.0 - 0.5 * np.hypot(xx - c, yy - c) / c
+    elif kind == "checker":
+        shade = np.where((np.floor(xx / period) + np.floor(yy / period)) % 2 == 0, 1.0, 0.55)
+    elif kind == "stripes":
+        shade = 0.75 + 0.25 * np.sign(np.sin(2 * np.pi * yy / period))
+    elif kind == "dots":
+        shade = np.where(np.hypot((xx % period) - period / 2, (yy % period) - period / 2) < period / 4, 0.5, 1.0)
+    elif kind == "speckle":
+        shade = rng.uniform(0.55, 1.0, (size, size)).astype(np.float32)
+    else:
+        shade = 0.75 + 0.25 * np.sign(np.sin(2 * np.pi * (xx + yy) / (1.4 * period)))
+    return np.clip(shade[..., None] * colour, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class _Object:
+    category: int
+    sprite: np.ndarray  # [S, S] uint8 0/1
+    texture: np.ndarray  # [S, S, 3]
+    path: np.ndarray  # [T, 2] centre (x, y)
+    scale: np.ndarray  # [T]
+    angle: np.ndarray  # [T] degrees
+    alive: np.ndarray  # [T] bool
+
+
+def _make_object(rng: np.random.Generator, w: int, h: int, frames: int) -> _Object:
+    category = int(rng.integers(1, len(CATEGORIES) + 1))
+    r = float(rng.uniform(0.08, 0.2)) * min(w, h)
+    size = math.ceil(2 * r) + 4
+    t = np.arange(frames, dtype=np.float64)
+    start = np.array([rng.uniform(-0.15, 1.15) * w, rng.uniform(-0.15, 1.15) * h])
+    speed = rng.uniform(0.4, 2.5) * min(w, h) / 100.0
+    heading = rng.uniform(0, 2 * math.pi)
+    drift = speed * np.array([math.cos(heading), math.sin(heading)])
+    sway_amp, sway_freq, sway_phase = rng.uniform(0, 0.06) * min(w, h), rng.uniform(0.05, 0.3), rng.uniform(0, 6.3)
+    path = start + t[:, None] * drift + sway_amp * np.sin(sway_freq * t + sway_phase)[:, None] * drift[::-1] / max(
+        speed, 1e-6)
+    scale = 1.0 + rng.uniform(0, 0.2) * np.sin(rng.uniform(0.05, 0.25) * t + rng.uniform(0, 6.3))
+    angle = rng.uniform(0, 360) + rng.uniform(-4, 4) * t
+    alive = np.ones(frames, bool)
+    if frames > 3 and rng.random() < 0.35:  # pops in and/or out mid-clip
+        a, b = sorted(rng.integers(0, frames + 1, 2))
+        if b - a >= 2:
+            alive[:] = False
+            alive[a:b] = True
+    return _Object(category, _shape_mask(category, size, r), _texture(rng, category, size), path, scale, angle, alive)
+
+
+def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: int) -> None:
+    """Warp the object's sprite for frame ``t`` into its bounding box and paint it over ``frame``."""
+    h, w = label.shape
+    s = obj.sprite.shape[0]
+    m = cv2.getRotationMatrix2D((s / 2.0, s / 2.0), float(obj.angle[t]), float(obj.scale[t]))
+    m[:, 2] += obj.path[t] - s / 2.0
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ m.T
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int), (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return
+    m[:, 2] -= (x0, y0)
+    box = (int(x1 - x0), int(y1 - y0))
+    alpha = cv2.warpAffine(obj.sprite, m, box, flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
+    tex = cv2.warpAffine(obj.texture, m, box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    frame[y0:y1, x0:x1][alpha] = tex[alpha]
+    label[y0:y1, x0:x1][alpha] = index
+
+
+def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240, frames: int = 16, *,
+                  min_objects: int = 1, max_objects: int = 4) -> SyntheticClip:
+    """One clip in memory: ``frames [T, H, W, 3]`` uint8 RGB and its instances (visible masks, category).
+
+    ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a list of ints).
+    Instances never visible in any frame are dropped.
+    """
+    if width < 8 or height < 8 or frames < 1:
+        raise ValueError(f"a clip needs width, height >= 8 and frames >= 1, got {width}x{height}x{frames}")
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    rng = np.random.default_rng(seed)
+    pad = max(8, int(0.1 * max(width, height)))
+    canvas = _background(rng, height + 2 * pad, width + 2 * pad)
+    pan0, pan_v = rng.uniform(0, 2 * pad, 2), rng.uniform(-0.4, 0.4, 2)
+    objects = [_make_object(rng, width, height, frames) for _ in range(int(rng.integers(min_objects, max_objects + 1)))]
+    out = np.empty((frames, height, width, 3), np.uint8)
+    labels = np.zeros((frames, height, width), np.uint8)
+    for t in range(frames):
+        ox, oy = np.clip(np.round(pan0 + pan_v * t + 2.0 * np.sin(0.2 * t)), 0, 2 * pad).astype(int)
+        out[t] = canvas[oy:oy + height, ox:ox + width]
+        for k, obj in enumerate(objects):  # list order is z-order: later objects are in front
+            if obj.alive[t]:
+                _paste(out[t], labels[t], obj, t, k + 1)
+    instances = []
+    for k, obj in enumerate(objects):
+        masks = labels == k + 1
+        if masks.any():
+            instances.append(SyntheticInstance(obj.category, masks))
+    return SyntheticClip(out, tuple(instances))
+
+
+def _clip_seed(seed: int, split: int, index: int) -> list[int]:
+    return [int(seed), split, index]
+
+
+def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_videos: int = 2, width: int = 320,
+                            height: int = 240, frames: int = 16, seed: int = 0, max_objects: int = 4,
+                            jpeg_quality: int = 95) -> dict[str, Path]:
+    """Write ``<out>/<split>/JPEGImages/<video>/00000.jpg ...`` and ``<out>/<split>/instances.json``.
+
+    Splits ``train`` and ``valid`` use distinct seed streams ([seed, 0, i] and [seed, 1, i]). Images are
+    written directly; each ``instances.json`` is written last and atomically, so a split with an
+    ``instances.json`` is complete. Returns split -> annotation path.
+    """
+    out = Path(out)
+    written = {}
+    for split_index, (split, count) in enumerate((("train", train_videos), ("valid", val_videos))):
+        if count <= 0:
+            continue
+        root = out / split
+        videos, annotations = [], []
+        for i in range(count):
+            clip = generate_clip(_clip_seed(seed, split_index, i), width, height, frames, max_objects=max_objects)
+            name = f"vid{i:05d}"
+            folder = root / "JPEGImages" / name
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                for t, frame in enumerate(clip.frames):
+                    _, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                                           [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                    (folder / f"{t:05d}.jpg").write_bytes(buf.tobytes())
+            except OSError as exc:
+                raise YtvisWriteError(f"{folder}: cannot write frames ({exc.strerror or exc})") from exc
+            videos.append({"id": i + 1, "width": width, "height": height, "length": frames,
+                           "file_names": [f"{name}/{t:05d}.jpg" for t in range(frames)]})
+            for inst in clip.instances:
+                annotations.append(_annotation(len(annotations) + 1, i + 1, inst, width, height))
+        gt = {"info": {"description": "VPP Studio synthetic shapes", "split": split, "seed": seed,
+                       "width": width, "height": height, "frames": frames, "max_objects": max_objects},
+              "licenses": [], "videos": videos, "annotations": annotations,
+              "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]}
+        ann = root / "instances.json"
+        try:
+            atomic_write_text(ann, json.dumps(gt, separators=(",", ":")))
+        except OSError as exc:
+            raise YtvisWriteError(f"{ann}: cannot write ({exc})") from exc
+        written[split] = ann
+    return written
+
+
+def _annotation(ann_id: int, video_id: int, inst: SyntheticInstance, width: int, height: int) -> dict:
+    present = inst.present
+    rles = iter(encode_masks(inst.masks[present]))
+    segs = [next(rles) if p else None for p in present]
+    return {"id": ann_id, "video_id": video_id, "category_id": inst.category_id, "iscrowd": 0,
+            "segmentations": segs, "areas": [None if s is None else rle_area(s) for s in segs],
+            "bboxes": [None if s is None else rle_bbox(s) for s in segs], "height": height, "width": width,
+            "length": 1}
