@@ -123,7 +123,8 @@ def _time_backbone(session: InferenceSession, frame: np.ndarray):
     state = session.state.prune
     _sync(session.device)
     t0 = time.perf_counter()
-    out = model.backbone(x, state)
+    with session.autocast():
+        out = model.backbone(x, state)
     _sync(session.device)
     return (time.perf_counter() - t0) * 1000, out
 

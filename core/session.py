@@ -56,8 +56,9 @@ class ClipState:
     frame_index: int = 0
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """"auto" (CUDA if available), "cpu", "cuda" or "cuda:N"; a clear error if CUDA is missing."""
+    name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
@@ -129,7 +130,8 @@ class InferenceSession:
     def set_mode(self, mode: PruneMode) -> None:
         self.model.backbone.set_mode(mode)
 
-    def _autocast(self):
+    def autocast(self):
+        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
         if self.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -142,7 +144,7 @@ class InferenceSession:
         images, geom = prepare_frame(frame, cfg.input_long_side, cfg.patch)
         images = images.to(self.device)
         st = self.state
-        with self._autocast():
+        with self.autocast():
             out = self.model(images, st.prune)
         dec = out.decoder
         det = select_instances(

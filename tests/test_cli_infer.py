@@ -1,0 +1,119 @@
+"""``vpp infer``: real frames in, a valid YTVIS file out; failures leave nothing behind and spare good files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from core.build import VPPConfig, build_vpp
+from core.checkpoint import save_checkpoint
+from core.cli import main
+from core.data.davis import read_davis_png
+from core.data.synthetic import write_synthetic_dataset
+from core.data.ytvis import read_ytvis_gt, read_ytvis_results
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """An untrained Tiny at a small input with a low score threshold's worth of queries."""
+    torch.manual_seed(0)
+    cfg = VPPConfig.for_variant("tiny", input_long_side=128, num_queries=8, decoder_layers=2, num_classes=6,
+                                categories=("a", "b", "c", "d", "e", "f"))
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    save_checkpoint(build_vpp(cfg).eval(), cfg, path)
+    return path
+
+
+def _infer(capsys, *argv):
+    code = main(["infer", *map(str, argv)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _frames(shared_data, tmp_path, n=6):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for f in sorted((shared_data / "davis_car_shadow/frames").iterdir())[:n]:
+        shutil.copy(f, folder / f.name)
+    return folder
+
+
+def test_infer_on_real_frames_writes_valid_results_zip_and_davis_pngs(shared_data, tmp_path, small_model, capsys):
+    frames = _frames(shared_data, tmp_path)
+    out = tmp_path / "results.json"
+    code, stdout, err = _infer(capsys, frames, "--model", small_model, "--pkr", "0.4", "--out", out, "--zip",
+                               "--davis-png", tmp_path / "masks")
+    assert code == 0, err
+    results = json.loads(out.read_text())
+    assert json.loads(stdout)["tracks"] == len(results)
+    for r in results:
+        assert r["video_id"] == 1 and len(r["segmentations"]) == 6 and 0 <= r["score"] <= 1
+        assert any(s is not None for s in r["segmentations"])
+        for s in r["segmentations"]:
+            assert s is None or s["size"] == [480, 854]
+    with zipfile.ZipFile(tmp_path / "results.zip") as zf:
+        assert zf.namelist() == ["results.json"]
+        assert json.loads(zf.read("results.json")) == results
+    pngs = sorted((tmp_path / "masks" / "frames").glob("*.png"))
+    assert [p.stem for p in pngs] == sorted(p.stem for p in frames.iterdir())
+    labels = read_davis_png(pngs[0])
+    assert labels.shape == (480, 854)
+    assert int(labels.max()) <= len(results)
+
+
+def test_infer_on_a_ytvis_split_gives_one_entry_set_per_video(tmp_path, small_model, capsys):
+    write_synthetic_dataset(tmp_path / "ds", train_videos=0, val_videos=2, width=96, height=64, frames=4, seed=3)
+    split = tmp_path / "ds" / "valid"
+    out = tmp_path / "r.json"
+    code, _, err = _infer(capsys, split, "--model", small_model, "--out", out, "--pkr", "0.55")
+    assert code == 0, err
+    gt = read_ytvis_gt(split / "instances.json")
+    results = read_ytvis_results(out, gt)  # validated against the ground truth's lengths and ids
+    assert {r.video_id for r in results} <= {v.id for v in gt.videos}
+
+
+def test_corrupt_frame_fails_cleanly_and_keeps_the_good_output(shared_data, tmp_path, small_model, capsys):
+    frames = _frames(shared_data, tmp_path, n=4)
+    bad = sorted(frames.iterdir())[2]
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "results.json"
+    out.write_text("[]\n")  # a good earlier result
+    code, _, err = _infer(capsys, frames, "--model", small_model, "--out", out, "--davis-png", tmp_path / "m")
+    assert code != 0
+    assert bad.name in err and "Traceback" not in err
+    assert out.read_text() == "[]\n"
+    assert not (tmp_path / "m").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "results.json"]  # no temp files left
+
+    code, _, err = _infer(capsys, frames, "--model", small_model, "--out", out, "--skip-corrupt")
+    assert code == 0, err
+    assert bad.name in err  # reported as skipped
+    assert all(len(r["segmentations"]) == 3 for r in json.loads(out.read_text()))
+
+
+@pytest.mark.parametrize("case", ["missing_input", "bad_pkr", "wrong_model", "no_out_folder", "not_a_video"])
+def test_bad_arguments_give_one_line_errors(tmp_path, small_model, capsys, case):
+    frames = tmp_path / "f"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.zeros((32, 48, 3), np.uint8))
+    out = tmp_path / "r.json"
+    args = {
+        "missing_input": [tmp_path / "nope", "--out", out],
+        "bad_pkr": [frames, "--out", out, "--pkr", "1.5", "--model", small_model],
+        "wrong_model": [frames, "--out", out, "--model", tmp_path / "junk.safetensors"],
+        "no_out_folder": [frames, "--out", tmp_path / "no" / "r.json", "--model", small_model],
+        "not_a_video": [tmp_path / "notes.txt", "--out", out, "--model", small_model],
+    }[case]
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    (tmp_path / "notes.txt").write_text("hello")
+    code, _, err = _infer(capsys, *args)
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert not out.exists()
