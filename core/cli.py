@@ -17,6 +17,9 @@ from core.errors import VPPError
 COMMANDS = (
     "bench",
     "train",
+    "eval",
+    "make_synthetic",
+    "infer",
 )
 
 

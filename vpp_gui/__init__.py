@@ -1,0 +1,1 @@
+"""VPP Studio desktop app (PySide6 + pyqtgraph): a thin view over core."""

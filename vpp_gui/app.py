@@ -1,0 +1,75 @@
+"""``vpp-gui [PATH]``: start the desktop app, on PATH (a frame folder or a video) or the demo clip."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from vpp_gui.runs import ModelFactory, ModelSpec, default_model_factory
+from vpp_gui.settings import APPLICATION, ORGANIZATION, Settings
+from vpp_gui.worker import InferenceRunner, open_clip_for_worker
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken CUDA install must not stop the app
+        return False
+
+
+def create_window(path: str | Path | None = None, *, model_factory: ModelFactory = default_model_factory,
+                  settings: Settings | None = None, open_clip: Callable[[str], object] = open_clip_for_worker,
+                  demo: bool = True, model: ModelSpec | None = None):
+    """Build the main window (a QApplication must exist) and open ``path``, else the demo clip.
+
+    Tests inject a small ``model_factory`` and a ``settings`` object living in ``tmp_path``.
+    """
+    from core.resources import DEMO_CLIP
+    from vpp_gui.main_window import MainWindow
+
+    hint = "" if DEMO_CLIP.is_dir() else f"(The demo clip is not installed: {DEMO_CLIP} does not exist.)"
+    runner = InferenceRunner(model_factory, open_clip)
+    window = MainWindow(settings or Settings(), runner, cuda_available=cuda_available(), demo_hint=hint)
+    if model is not None:
+        window.controls.set_model(model)
+    if path is not None:
+        window.open_path(path)
+    elif demo and DEMO_CLIP.is_dir():
+        window.open_path(DEMO_CLIP)
+    return window
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vpp-gui", description="VPP Studio desktop app")
+    parser.add_argument("path", nargs="?", help="a folder of frames or a video file (default: the demo clip)")
+    parser.add_argument("--model", help="a checkpoint (.safetensors) to start with instead of the default model")
+    parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (remembered)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("VPP Studio")
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    window = create_window(args.path, model=ModelSpec("file", args.model) if args.model else None)
+    if args.theme:
+        window.set_theme(args.theme)
+    window.show()
+    return int(app.exec())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

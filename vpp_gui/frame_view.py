@@ -1,0 +1,151 @@
+"""The frame view: the frame with its overlay layers; wheel zooms, drag pans, ``fit()`` frames it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
+
+from vpp_gui.overlay import Label, Layers
+from vpp_gui.theme import Theme
+
+LAYERS = ("heatmap", "masks", "contours", "labels")
+
+
+class FrameView(QWidget):
+    """A pyqtgraph ViewBox holding the frame, the heatmap, masks and contours images, and text labels."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._stack = QStackedLayout(self)
+        self.hint = QLabel(self)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setWordWrap(True)
+        self.hint.setObjectName("frameHint")
+        self.hint.setMargin(40)
+        self.graphics = pg.GraphicsView(self)
+        self.graphics.setAcceptDrops(False)  # drops go to the main window
+        self.view = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view.setDefaultPadding(0.01)
+        self.graphics.setCentralItem(self.view)
+        self._stack.addWidget(self.hint)
+        self._stack.addWidget(self.graphics)
+
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.items = {name: pg.ImageItem(axisOrder="row-major") for name in ("heatmap", "masks", "contours")}
+        self.view.addItem(self.image)
+        for z, name in enumerate(("heatmap", "masks", "contours"), start=1):
+            self.items[name].setZValue(z)
+            self.view.addItem(self.items[name])
+        self._label_items: list[pg.TextItem] = []
+        self._visible = dict.fromkeys(LAYERS, True)
+        self._opacity = {"heatmap": 0.6, "masks": 0.5, "contours": 1.0, "labels": 1.0}
+        for name, item in self.items.items():
+            item.setOpacity(self._opacity[name])
+
+        self.badge = QLabel(self.graphics)
+        self.badge.setObjectName("frameBadge")
+        self.badge.move(10, 10)
+        self.badge.hide()
+        self._size: tuple[int, int] | None = None
+        self.show_hint("No clip open.")
+
+    # -- content -------------------------------------------------------------------------------------
+    def show_hint(self, text: str) -> None:
+        """Replace the view by a centred message (no clip, unreadable clip ...)."""
+        self.hint.setText(text)
+        self._stack.setCurrentWidget(self.hint)
+        self._size = None
+
+    def set_frame(self, rgb: np.ndarray) -> None:
+        """Show an RGB uint8 ``[H, W, 3]`` frame; the view is fitted when the frame size changes."""
+        h, w = rgb.shape[:2]
+        self.image.setImage(np.ascontiguousarray(rgb), autoLevels=False, levels=None)  # uint8: shown as is
+        self._stack.setCurrentWidget(self.graphics)
+        if self._size != (w, h):
+            self._size = (w, h)
+            self.fit()
+
+    def set_blank(self, width: int, height: int, message: str) -> None:
+        """A grey frame with a badge: used when a frame cannot be decoded."""
+        self.set_frame(np.full((height, width, 3), 60, np.uint8))
+        self.set_layers(None)
+        self.set_badge(message, warn=True)
+
+    def set_layers(self, layers: Layers | None) -> None:
+        layers = layers or Layers()
+        for name, item in self.items.items():
+            data = getattr(layers, name)
+            if data is None:
+                item.clear()
+                item.hide()
+            else:
+                item.setImage(data, autoLevels=False, levels=None)
+                item.setVisible(self._visible[name])
+        self._set_labels(layers.labels or [])
+
+    def set_badge(self, text: str, *, warn: bool = False) -> None:
+        if not text:
+            self.badge.hide()
+            return
+        self.badge.setText(text)
+        self.badge.setProperty("warn", warn)
+        self.badge.setStyleSheet(
+            "QLabel { background: rgba(20, 20, 24, 190); color: %s; padding: 4px 8px; border-radius: 4px; }"
+            % ("#f0b429" if warn else "#e6e6e6"))
+        self.badge.adjustSize()
+        self.badge.show()
+        self.badge.raise_()
+
+    # -- layer options ---------------------------------------------------------------------------------
+    def set_layer_visible(self, name: str, on: bool) -> None:
+        self._visible[name] = on
+        if name == "labels":
+            for item in self._label_items:
+                item.setVisible(on and bool(item.toPlainText()))
+        elif self.items[name].image is not None:
+            self.items[name].setVisible(on)
+
+    def set_layer_opacity(self, name: str, value: float) -> None:
+        self._opacity[name] = float(value)
+        if name == "labels":
+            for item in self._label_items:
+                item.setOpacity(value)
+        else:
+            self.items[name].setOpacity(value)
+
+    def layer_opacity(self, name: str) -> float:
+        return self._opacity[name]
+
+    def fit(self) -> None:
+        if self._size is not None:
+            w, h = self._size
+            self.view.setRange(xRange=(0, w), yRange=(0, h), padding=0.01)
+
+    def set_theme(self, theme: Theme) -> None:
+        self.graphics.setBackground(QColor(theme.view_background))
+        self.hint.setStyleSheet(f"QLabel#frameHint {{ color: {theme.muted}; font-size: 15px; }}")
+
+    # -- labels ----------------------------------------------------------------------------------------
+    def _set_labels(self, labels: list[Label]) -> None:
+        while len(self._label_items) < len(labels):
+            item = pg.TextItem(anchor=(0, 0))
+            item.setZValue(10)
+            item.setOpacity(self._opacity["labels"])
+            self.view.addItem(item)
+            self._label_items.append(item)
+        for item, lab in zip(self._label_items, labels):
+            if item.toPlainText() != lab.text:  # setText lays the text out again: skip it when unchanged
+                item.setText(lab.text, color=(255, 255, 255))
+            if getattr(item, "_vpp_color", None) != lab.color:
+                r, g, b = lab.color
+                item.fill = pg.mkBrush(int(r * 0.55), int(g * 0.55), int(b * 0.55), 210)
+                item._vpp_color = lab.color
+                item.update()
+            item.setPos(lab.x, lab.y)
+            item.setVisible(self._visible["labels"])
+        for item in self._label_items[len(labels):]:
+            item.setText("")
+            item.hide()

@@ -1,0 +1,408 @@
+"""The main window: builds the widgets, wires their signals to the controller, nothing more.
+
+Layout: the frame view in the centre, the controls dock on the right, the timeline and plots dock at
+the bottom; docks and geometry are restored from the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+
+from core.errors import VPPError
+from vpp_gui import overlay
+from vpp_gui.actions import Actions, shortcuts_html
+from vpp_gui.controller import InferenceController
+from vpp_gui.controls import ControlsPanel
+from vpp_gui.export import YTVIS_FILTERS, Exporter, incomplete_message, write_davis, write_ytvis
+from vpp_gui.frame_view import FrameView
+from vpp_gui.plots import PlotsPanel
+from vpp_gui.runs import ModelInfo, ModelSpec
+from vpp_gui.settings import Settings
+from vpp_gui.status import StatusPanel
+from vpp_gui.theme import apply_theme, get_theme
+from vpp_gui.timeline import Timeline
+from vpp_gui.worker import InferenceRunner
+
+log = logging.getLogger(__name__)
+UI_CACHE_BYTES = 256 * 2**20
+PLOT_REFRESH_MS = 300
+UNTRAINED_NOTE = "untrained model — masks are not meaningful"
+VIDEO_FILTERS = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    clipOpened = Signal(str)
+
+    def __init__(self, settings: Settings, runner: InferenceRunner, *, cuda_available: bool = False,
+                 demo_hint: str = "") -> None:
+        super().__init__()
+        self.settings = settings
+        self.source = None
+        self.clip_path: str | None = None
+        self._pass_started = 0.0
+        self._names: dict[int, str] = {}
+        self._geometry = (640, 16)  # model input long side, patch (for the heatmap)
+        self._theme = get_theme("dark")
+        self.setWindowTitle("VPP Studio")
+        self.setAcceptDrops(True)
+        self.resize(1600, 960)
+
+        self.view = FrameView(self)
+        self.setCentralWidget(self.view)
+        self.controls = ControlsPanel(cuda_available, self)
+        self.timeline = Timeline(self)
+        self.plots = PlotsPanel(self)
+        self.status = StatusPanel(self)
+        self.statusBar().addPermanentWidget(self.status, 1)
+        self.controller = InferenceController(runner, parent=self)
+        self.exporter = Exporter(self)
+        self._demo_hint = demo_hint
+
+        self.controls_dock = self._dock("Controls", "controlsDock", self.controls,
+                                        Qt.DockWidgetArea.RightDockWidgetArea)
+        bottom = QWidget(self)
+        col = QVBoxLayout(bottom)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addWidget(self.timeline)
+        col.addWidget(self.plots, 1)
+        self.timeline_dock = self._dock("Timeline and plots", "timelineDock", bottom,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([self.controls_dock], [330], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
+
+        self.actions_ = Actions(self)
+        self.actions_.build_menus(self, [self.controls_dock, self.timeline_dock])
+        for name, act in self.actions_.layers.items():
+            self.controls.bind_layer_action(name, act)
+        self._plot_timer = QTimer(self, singleShot=True, interval=PLOT_REFRESH_MS)
+        self._plot_timer.timeout.connect(lambda: self.plots.set_results(self.controller.results))
+        self._connect()
+        self._restore_settings()
+        self._update_recent_menu()
+        self.view.show_hint(self._no_clip_text())
+
+    # -- construction helpers -----------------------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _connect(self) -> None:
+        a, c = self.actions_, self.controller
+        a.open.triggered.connect(self.choose_and_open)
+        a.open_video.triggered.connect(self.choose_and_open_video)
+        a.export_ytvis.triggered.connect(self.export_ytvis_dialog)
+        a.export_davis.triggered.connect(self.export_davis_dialog)
+        a.quit.triggered.connect(self.close)
+        for name, act in a.layers.items():
+            act.toggled.connect(lambda on, n=name: self._on_layer_toggled(n, on))
+        a.fit.triggered.connect(self.view.fit)
+        for name, act in a.themes.items():
+            act.triggered.connect(lambda _c=False, n=name: self.set_theme(n))
+        a.play.triggered.connect(self.timeline.toggle_play)
+        a.prev.triggered.connect(lambda: self.timeline.step(-1))
+        a.next.triggered.connect(lambda: self.timeline.step(1))
+        a.first.triggered.connect(lambda: self.timeline.set_frame(0))
+        a.last.triggered.connect(lambda: self.timeline.set_frame(self.timeline.count - 1))
+        a.run.triggered.connect(lambda: c.restart(force=True, preview=self.timeline.frame))
+        a.cancel.triggered.connect(c.cancel)
+        a.shortcuts.triggered.connect(self.show_shortcuts)
+        a.about.triggered.connect(self.show_about)
+
+        self.controls.modelChosen.connect(lambda spec: self._configure(spec=spec))
+        self.controls.checkpointRequested.connect(self.choose_checkpoint)
+        self.controls.deviceChosen.connect(lambda d: self._configure(device=d))
+        self.controls.pkrChanged.connect(lambda v: self._configure(pkr=v))
+        self.controls.thresholdChanged.connect(lambda t: self._configure(threshold=t))
+        self.controls.stageChanged.connect(lambda _s: self.show_frame())
+        self.controls.opacityChanged.connect(self.view.set_layer_opacity)
+        self.timeline.frameChanged.connect(self._on_frame_changed)
+        self.plots.seekRequested.connect(self.timeline.set_frame)
+        self.status.cancelRequested.connect(c.cancel)
+
+        c.resultsReplaced.connect(self._on_results_replaced)
+        c.frameArrived.connect(self._on_frame_arrived)
+        c.stateChanged.connect(self._on_state)
+        c.modelReady.connect(self._on_model_ready)
+        c.failed.connect(self._on_failed)
+        self.exporter.finished.connect(lambda msg: self.statusBar().showMessage(msg, 10000))
+        self.exporter.failed.connect(lambda msg: self.show_error("Export failed", msg))
+
+    # -- opening ------------------------------------------------------------------------------------
+    def open_path(self, path: str | Path) -> bool:
+        """Open a frame folder or a video; on failure show why and keep the current clip."""
+        from core.data.sources import open_source
+
+        try:
+            source = open_source(path, cache_bytes=UI_CACHE_BYTES)
+        except (VPPError, OSError, ValueError) as exc:
+            self.show_error("Cannot open clip", str(exc))
+            return False
+        if self.source is not None:
+            self.source.close()
+        self.source, self.clip_path = source, str(Path(path).resolve())
+        w, h = source.size
+        self.setWindowTitle(f"VPP Studio — {Path(path).name}")
+        self.settings.add_recent(self.clip_path)
+        self._update_recent_menu()
+        self.controller.set_clip(self.clip_path, len(source), h, w)
+        self.timeline.set_clip(len(source), source.fps, source.names)
+        self.plots.set_clip(len(source))
+        self.show_frame()
+        self.view.fit()
+        self._configure()
+        self.clipOpened.emit(self.clip_path)
+        return True
+
+    def choose_and_open(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames", self.settings.folder("open"))
+        if path:
+            self.settings.set_folder("open", str(Path(path).parent))
+            self.open_path(path)
+
+    def choose_and_open_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", self.settings.folder("open"), VIDEO_FILTERS)
+        if path:
+            self.settings.set_folder("open", str(Path(path).parent))
+            self.open_path(path)
+
+    def choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model checkpoint", self.settings.folder("model"),
+                                              "Checkpoints (*.safetensors);;All files (*)")
+        if not path:
+            self.controls.set_model(self.controller.spec)
+            return
+        self.settings.set_folder("model", str(Path(path).parent))
+        spec = ModelSpec("file", path)
+        self.controls.set_model(spec)
+        self._configure(spec=spec)
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+    def _update_recent_menu(self) -> None:
+        menu = self.actions_.recent_menu
+        menu.clear()
+        for path in self.settings.recent_files():
+            menu.addAction(path, lambda p=path: self.open_path(p))
+        menu.setEnabled(not menu.isEmpty())
+
+    # -- running ------------------------------------------------------------------------------------
+    def _configure(self, **changes) -> None:
+        spec = changes.get("spec", self.controls.model())
+        self._set_untrained_note(spec.known_untrained())
+        self.controller.configure(spec=spec, device=changes.get("device", self.controls.device()),
+                                  pkr=changes.get("pkr", self.controls.pkr()),
+                                  threshold=changes.get("threshold", self.controls.threshold()),
+                                  preview=self.timeline.frame)
+
+    def _on_results_replaced(self) -> None:
+        self.plots.set_results(self.controller.results)
+        self.timeline.set_progress(self.controller.results.count if self.controller.results else 0)
+        self.show_frame()
+
+    def _on_frame_arrived(self, index: int, preview: bool) -> None:
+        results = self.controller.results
+        if not preview and results is not None:
+            self.status.set_progress(results.count, results.num_frames)
+            self.timeline.set_progress(results.count)
+            if not self._plot_timer.isActive():
+                self._plot_timer.start()
+        if index == self.timeline.frame:
+            self.show_frame()
+
+    def _on_state(self, state: str) -> None:
+        results = self.controller.results
+        self.status.set_running(state == "running")
+        if state == "running":
+            self._pass_started = time.perf_counter()
+            self.status.set_progress(results.count if results else 0, results.num_frames if results else 0)
+            self.statusBar().showMessage("running inference…")
+        elif state == "done" and results is not None:
+            self.plots.set_results(results)
+            took = time.perf_counter() - self._pass_started
+            self.statusBar().showMessage(f"inference done: {results.num_frames} frames ({took:.1f} s)", 8000)
+        elif state == "cancelled" and results is not None:
+            self.statusBar().showMessage(f"inference cancelled at {results.count} / {results.num_frames} "
+                                         "frames (Ctrl+R runs it again)")
+
+    def _on_model_ready(self, info: ModelInfo) -> None:
+        self._names = dict(zip(info.category_ids, info.category_names))
+        self._geometry = (info.input_long_side, info.patch)
+        self._set_untrained_note(not info.trained, info.source)
+
+    def _set_untrained_note(self, untrained: bool, source: str = "") -> None:
+        note = UNTRAINED_NOTE if untrained else ""
+        self.status.set_note(note, self._theme.warning)
+        self.controls.set_model_note(note or source, warn=untrained, color=self._theme.warning)
+        self.controls.model_note.setToolTip(source)
+
+    def _on_failed(self, message: str, detail: str, model_failed: bool) -> None:
+        log.warning("inference failed: %s\n%s", message, detail)
+        self.show_error("Inference failed", message)
+        good = self.controller.last_good
+        if model_failed and good is not None and good != (self.controller.spec, self.controller.device):
+            self.controls.set_model(good[0])
+            self.controls.set_device(good[1])
+            self._configure(spec=good[0], device=good[1])
+
+    # -- showing a frame --------------------------------------------------------------------------------
+    def _on_frame_changed(self, index: int) -> None:
+        self.controller.want_preview(index)
+        self.show_frame()
+
+    def show_frame(self) -> None:
+        if self.source is None:
+            return
+        index = self.timeline.frame
+        self.plots.set_cursor(index)
+        try:
+            rgb = self.source.frame(index)
+        except (VPPError, OSError) as exc:
+            w, h = self.source.size
+            self.view.set_blank(w, h, str(exc))
+            self.statusBar().showMessage(str(exc), 10000)
+            return
+        self.view.set_frame(rgb)
+        result, preview = self.controller.frame(index)
+        self.status.set_stats(result, preview)
+        if result is None:
+            self.view.set_layers(None)
+            self.view.set_badge("computing…" if self.controller.running else "")
+            return
+        on = {n: a.isChecked() for n, a in self.actions_.layers.items()}
+        long_side, patch = self._geometry
+        self.view.set_layers(overlay.render_layers(
+            result, masks=on["masks"], contours=on["contours"], heatmap=on["heatmap"], labels_on=on["labels"],
+            stage=self.controls.stage(), long_side=long_side, patch=patch, names=self._names))
+        self.view.set_badge("preview: this frame run alone (fresh state); the full pass replaces it"
+                            if preview else "", warn=preview)
+
+    def _on_layer_toggled(self, name: str, on: bool) -> None:
+        self.view.set_layer_visible(name, on)
+        self.show_frame()
+
+    # -- export ---------------------------------------------------------------------------------------
+    def _export_ready(self) -> bool:
+        why = incomplete_message(self.controller.results)
+        if why is not None:
+            self.show_error("Nothing to export yet", why)
+            return False
+        if self.exporter.busy:
+            self.show_error("Export running", "An export is still running; wait for it to finish.")
+            return False
+        return True
+
+    def export_ytvis_dialog(self) -> None:
+        if not self._export_ready():
+            return
+        start = str(Path(self.settings.folder("export")) / "results.json")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export YouTube-VIS results", start, YTVIS_FILTERS)
+        if path:
+            self.export_ytvis(path, zipped=path.lower().endswith(".zip") or ".zip" in chosen)
+
+    def export_ytvis(self, path: str | Path, *, zipped: bool = False) -> bool:
+        path = Path(path)
+        if zipped and path.suffix.lower() != ".zip":
+            path = path.with_suffix(".zip")
+        if not self._export_ready():
+            return False
+        self.settings.set_folder("export", str(path.parent))
+        return self.exporter.start(write_ytvis, self.controller.results, path, zipped=zipped)
+
+    def export_davis_dialog(self) -> None:
+        if not self._export_ready():
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export DAVIS masks into a folder",
+                                                  self.settings.folder("export"))
+        if folder:
+            self.export_davis(folder)
+
+    def export_davis(self, folder: str | Path) -> bool:
+        if not self._export_ready():
+            return False
+        self.settings.set_folder("export", str(Path(folder)))
+        return self.exporter.start(write_davis, self.controller.results, folder, self.source.names)
+
+    # -- misc -----------------------------------------------------------------------------------------
+    def show_error(self, title: str, message: str) -> None:
+        self.statusBar().showMessage(message, 15000)
+        QMessageBox.warning(self, title, message)
+
+    def show_shortcuts(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", shortcuts_html(self.actions_),
+                          QMessageBox.StandardButton.Close, self)
+        box.setModal(False)
+        box.show()
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About VPP Studio", "VPP Studio: video instance segmentation with Video Patch "
+                          "Pruning. The heatmap shows which patches the model kept at each prune point.")
+
+    def set_theme(self, name: str) -> None:
+        theme = self._theme = apply_theme(QApplication.instance(), name)
+        self.actions_.themes[theme.name].setChecked(True)
+        self.view.set_theme(theme)
+        self.plots.set_theme(theme)
+        self.timeline.strip.set_color(theme.highlight)
+        self._set_untrained_note(bool(self.status.note.text()),
+                                 self.controls.model_note.toolTip())
+        self.settings.set_value("theme", theme.name)
+
+    def _no_clip_text(self) -> str:
+        return ("No clip open.\n\nFile → Open (Ctrl+O) a folder of frames, or drop a folder or a video file "
+                "here." + (f"\n\n{self._demo_hint}" if self._demo_hint else ""))
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        self.set_theme(s.value("theme", "dark", str))
+        self.controls.set_pkr(s.value("run/pkr", 0.5, float))
+        self.controls.set_device(s.value("run/device", "cpu", str))
+        t = s.value("run/threshold", 0.0, float)
+        self.controls.set_threshold(t if t > 0 else None)
+        for name, act in self.actions_.layers.items():
+            act.setChecked(s.value(f"layers/{name}", True, bool))
+            opacity = s.value(f"layers/{name}_opacity", self.view.layer_opacity(name), float)
+            self.controls.set_opacity(name, opacity)
+            self.view.set_layer_opacity(name, opacity)
+        geometry, state = s.window_layout()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.set_window_layout(self.saveGeometry(), self.saveState())
+        s.set_value("run/pkr", self.controls.pkr())
+        s.set_value("run/device", self.controls.device())
+        s.set_value("run/threshold", self.controls.threshold() or 0.0)
+        for name, act in self.actions_.layers.items():
+            s.set_value(f"layers/{name}", act.isChecked())
+            s.set_value(f"layers/{name}_opacity", self.view.layer_opacity(name))
+        s.sync()
+
+    def closeEvent(self, event) -> None:
+        self.timeline.pause()
+        self.save_settings()
+        self.controller.cancel(quiet=True)
+        if not self.controller.runner.shutdown(10000):
+            log.warning("the inference thread did not stop within 10 s")
+        if self.source is not None:
+            self.source.close()
+        super().closeEvent(event)

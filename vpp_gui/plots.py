@@ -1,0 +1,131 @@
+"""Per-frame plots under the timeline: kept ratio, ms per frame, GFLOPs and each track's score.
+
+The x axes are linked and show frame indices; a line marks the current frame; a click on any plot
+emits ``seekRequested(frame)``. ``set_results`` is cheap to call often: the window throttles it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+
+from core.results import ClipResults
+from vpp_gui.overlay import track_color
+from vpp_gui.theme import Theme
+
+SERIES = (("keep_ratio", "kept ratio", "#4fc3f7"), ("ms", "ms / frame", "#ffb74d"), ("gflops", "GFLOPs", "#81c784"))
+TITLE_WIDTH = 78
+MAX_TRACK_CURVES = 12
+
+
+class PlotsPanel(pg.GraphicsLayoutWidget):
+    seekRequested = Signal(int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setMinimumHeight(150)
+        self.ci.layout.setSpacing(2)
+        self.ci.setContentsMargins(2, 2, 2, 2)
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.cursors: list[pg.InfiniteLine] = []
+        self.titles: list[pg.LabelItem] = []
+        first = None
+        names = [*SERIES, ("tracks", "track scores", None)]
+        for row, (key, title, color) in enumerate(names):
+            title_item = self.addLabel(title, row=row, col=0, justify="right", size="9pt")
+            title_item.setFixedWidth(TITLE_WIDTH)
+            self.titles.append(title_item)
+            plot = self.addPlot(row=row, col=1)
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.setMouseEnabled(x=True, y=False)
+            plot.enableAutoRange(x=False)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot.getAxis("left").setWidth(40)
+            plot.getAxis("left").enableAutoSIPrefix(False)
+            if row < len(names) - 1:
+                plot.getAxis("bottom").setStyle(showValues=False)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+            if color is not None:
+                self.curves[key] = plot.plot(pen=pg.mkPen(color, width=1.5))
+            cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#e57373", width=1))
+            plot.addItem(cursor, ignoreBounds=True)
+            self.cursors.append(cursor)
+            self.plots[key] = plot
+        self.plots["keep_ratio"].setYRange(0, 1.02, padding=0)
+        self.plots["tracks"].setYRange(0, 1.0, padding=0.02)
+        self.plots["tracks"].setLabel("bottom", "frame")
+        self._track_curves: dict[int, pg.PlotDataItem] = {}
+        self._count = 0
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def set_clip(self, count: int) -> None:
+        self._count = count
+        self.clear_results()
+        self.plots["keep_ratio"].setXRange(0, max(1, count - 1), padding=0.01)
+
+    def clear_results(self) -> None:
+        for curve in self.curves.values():
+            curve.setData([], [])
+        for curve in self._track_curves.values():
+            self.plots["tracks"].removeItem(curve)
+        self._track_curves.clear()
+
+    def set_results(self, results: ClipResults | None) -> None:
+        if results is None:
+            self.clear_results()
+            return
+        x = np.arange(results.num_frames, dtype=float)
+        series = results.series()
+        for key, curve in self.curves.items():
+            y = series[key]
+            done = np.isfinite(y)
+            curve.setData(x[done], y[done], skipFiniteCheck=True)
+        tracks = results.track_scores(MAX_TRACK_CURVES)
+        for tid in [t for t in self._track_curves if t not in tracks]:
+            self.plots["tracks"].removeItem(self._track_curves.pop(tid))
+        for tid, scores in tracks.items():
+            curve = self._track_curves.get(tid)
+            if curve is None:
+                curve = self.plots["tracks"].plot(pen=pg.mkPen(track_color(tid), width=1.5), connect="finite",
+                                                  name=f"#{tid}")
+                self._track_curves[tid] = curve
+            curve.setData(x, scores)
+        top = np.nanmax([np.nanmax(s) for s in tracks.values()]) if tracks else 1.0
+        self.plots["tracks"].setYRange(0, max(0.05, float(top) * 1.1), padding=0)
+
+    def set_cursor(self, frame: int) -> None:
+        for cursor in self.cursors:
+            cursor.setValue(frame)
+
+    def set_theme(self, theme: Theme) -> None:
+        self.setBackground(QColor(theme.plot_background))
+        for plot in self.plots.values():
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.setPen(pg.mkPen(theme.plot_foreground))
+                axis.setTextPen(pg.mkPen(theme.plot_foreground))
+        for title in self.titles:
+            title.setText(title.text, color=theme.plot_foreground)
+
+    def frame_at(self, scene_pos) -> int | None:
+        """The frame under a scene position, if it is inside one of the plots."""
+        for plot in self.plots.values():
+            vb = plot.getViewBox()
+            if vb.sceneBoundingRect().contains(scene_pos):
+                x = vb.mapSceneToView(scene_pos).x()
+                return int(np.clip(round(x), 0, max(0, self._count - 1)))
+        return None
+
+    def _on_click(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._count == 0:
+            return
+        frame = self.frame_at(event.scenePos())
+        if frame is not None:
+            self.seekRequested.emit(frame)

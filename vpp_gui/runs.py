@@ -1,0 +1,279 @@
+"""Qt-free inference logic of the app: what a run is, the worker's generator, and the results cache.
+
+**The rule.** Pruning state and track IDs chain frame to frame, so a *pass* always starts at the
+clip's first frame with a fresh session state and stores every result in one
+:class:`core.results.ClipResults` (one pass = one store = consistent track IDs). To show the
+current frame at once, the UI may ask for a *preview* of frame ``c``: the worker runs ``c`` alone,
+as if the clip started there (fresh pruning state, fresh track IDs, the session's pass state saved
+and restored around it), between two frames of the pass. Previews are kept apart from the pass's
+results, are marked "preview" on screen, are never plotted or exported, and are dropped once the
+pass reaches ``c``. Nothing from two passes is ever mixed in one store.
+
+Every request has an id; messages carry it and the UI drops those of a replaced request.
+Only the worker thread calls :func:`inference_pass`, so only it touches torch and the session.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from core.results import ClipResults, CompactFrame
+
+ModelKind = Literal["default", "tiny", "small", "file"]
+#: Score threshold used by "auto": trained models / untrained ones (whose scores are all ~0.05).
+AUTO_THRESHOLD_TRAINED = 0.25
+AUTO_THRESHOLD_UNTRAINED = 0.03
+#: Input size of the untrained Tiny/Small choices (the same as core.resources' fallback).
+UNTRAINED_LONG_SIDE = 640
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to run: the default one, an untrained variant, or a checkpoint file."""
+
+    kind: ModelKind = "default"
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        return {"default": "Default model", "tiny": "Tiny (untrained)", "small": "Small (untrained)"}.get(
+            self.kind, Path(self.path).name)
+
+    def known_untrained(self) -> bool:
+        """True when the weights are surely random (no torch needed to tell)."""
+        if self.kind in ("tiny", "small"):
+            return True
+        if self.kind == "default":
+            from core.resources import DEFAULT_MODEL
+
+            return not DEFAULT_MODEL.is_file()
+        return False
+
+    def cache_id(self) -> str:
+        if self.kind != "file":
+            return self.kind
+        p = Path(self.path)
+        try:
+            stamp = p.stat().st_mtime_ns
+        except OSError:
+            stamp = 0
+        return f"file:{p.resolve()}:{stamp}"
+
+
+def resolve_threshold(value: float | None, spec: ModelSpec) -> float:
+    """``None`` means auto (see :data:`AUTO_THRESHOLD_TRAINED`)."""
+    if value is not None:
+        return float(value)
+    return AUTO_THRESHOLD_UNTRAINED if spec.known_untrained() else AUTO_THRESHOLD_TRAINED
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes two passes' results interchangeable (the cache key)."""
+
+    clip: str
+    model: str
+    device: str
+    pkr: float
+    threshold: float
+
+    @classmethod
+    def make(cls, clip: str | Path, spec: ModelSpec, device: str, pkr: float, threshold: float) -> RunKey:
+        return cls(str(clip), spec.cache_id(), device, round(float(pkr), 2), round(float(threshold), 3))
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    id: int
+    clip: str
+    spec: ModelSpec
+    device: str
+    pkr: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Sent once per pass, when the model is ready."""
+
+    request_id: int
+    source: str
+    trained: bool
+    category_names: tuple[str, ...]
+    category_ids: tuple[int, ...]
+    input_long_side: int
+    patch: int
+
+
+@dataclass(frozen=True)
+class FrameMessage:
+    request_id: int
+    frame: CompactFrame
+    preview: bool  # True: a preview (not part of the pass)
+
+
+@dataclass(frozen=True)
+class PassDone:
+    request_id: int
+
+
+@dataclass(frozen=True)
+class PassError:
+    request_id: int
+    message: str  # one line for the user
+    detail: str  # the traceback, for the details pane
+
+
+Message = ModelInfo | FrameMessage | PassDone | PassError
+
+
+ModelFactory = Callable[[ModelSpec, str], "object"]  # -> core.resources.LoadedModel
+
+
+def default_model_factory(spec: ModelSpec, device: str):
+    """Load the model for ``spec`` (runs on the worker thread)."""
+    import torch
+
+    from core.build import VPPConfig, build_vpp
+    from core.resources import LoadedModel, load_model
+
+    if spec.kind == "default":
+        return load_model(None, device=device)
+    if spec.kind == "file":
+        return load_model(spec.path, device=device)
+    torch.manual_seed(0)
+    cfg = VPPConfig.for_variant(spec.kind, input_long_side=UNTRAINED_LONG_SIDE)
+    return LoadedModel(build_vpp(cfg).to(device).eval(), cfg, f"untrained {spec.kind.capitalize()}", False)
+
+
+class ModelStore:
+    """The last few loaded models, keyed by (spec, device). Used by the worker thread only."""
+
+    def __init__(self, factory: ModelFactory = default_model_factory, keep: int = 2) -> None:
+        self.factory = factory
+        self.keep = keep
+        self._models: OrderedDict[tuple[str, str], object] = OrderedDict()
+
+    def get(self, spec: ModelSpec, device: str):
+        key = (spec.cache_id(), device)
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        loaded = self.factory(spec, device)
+        self._models[key] = loaded
+        while len(self._models) > self.keep:
+            self._models.popitem(last=False)
+        return loaded
+
+
+class PreviewChannel:
+    """One slot, written by the UI thread and taken by the worker: the frame to preview next."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted: int | None = None
+
+    def want(self, index: int | None) -> None:
+        with self._lock:
+            self._wanted = index
+
+    def take(self) -> int | None:
+        with self._lock:
+            wanted, self._wanted = self._wanted, None
+            return wanted
+
+
+def guarded_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
+                 open_clip: Callable[[str], object]) -> Iterator[Message]:
+    """:func:`inference_pass`, ending with :class:`PassDone`, or :class:`PassError` instead of raising."""
+    try:
+        yield from inference_pass(request, models, channel, open_clip)
+    except Exception as exc:
+        yield PassError(request.id, user_message(exc), traceback.format_exc())
+    else:
+        yield PassDone(request.id)
+
+
+def user_message(exc: BaseException) -> str:
+    """A one-line message: our errors already name the file and the fix; others get their type."""
+    from core.errors import VPPError
+
+    if isinstance(exc, VPPError):
+        return str(exc)
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return f"out of memory while running the model ({exc}); try a smaller model or the CPU"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
+                   open_clip: Callable[[str], object]) -> Iterator[ModelInfo | FrameMessage]:
+    """The worker's generator: load the model, then one pass from frame 0, previews interleaved."""
+    from core.session import InferenceSession, resolve_device
+
+    resolve_device(request.device)  # a clear message ("CUDA is not available ...") before loading anything
+    loaded = models.get(request.spec, request.device)
+    cfg = loaded.config
+    session = InferenceSession(loaded.model, cfg, device=request.device, pkr=request.pkr,
+                               score_threshold=request.threshold)
+    yield ModelInfo(request.id, loaded.source, loaded.trained, tuple(cfg.category_names),
+                    tuple(cfg.class_to_category_id), cfg.input_long_side, cfg.patch)
+    source = open_clip(request.clip)
+    try:
+        session.reset()
+        previewed: set[int] = set()
+        for i in range(len(source)):
+            wanted = channel.take()
+            if wanted is not None and wanted > i and wanted not in previewed and wanted < len(source):
+                previewed.add(wanted)
+                saved = session.state
+                session.reset()
+                try:
+                    result = session.step(source.frame(wanted))
+                finally:
+                    session.state = saved
+                yield FrameMessage(request.id, CompactFrame.from_result(result, index=wanted), True)
+            yield FrameMessage(request.id, CompactFrame.from_result(session.step(source.frame(i))), False)
+    finally:
+        source.close()
+
+
+class ResultCache:
+    """(RunKey -> ClipResults), least recently used first out, bounded by the stores' bytes.
+
+    The most recently used entry is never evicted, whatever its size.
+    """
+
+    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[RunKey, ClipResults] = OrderedDict()
+
+    def get(self, key: RunKey) -> ClipResults | None:
+        results = self._items.get(key)
+        if results is not None:
+            self._items.move_to_end(key)
+        return results
+
+    def put(self, key: RunKey, results: ClipResults) -> None:
+        self._items[key] = results
+        self._items.move_to_end(key)
+        self.trim()
+
+    def trim(self) -> None:
+        while len(self._items) > 1 and self.nbytes > self.max_bytes:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.nbytes for r in self._items.values())
