@@ -1,6 +1,6 @@
 """Glue between the window and the worker: request ids, the per-(model, PKR) cache, previews.
 
-See :mod:`vpp_gui.runs` for the pass/preview rule. The controller keeps the results of the current
+See :mod:`core.studio` for the pass/preview rule. The controller keeps the results of the current
 run (one :class:`ClipResults` per pass) and the previews of that pass apart; ``frame(i)`` answers
 with the pass's result when it has one, else with a preview, marked as such.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from core.results import ClipResults, CompactFrame
-from vpp_gui.runs import (
+from core.studio import (
     FrameMessage,
     ModelInfo,
     ModelSpec,
@@ -72,7 +72,7 @@ class InferenceController(QObject):
                   threshold: float | str | None = "keep", preview: int | None = None) -> None:
         """Change run settings; restarts (or takes the cache) when the key changes.
 
-        ``preview``: the frame on screen, previewed first if a pass starts (see :mod:`vpp_gui.runs`).
+        ``preview``: the frame on screen, previewed first if a pass starts (see :mod:`core.studio`).
         """
         if spec is not None:
             self.spec = spec

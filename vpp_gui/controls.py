@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from core.studio import ModelSpec
 from vpp_gui.overlay import DEPTH_STAGE
-from vpp_gui.runs import ModelSpec
 
 PKR_MIN, PKR_MAX, PKR_STEP = 0.2, 1.0, 0.05
 PKR_DEBOUNCE_MS = 250

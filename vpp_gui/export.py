@@ -89,7 +89,7 @@ class Exporter(QObject):
         self.finished.emit(summary)
 
     def _on_error(self, exc: Exception) -> None:
-        from vpp_gui.runs import user_message
+        from core.studio import user_message
 
         self.failed.emit(user_message(exc))
 

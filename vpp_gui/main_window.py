@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
 from core.errors import VPPError
+from core.studio import ModelInfo, ModelSpec
 from vpp_gui import overlay
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController
@@ -21,7 +22,6 @@ from vpp_gui.controls import ControlsPanel
 from vpp_gui.export import YTVIS_FILTERS, Exporter, incomplete_message, write_davis, write_ytvis
 from vpp_gui.frame_view import FrameView
 from vpp_gui.plots import PlotsPanel
-from vpp_gui.runs import ModelInfo, ModelSpec
 from vpp_gui.settings import Settings
 from vpp_gui.status import StatusPanel
 from vpp_gui.theme import apply_theme, get_theme

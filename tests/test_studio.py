@@ -1,4 +1,4 @@
-"""vpp_gui.runs without Qt: the worker's generator, the preview rule, the cache."""
+"""core.studio without Qt: the worker's generator, the preview rule, the cache."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from core.build import VPPConfig, build_vpp
 from core.resources import LoadedModel
 from core.results import ClipResults, CompactFrame
 from core.session import InferenceSession
-from vpp_gui.runs import (
+from core.studio import (
     FrameMessage,
     ModelInfo,
     ModelSpec,

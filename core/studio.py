@@ -1,4 +1,4 @@
-"""Qt-free inference logic of the app: what a run is, the worker's generator, and the results cache.
+"""The app's Qt-free run logic (vpp_gui is a view over it): runs, the worker's generator, the cache.
 
 **The rule.** Pruning state and track IDs chain frame to frame, so a *pass* always starts at the
 clip's first frame with a fresh session state and stores every result in one
