@@ -19,6 +19,7 @@ import torch
 
 from core.build import VPPConfig, build_vpp
 from core.model.backbone import PruneMode
+from core.model.vpp import VPPModel
 from core.preprocess import prepare_frame
 from core.session import InferenceSession
 
@@ -61,55 +62,70 @@ def run_bench(
     random_baseline: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[BenchRow]:
-    """Time every (variant, configuration); returns rows with ratios against that variant's dense."""
-    width, height = size
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2)]
+    """Time every (variant, configuration) with seeded random weights at the frame's own size."""
     rows: list[BenchRow] = []
     for variant in variants:
         torch.manual_seed(0)
-        config = VPPConfig.for_variant(variant, input_long_side=max(width, height))
-        model = build_vpp(config).eval()
-        configs = _configs(pkrs, random_baseline)
-        # one copy of the same weights and one session per configuration: each keeps its own clip state
-        sessions = {
-            name: InferenceSession(copy.deepcopy(model), config, device=device, pkr=pkr, mode=mode)
-            for name, mode, pkr in configs
-        }
-        log(f"[{variant}] warming up {len(configs)} configurations at {width}x{height}")
-        bb_times: dict[str, list[float]] = {n: [] for n, _, _ in configs}
-        e2e_times: dict[str, list[float]] = {n: [] for n, _, _ in configs}
-        info: dict[str, tuple[float, float, float]] = {}
-        for rnd in range(warmup + repeats):
-            for name, _mode, _pkr in configs:
-                s = sessions[name]
-                frame = frames[rnd % 2]
-                bb_ms, bb_out = _time_backbone(s, frame)
-                t0 = time.perf_counter()
-                res = s.step(frame)
-                e2e_ms = (time.perf_counter() - t0) * 1000
-                if rnd >= warmup:
-                    bb_times[name].append(bb_ms)
-                    e2e_times[name].append(e2e_ms)
-                    info[name] = (res.keep_ratio, bb_out.flops / 1e9, res.gflops)
+        config = VPPConfig.for_variant(variant, input_long_side=max(size))
+        rows += bench_model(build_vpp(config).eval(), config, variant, pkrs, size=size, repeats=repeats,
+                            warmup=warmup, device=device, random_baseline=random_baseline, log=log)
+    return rows
+
+
+def bench_model(
+    model: VPPModel,
+    config: VPPConfig,
+    label: str,
+    pkrs: list[float],
+    *,
+    size: tuple[int, int] = (960, 540),
+    repeats: int = 7,
+    warmup: int = 2,
+    device: str = "cpu",
+    random_baseline: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[BenchRow]:
+    """Time one model (at ``config.input_long_side``) dense and at each PKR; ratios against its dense row."""
+    width, height = size
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2)]
+    configs = _configs(pkrs, random_baseline)
+    # one copy of the same weights and one session per configuration: each keeps its own clip state
+    sessions = {
+        name: InferenceSession(copy.deepcopy(model), config, device=device, pkr=pkr, mode=mode)
+        for name, mode, pkr in configs
+    }
+    log(f"[{label}] warming up {len(configs)} configurations at {width}x{height}")
+    bb_times: dict[str, list[float]] = {n: [] for n, _, _ in configs}
+    e2e_times: dict[str, list[float]] = {n: [] for n, _, _ in configs}
+    info: dict[str, tuple[float, float, float]] = {}
+    for rnd in range(warmup + repeats):
+        for name, _mode, _pkr in configs:
+            s = sessions[name]
+            frame = frames[rnd % 2]
+            bb_ms, bb_out = _time_backbone(s, frame)
+            t0 = time.perf_counter()
+            res = s.step(frame)
+            e2e_ms = (time.perf_counter() - t0) * 1000
             if rnd >= warmup:
-                log(f"[{variant}] round {rnd - warmup + 1}/{repeats}")
-        for name, mode, pkr in configs:
-            keep, bb_gf, e2e_gf = info[name]
-            rows.append(
-                BenchRow(variant, name, mode, pkr, keep, bb_gf, statistics.median(bb_times[name]), e2e_gf,
-                         statistics.median(e2e_times[name]))
-            )
-        dense = next(r for r in rows if r.variant == variant and r.name == "dense")
-        for r in rows:
-            if r.variant != variant:
-                continue
-            r.backbone_speedup = dense.backbone_ms / r.backbone_ms
-            r.backbone_flop_ratio = dense.backbone_gflops / r.backbone_gflops
-            r.backbone_realization = r.backbone_speedup / r.backbone_flop_ratio
-            r.e2e_speedup = dense.e2e_ms / r.e2e_ms
-            r.e2e_flop_ratio = dense.e2e_gflops / r.e2e_gflops
-            r.e2e_realization = r.e2e_speedup / r.e2e_flop_ratio
+                bb_times[name].append(bb_ms)
+                e2e_times[name].append(e2e_ms)
+                info[name] = (res.keep_ratio, bb_out.flops / 1e9, res.gflops)
+        if rnd >= warmup:
+            log(f"[{label}] round {rnd - warmup + 1}/{repeats}")
+    rows = []
+    for name, mode, pkr in configs:
+        keep, bb_gf, e2e_gf = info[name]
+        rows.append(BenchRow(label, name, mode, pkr, keep, bb_gf, statistics.median(bb_times[name]), e2e_gf,
+                             statistics.median(e2e_times[name])))
+    dense = rows[0]
+    for r in rows:
+        r.backbone_speedup = dense.backbone_ms / r.backbone_ms
+        r.backbone_flop_ratio = dense.backbone_gflops / r.backbone_gflops
+        r.backbone_realization = r.backbone_speedup / r.backbone_flop_ratio
+        r.e2e_speedup = dense.e2e_ms / r.e2e_ms
+        r.e2e_flop_ratio = dense.e2e_gflops / r.e2e_gflops
+        r.e2e_realization = r.e2e_speedup / r.e2e_flop_ratio
     return rows
 
 

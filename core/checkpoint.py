@@ -26,12 +26,20 @@ def config_path(weights: str | Path) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def save_checkpoint(model: VPPModel, config: VPPConfig, path: str | Path, *, metadata: dict | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its JSON config atomically; returns the weights path."""
+def save_checkpoint(model: VPPModel, config: VPPConfig, path: str | Path, *, metadata: dict | None = None,
+                    half: bool = False) -> Path:
+    """Write ``path`` (.safetensors) and its JSON config atomically; returns the weights path.
+
+    ``half`` stores floating-point weight matrices and kernels (2+ dims, nearly all the bytes) as
+    float16; vectors (biases, norms, pixel statistics) stay float32. Loading casts back to the model's
+    float32, so evaluate the half file itself if its figures matter.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() and v.ndim >= 2 else v for k, v in state.items()}
     meta = {CONFIG_KEY: config.to_json(), **{k: str(v) for k, v in (metadata or {}).items()}}
     atomic_write_bytes(path, save(state, metadata=meta))
     atomic_write_text(config_path(path), config.to_json() + "\n")

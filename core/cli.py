@@ -20,6 +20,8 @@ COMMANDS = (
     "eval",
     "make_synthetic",
     "infer",
+    "model_card",
+    "export_model",
 )
 
 

@@ -88,3 +88,19 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         save_checkpoint(build_vpp(c), c, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+
+
+def test_half_checkpoint_is_smaller_and_loads_back_as_float32(tmp_path):
+    torch.manual_seed(2)
+    c = cfg()
+    model = build_vpp(c).eval()
+    full = save_checkpoint(model, c, tmp_path / "full.safetensors")
+    half = save_checkpoint(model, c, tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == a.dtype, name
+        if a.is_floating_point() and a.ndim < 2:
+            assert torch.equal(a, b), name  # vectors (norms, biases, pixel statistics) stay exact
+        else:
+            torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)

@@ -1,0 +1,98 @@
+"""``vpp model-card``: the accuracy/speed table of a model on a held-out YTVIS split, in one command.
+
+    vpp model-card --split data/shapes/valid [--model PATH] [--markdown table.md] [--json figures.json]
+
+For each configuration (dense = PKR 1.0, VPP at 0.7/0.55/0.4, the random-drop baseline at the lowest
+PKR) every video of the split runs from its first frame as ``vpp infer`` would, and the results are
+scored with the official YouTube-VIS protocol (AP_track) and per-frame COCO mAP_bbox/mAP_segm. The
+speed columns come from :func:`core.bench.bench_model`: the same configurations timed interleaved in
+one process at the split's frame size, so the ratios are comparable even on a busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from core import __version__
+from core.atomic import atomic_write_text
+from core.bench import bench_model
+from core.errors import VPPError
+from core.resources import load_model
+from core.training.validate import evaluate_model, open_split
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("model-card", help="accuracy and speed of a model at several PKRs on a YTVIS split")
+    p.add_argument("--split", required=True, help="split folder with instances.json and JPEGImages/")
+    p.add_argument("--model", default=None, help="checkpoint (default: the embedded default model)")
+    p.add_argument("--pkr", nargs="+", type=float, default=[0.7, 0.55, 0.4], help="PKRs besides dense")
+    p.add_argument("--max-videos", type=int, default=None, help="only the first N videos")
+    p.add_argument("--repeats", type=int, default=15, help="timed rounds of the speed measurement")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--markdown", default=None, help="write the table as Markdown to this file")
+    p.add_argument("--json", dest="json_out", default=None, help="write all figures to this JSON file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if any(not 0 < p < 1 for p in args.pkr):
+        raise VPPError(f"--pkr values must be in (0, 1) (dense is always included), got {args.pkr}")
+    split_dir = Path(args.split)
+    split = open_split(split_dir / "instances.json", split_dir / "JPEGImages")
+    loaded = load_model(args.model, device="cpu")
+    if not loaded.trained:
+        print("warning: no trained default model is shipped; measuring an untrained model", file=sys.stderr)
+    model, cfg = loaded.model, loaded.config
+    pkrs = sorted(set(args.pkr), reverse=True)
+    configs = [("dense", "dense", 1.0), *((f"vpp@{p:g}", "vpp", p) for p in pkrs), (f"random@{pkrs[-1]:g}",
+                                                                                     "random", pkrs[-1])]
+    rows = []
+    for name, mode, pkr in configs:
+        t0 = time.perf_counter()
+        fig = evaluate_model(model, cfg, split, pkr=pkr, mode=mode, device=args.device, max_videos=args.max_videos,
+                             progress=lambda n, total, name=name: print(f"\r{name}: {n}/{total} videos", end="",
+                                                                        file=sys.stderr))
+        print(f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        rows.append({"config": name, "mode": mode, "pkr": pkr, **fig})
+    first = split.gt.videos[0]
+    size = (first.width, first.height)
+    speed = bench_model(model, cfg, "model", pkrs, size=size, repeats=args.repeats, warmup=2, device=args.device,
+                        log=lambda m: print(m, file=sys.stderr))
+    by_name = {r.name: r for r in speed}
+    for row in rows:
+        b = by_name[row["config"]]
+        row.update(backbone_speedup=b.backbone_speedup, e2e_speedup=b.e2e_speedup, backbone_ms=b.backbone_ms,
+                   e2e_ms=b.e2e_ms, backbone_gflops=b.backbone_gflops)
+    table = format_table(rows, size)
+    print(table)
+    if args.markdown:
+        atomic_write_text(args.markdown, table + "\n")
+    if args.json_out:
+        meta = {"vpp_studio": __version__, "model": loaded.source, "split": str(split_dir.resolve()),
+                "videos": args.max_videos or len(split.video_ids), "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "device": args.device, "machine": platform.machine()}
+        atomic_write_text(args.json_out, json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+def format_table(rows: list[dict], size: tuple[int, int]) -> str:
+    """Markdown: one row per configuration; AP in points (x100), speed relative to dense."""
+    lines = [
+        "| config | measured PKR | AP_track | mAP_bbox | mAP_segm | backbone GFLOPs "
+        f"| backbone speedup | end-to-end speedup ({size[0]}x{size[1]}) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['keep_ratio']:.3f} | {100 * r['AP']:.1f} | {100 * r['bbox_AP']:.1f} "
+            f"| {100 * r['segm_AP']:.1f} | {r['backbone_gflops']:.2f} | {r['backbone_speedup']:.2f}x "
+            f"| {r['e2e_speedup']:.2f}x |"
+        )
+    return "\n".join(lines)
