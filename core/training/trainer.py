@@ -152,11 +152,11 @@ def clip_loss(model, frames: torch.Tensor, targets: list[list], cfg: TrainConfig
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.rank, self.world = setup_distributed(self.device)
-        self.log = log if self.rank == 0 else (lambda m: None)
+        self.log = (log or _print_flush) if self.rank == 0 else (lambda m: None)
         self.out = Path(cfg.out_dir)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -267,6 +267,11 @@ class Trainer:
         bar.close()
         self.model.eval()
         return self.history
+
+
+def _print_flush(message: str) -> None:
+    """Log lines reach a redirected log file at once (``tail -f`` shows progress)."""
+    print(message, flush=True)
 
 
 def _to(t, device):
