@@ -137,7 +137,8 @@ def bench_open(app, make_window, clip: Path, n=1000) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", default=str(ROOT.parent / "shared/data/davis_car_shadow/frames"))
-    parser.add_argument("--long-side", type=int, default=640, help="model input size (the default model's: 640)")
+    parser.add_argument("--long-side", type=int, default=0,
+                        help="run an untrained Tiny at this input size instead of the embedded default model")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
 
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from core.build import VPPConfig, build_vpp
-    from core.resources import LoadedModel
+    from core.resources import LoadedModel, load_model
     from vpp_gui.app import create_window
     from vpp_gui.settings import Settings
 
@@ -156,6 +157,8 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp()
 
     def factory(spec, device):
+        if not args.long_side:
+            return load_model(None, device=device)
         torch.manual_seed(0)
         cfg = VPPConfig.for_variant("tiny", input_long_side=args.long_side)
         return LoadedModel(build_vpp(cfg).to(device).eval(), cfg, f"untrained Tiny {args.long_side}", False)
@@ -168,6 +171,8 @@ def main(argv=None) -> int:
         return w
 
     window = make_window(args.clip)
+    model_label = (f"untrained Tiny at {args.long_side} px" if args.long_side
+                   else f"model {Path(load_model(None).source).name}")
     while window.controller.state == "running":
         app.processEvents()
     ov = bench_overlay(window, app)
@@ -177,7 +182,7 @@ def main(argv=None) -> int:
     op = bench_open(app, make_window, Path(args.clip))
 
     print(f"VPP Studio GUI benchmark — {torch.get_num_threads()} torch thread(s), "
-          f"{os.cpu_count()} CPU(s), untrained Tiny at {args.long_side} px, {Path(args.clip).parent.name}\n")
+          f"{os.cpu_count()} CPU(s), {model_label}, clip {Path(args.clip).parent.name}\n")
     print("| measure | result | target |")
     print("|---|---|---|")
     print(f"| overlay render 1280x720, 10 instances + heatmap (NumPy) | median {ov['render_median']:.1f} ms, "
