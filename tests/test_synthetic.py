@@ -105,3 +105,24 @@ def test_make_synthetic_cli(tmp_path, capsys):
     assert "train:" in capsys.readouterr().out
     assert main(["make-synthetic", "--out", str(out), "--train-videos", "0", "--val-videos", "0"]) == 2
     assert "must be >= 0 and not both 0" in capsys.readouterr().err
+
+
+def test_random_appearance_decouples_colour_from_category():
+    """With appearance="random" the same category comes in several colour styles; by default one per category."""
+    from core.data.synthetic import _COLOURS, generate_clip
+
+    def styles(appearance):
+        seen: dict[int, set[int]] = {}
+        for seed in range(30):
+            clip = generate_clip([9, seed], 96, 72, 2, max_objects=4, appearance=appearance)
+            for inst in clip.instances:
+                t = int(inst.present.argmax())
+                mean = clip.frames[t][inst.masks[t]].reshape(-1, 3).mean(0)
+                hue = mean / np.linalg.norm(mean)  # shading scales the colour; compare directions
+                nearest = int(np.argmax([hue @ (np.array(c) / np.linalg.norm(c)) for c in _COLOURS]))
+                seen.setdefault(inst.category_id, set()).add(nearest)
+        return seen
+
+    by_category = styles("category")
+    assert all(s == {c - 1} for c, s in by_category.items()), by_category
+    assert sum(len(s) for s in styles("random").values()) > len(by_category) + 6

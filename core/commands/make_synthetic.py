@@ -23,6 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video")
     p.add_argument("--max-objects", type=int, default=4, help="at most this many objects per video")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--appearance", choices=("category", "random"), default="category",
+                   help="category: colour/pattern tell the class; random: drawn per object, only the outline does")
     p.set_defaults(func=run)
 
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     written = write_synthetic_dataset(args.out, train_videos=args.train_videos, val_videos=args.val_videos,
                                       width=args.width, height=args.height, frames=args.frames, seed=args.seed,
-                                      max_objects=args.max_objects)
+                                      max_objects=args.max_objects, appearance=args.appearance)
     for split, ann in written.items():
         print(f"{split}: {ann}")
     print(f"categories: {', '.join(f'{i + 1}={n}' for i, n in enumerate(CATEGORIES))}; "

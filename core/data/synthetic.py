@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -24,6 +25,7 @@ from core.atomic import atomic_write_text
 from core.data.errors import YtvisWriteError
 from core.data.rle import encode_masks, rle_area, rle_bbox
 
+Appearance = Literal["category", "random"]
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
 # Base RGB colour of each category (jittered per object) and its texture.
 _COLOURS = ((225, 70, 50), (50, 90, 225), (60, 190, 70), (235, 205, 40), (190, 60, 200), (40, 200, 210))
@@ -96,11 +98,12 @@ def _shape_mask(category: int, size: int, r: float) -> np.ndarray:
     return m
 
 
-def _texture(rng: np.random.Generator, category: int, size: int) -> np.ndarray:
-    colour = np.clip(np.array(_COLOURS[category - 1], np.float32) + rng.uniform(-25, 25, 3), 0, 255)
+def _texture(rng: np.random.Generator, style: int, size: int) -> np.ndarray:
+    """The sprite's texture in appearance ``style`` (1-based: a colour range and a pattern)."""
+    colour = np.clip(np.array(_COLOURS[style - 1], np.float32) + rng.uniform(-25, 25, 3), 0, 255)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     c = size / 2.0
-    kind = _TEXTURES[category - 1]
+    kind = _TEXTURES[style - 1]
     period = float(rng.uniform(5, 9))
     if kind == "radial":
         shade = 1.0 - 0.5 * np.hypot(xx - c, yy - c) / c
@@ -128,8 +131,9 @@ class _Object:
     alive: np.ndarray  # [T] bool
 
 
-def _make_object(rng: np.random.Generator, w: int, h: int, frames: int) -> _Object:
+def _make_object(rng: np.random.Generator, w: int, h: int, frames: int, appearance: Appearance) -> _Object:
     category = int(rng.integers(1, len(CATEGORIES) + 1))
+    style = category if appearance == "category" else int(rng.integers(1, len(_TEXTURES) + 1))
     r = float(rng.uniform(0.08, 0.2)) * min(w, h)
     size = math.ceil(2 * r) + 4
     t = np.arange(frames, dtype=np.float64)
@@ -148,7 +152,7 @@ def _make_object(rng: np.random.Generator, w: int, h: int, frames: int) -> _Obje
         if b - a >= 2:
             alive[:] = False
             alive[a:b] = True
-    return _Object(category, _shape_mask(category, size, r), _texture(rng, category, size), path, scale, angle, alive)
+    return _Object(category, _shape_mask(category, size, r), _texture(rng, style, size), path, scale, angle, alive)
 
 
 def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: int) -> None:
@@ -171,8 +175,12 @@ def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: in
 
 
 def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240, frames: int = 16, *,
-                  min_objects: int = 1, max_objects: int = 4) -> SyntheticClip:
+                  min_objects: int = 1, max_objects: int = 4, appearance: Appearance = "category") -> SyntheticClip:
     """One clip in memory: ``frames [T, H, W, 3]`` uint8 RGB and its instances (visible masks, category).
+
+    ``appearance="category"``: each category has its own colour range and pattern (a single patch
+    tells the class). ``"random"``: colour and pattern are drawn per object, independently of the
+    category, so only the outline tells the class and a model needs context from several patches.
 
     ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a list of ints).
     Instances never visible in any frame are dropped.
@@ -185,7 +193,8 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
     pad = max(8, int(0.1 * max(width, height)))
     canvas = _background(rng, height + 2 * pad, width + 2 * pad)
     pan0, pan_v = rng.uniform(0, 2 * pad, 2), rng.uniform(-0.4, 0.4, 2)
-    objects = [_make_object(rng, width, height, frames) for _ in range(int(rng.integers(min_objects, max_objects + 1)))]
+    objects = [_make_object(rng, width, height, frames, appearance)
+               for _ in range(int(rng.integers(min_objects, max_objects + 1)))]
     out = np.empty((frames, height, width, 3), np.uint8)
     labels = np.zeros((frames, height, width), np.uint8)
     for t in range(frames):
@@ -208,7 +217,7 @@ def _clip_seed(seed: int, split: int, index: int) -> list[int]:
 
 def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_videos: int = 2, width: int = 320,
                             height: int = 240, frames: int = 16, seed: int = 0, max_objects: int = 4,
-                            jpeg_quality: int = 95) -> dict[str, Path]:
+                            jpeg_quality: int = 95, appearance: Appearance = "category") -> dict[str, Path]:
     """Write ``<out>/<split>/JPEGImages/<video>/00000.jpg ...`` and ``<out>/<split>/instances.json``.
 
     Splits ``train`` and ``valid`` use distinct seed streams ([seed, 0, i] and [seed, 1, i]). Images are
@@ -223,7 +232,8 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
         root = out / split
         videos, annotations = [], []
         for i in range(count):
-            clip = generate_clip(_clip_seed(seed, split_index, i), width, height, frames, max_objects=max_objects)
+            clip = generate_clip(_clip_seed(seed, split_index, i), width, height, frames, max_objects=max_objects,
+                                appearance=appearance)
             name = f"vid{i:05d}"
             folder = root / "JPEGImages" / name
             try:
@@ -239,7 +249,8 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
             for inst in clip.instances:
                 annotations.append(_annotation(len(annotations) + 1, i + 1, inst, width, height))
         gt = {"info": {"description": "VPP Studio synthetic shapes", "split": split, "seed": seed,
-                       "width": width, "height": height, "frames": frames, "max_objects": max_objects},
+                       "width": width, "height": height, "frames": frames, "max_objects": max_objects,
+                       "appearance": appearance},
               "licenses": [], "videos": videos, "annotations": annotations,
               "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]}
         ann = root / "instances.json"
