@@ -66,11 +66,15 @@ class ModelSpec:
         return f"file:{p.resolve()}:{stamp}"
 
 
-def resolve_threshold(value: float | None, spec: ModelSpec) -> float:
-    """``None`` means auto (see :data:`AUTO_THRESHOLD_TRAINED`)."""
+def resolve_threshold(value: float | None, trained: bool) -> float:
+    """``None`` means auto: :data:`AUTO_THRESHOLD_TRAINED` or, for random weights, the untrained one.
+
+    Resolved on the worker once the model is loaded, from what was loaded (not from the choice's
+    name: a checkpoint or an injected model can be either).
+    """
     if value is not None:
         return float(value)
-    return AUTO_THRESHOLD_UNTRAINED if spec.known_untrained() else AUTO_THRESHOLD_TRAINED
+    return AUTO_THRESHOLD_TRAINED if trained else AUTO_THRESHOLD_UNTRAINED
 
 
 @dataclass(frozen=True)
@@ -81,11 +85,12 @@ class RunKey:
     model: str
     device: str
     pkr: float
-    threshold: float
+    threshold: float | None  # None: auto
 
     @classmethod
-    def make(cls, clip: str | Path, spec: ModelSpec, device: str, pkr: float, threshold: float) -> RunKey:
-        return cls(str(clip), spec.cache_id(), device, round(float(pkr), 2), round(float(threshold), 3))
+    def make(cls, clip: str | Path, spec: ModelSpec, device: str, pkr: float, threshold: float | None) -> RunKey:
+        return cls(str(clip), spec.cache_id(), device, round(float(pkr), 2),
+                   None if threshold is None else round(float(threshold), 3))
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class RunRequest:
     spec: ModelSpec
     device: str
     pkr: float
-    threshold: float
+    threshold: float | None  # None: auto (see resolve_threshold)
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,7 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
     loaded = models.get(request.spec, request.device)
     cfg = loaded.config
     session = InferenceSession(loaded.model, cfg, device=request.device, pkr=request.pkr,
-                               score_threshold=request.threshold)
+                               score_threshold=resolve_threshold(request.threshold, loaded.trained))
     yield ModelInfo(request.id, loaded.source, loaded.trained, tuple(cfg.category_names),
                     tuple(cfg.class_to_category_id), cfg.input_long_side, cfg.patch)
     source = open_clip(request.clip)

@@ -88,8 +88,10 @@ def test_errors_become_messages(frames):
 
 
 def test_keys_thresholds_and_cache():
-    assert resolve_threshold(None, ModelSpec("tiny")) == 0.03
-    assert resolve_threshold(0.4, ModelSpec("tiny")) == 0.4
+    assert resolve_threshold(None, trained=False) == 0.03
+    assert resolve_threshold(None, trained=True) == 0.25
+    assert resolve_threshold(0.4, trained=False) == 0.4
+    assert RunKey.make("c", ModelSpec("tiny"), "cpu", 0.5, None).threshold is None
     assert RunKey.make("c", ModelSpec("tiny"), "cpu", 0.5000001, 0.03) == RunKey.make("c", ModelSpec("tiny"), "cpu",
                                                                                        0.5, 0.03)
     cache = ResultCache(max_bytes=1)

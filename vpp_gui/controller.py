@@ -22,7 +22,6 @@ from core.studio import (
     ResultCache,
     RunKey,
     RunRequest,
-    resolve_threshold,
 )
 from vpp_gui.worker import InferenceRunner
 
@@ -87,7 +86,7 @@ class InferenceController(QObject):
     def current_key(self) -> RunKey | None:
         if self.clip is None:
             return None
-        return RunKey.make(self.clip, self.spec, self.device, self.pkr, resolve_threshold(self.threshold, self.spec))
+        return RunKey.make(self.clip, self.spec, self.device, self.pkr, self.threshold)
 
     # -- running -------------------------------------------------------------------------------------
     def restart(self, *, force: bool = False, preview: int | None = None) -> None:
