@@ -45,6 +45,8 @@ def prepare_frame(frame: np.ndarray, long_side: int, multiple: int) -> tuple[tor
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         frame = cv2.resize(frame, (rw, rh), interpolation=interp)
     ph, pw = -(-rh // multiple) * multiple, -(-rw // multiple) * multiple
+    if not frame.flags.writeable:  # sources hand out read-only cached frames; torch wants to own writable memory
+        frame = frame.copy()
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()
     x = F.pad(x, (0, pw - rw, 0, ph - rh))
     return x.unsqueeze(0), Resized((h, w), (rh, rw), (ph, pw))
