@@ -126,3 +126,8 @@ def test_random_appearance_decouples_colour_from_category():
     by_category = styles("category")
     assert all(s == {c - 1} for c, s in by_category.items()), by_category
     assert sum(len(s) for s in styles("random").values()) > len(by_category) + 6
+    paired = styles("paired")  # circle/ring, square/cross, triangle/star share one look
+    assert len(paired) == 6, paired
+    assert all(len(s) == 1 for s in paired.values()), paired
+    assert paired[1] == paired[5] and paired[2] == paired[6] and paired[3] == paired[4], paired
+    assert len({min(s) for s in paired.values()}) == 3, paired

@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--frames", type=int, default=16, help="frames per video")
     p.add_argument("--max-objects", type=int, default=4, help="at most this many objects per video")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--appearance", choices=("category", "random"), default="category",
+    p.add_argument("--appearance", choices=("category", "paired", "random"), default="category",
                    help="category: colour/pattern tell the class; random: drawn per object, only the outline does")
     p.set_defaults(func=run)
 

@@ -25,11 +25,14 @@ from core.atomic import atomic_write_text
 from core.data.errors import YtvisWriteError
 from core.data.rle import encode_masks, rle_area, rle_bbox
 
-Appearance = Literal["category", "random"]
+Appearance = Literal["category", "paired", "random"]
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
 # Base RGB colour of each category (jittered per object) and its texture.
 _COLOURS = ((225, 70, 50), (50, 90, 225), (60, 190, 70), (235, 205, 40), (190, 60, 200), (40, 200, 210))
 _TEXTURES = ("radial", "checker", "stripes", "dots", "speckle", "diagonal")
+# appearance="paired": two categories share one look, so only the outline separates the members of a
+# pair (circle/ring, square/cross, triangle/star).
+_PAIRED_STYLE = {1: 1, 5: 1, 2: 2, 6: 2, 3: 3, 4: 3}
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,12 @@ class _Object:
 
 def _make_object(rng: np.random.Generator, w: int, h: int, frames: int, appearance: Appearance) -> _Object:
     category = int(rng.integers(1, len(CATEGORIES) + 1))
-    style = category if appearance == "category" else int(rng.integers(1, len(_TEXTURES) + 1))
+    if appearance == "category":
+        style = category
+    elif appearance == "paired":
+        style = _PAIRED_STYLE[category]
+    else:
+        style = int(rng.integers(1, len(_TEXTURES) + 1))
     r = float(rng.uniform(0.08, 0.2)) * min(w, h)
     size = math.ceil(2 * r) + 4
     t = np.arange(frames, dtype=np.float64)
@@ -179,7 +187,8 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
     """One clip in memory: ``frames [T, H, W, 3]`` uint8 RGB and its instances (visible masks, category).
 
     ``appearance="category"``: each category has its own colour range and pattern (a single patch
-    tells the class). ``"random"``: colour and pattern are drawn per object, independently of the
+    tells the class). ``"paired"``: circle/ring, square/cross and triangle/star share a look, so a
+    patch tells the pair and the outline the member. ``"random"``: colour and pattern are drawn per object, independently of the
     category, so only the outline tells the class and a model needs context from several patches.
 
     ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a list of ints).
