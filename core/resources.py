@@ -8,12 +8,29 @@ from pathlib import Path
 import torch
 
 from core.build import VPPConfig, build_vpp
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, read_config
+from core.errors import CheckpointError
 from core.model.vpp import VPPModel
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 DEFAULT_MODEL = RESOURCES / "default_model.safetensors"
 DEMO_CLIP = RESOURCES / "demo_clip"
+
+
+FALLBACK_PKR = 0.5
+
+
+def default_pkr() -> float:
+    """The PKR the embedded default model was exported for (its JSON config), without loading weights.
+
+    This is where a first start puts the PKR slider; ``FALLBACK_PKR`` when no default model is
+    shipped, its config cannot be read, or it says dense (1.0 would hide what the app is for).
+    """
+    try:
+        pkr = float(read_config(DEFAULT_MODEL).pkr)
+    except CheckpointError:  # a missing/corrupt file is reported when the model is loaded, not here
+        return FALLBACK_PKR
+    return pkr if 0.0 < pkr < 1.0 else FALLBACK_PKR
 
 
 @dataclass

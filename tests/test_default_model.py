@@ -38,3 +38,19 @@ def test_default_model_finds_and_tracks_the_demo_clip_objects(pkr):
     figures = evaluate(gt, results, frame_metrics=False)
     # an untrained model scores ~0 here; the shipped one has AP50 1.0 at both PKRs (see MODEL_CARD.md)
     assert figures["AP50"] > 0.5, figures
+
+
+def test_default_pkr_follows_the_shipped_config_and_falls_back(tmp_path, monkeypatch):
+    import core.resources as res
+
+    shipped = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["pkr"]
+    assert res.default_pkr() == pytest.approx(shipped) and 0.0 < shipped < 1.0
+    for name, text in (("missing", None), ("corrupt", "{not json"), ("dense", None)):
+        weights = tmp_path / f"{name}.safetensors"
+        if text is not None:
+            weights.with_suffix(".json").write_text(text)
+        if name == "dense":
+            cfg = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+            weights.with_suffix(".json").write_text(json.dumps({**cfg, "pkr": 1.0}))
+        monkeypatch.setattr(res, "DEFAULT_MODEL", weights)
+        assert res.default_pkr() == res.FALLBACK_PKR, name

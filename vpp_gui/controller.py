@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from core.resources import default_pkr
 from core.results import ClipResults, CompactFrame
 from core.studio import (
     FrameMessage,
@@ -45,7 +46,7 @@ class InferenceController(QObject):
         self._shape = (0, 0, 0)  # frames, height, width
         self.spec = ModelSpec("default")
         self.device = "cpu"
-        self.pkr = 0.5
+        self.pkr = default_pkr()
         self.threshold: float | None = None  # None = auto
         self.results: ClipResults | None = None
         self.previews: OrderedDict[int, CompactFrame] = OrderedDict()

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from core.resources import default_pkr
 from core.studio import ModelSpec
 from vpp_gui.overlay import DEPTH_STAGE
 
@@ -80,7 +81,7 @@ class ControlsPanel(QWidget):
         self.pkr_slider.setRange(PKR_MIN, PKR_MAX)
         self.pkr_slider.setSingleStep(PKR_STEP)
         self.pkr_slider.setDecimals(2)
-        self.pkr_slider.setValue(0.5)
+        self.pkr_slider.setValue(snap_pkr(default_pkr()))
         self.pkr_slider.setToolTip("Patch keep ratio: the share of tokens the backbone keeps (1.0 = dense).\n"
                                    "Changing it restarts inference; results per PKR are cached.")
         self.pkr_slider.valueChanged.connect(self._on_pkr_moved)
@@ -90,7 +91,7 @@ class ControlsPanel(QWidget):
         self._pkr_timer.setSingleShot(True)
         self._pkr_timer.setInterval(PKR_DEBOUNCE_MS)
         self._pkr_timer.timeout.connect(self._emit_pkr)
-        self._pkr = 0.5
+        self._pkr = snap_pkr(default_pkr())
         self.threshold_spin = QDoubleSpinBox(prune_box)
         self.threshold_spin.setRange(0.0, 1.0)
         self.threshold_spin.setSingleStep(0.01)

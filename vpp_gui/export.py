@@ -68,30 +68,31 @@ class Exporter(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._worker: FunctionWorker | None = None
+        self._workers: set[FunctionWorker] = set()  # each held until its thread is done
+        self._busy = False  # cleared before finished/failed, so a slot may start the next export
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None
+        return self._busy
 
     def start(self, func, *args, **kwargs) -> bool:
-        if self._worker is not None:
+        if self._busy:
             return False
         worker = FunctionWorker(func, *args, **kwargs)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        worker.finished.connect(lambda: self._workers.discard(worker))
+        self._workers.add(worker)
+        self._busy = True
         worker.start()
         return True
 
     def _on_returned(self, summary: str) -> None:
+        self._busy = False
         self.finished.emit(summary)
 
     def _on_error(self, exc: Exception) -> None:
         from core.studio import user_message
 
+        self._busy = False
         self.failed.emit(user_message(exc))
-
-    def _on_finished(self) -> None:
-        self._worker = None

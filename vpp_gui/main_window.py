@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
 from core.errors import VPPError
+from core.resources import default_pkr
 from core.studio import ModelInfo, ModelSpec
 from vpp_gui import overlay
 from vpp_gui.actions import Actions, shortcuts_html
@@ -371,7 +372,7 @@ class MainWindow(QMainWindow):
     def _restore_settings(self) -> None:
         s = self.settings
         self.set_theme(s.value("theme", "dark", str))
-        self.controls.set_pkr(s.value("run/pkr", 0.5, float))
+        self.controls.set_pkr(s.value("run/pkr", default_pkr(), float))
         self.controls.set_device(s.value("run/device", "cpu", str))
         t = s.value("run/threshold", 0.0, float)
         self.controls.set_threshold(t if t > 0 else None)

@@ -188,8 +188,9 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
 
     ``appearance="category"``: each category has its own colour range and pattern (a single patch
     tells the class). ``"paired"``: circle/ring, square/cross and triangle/star share a look, so a
-    patch tells the pair and the outline the member. ``"random"``: colour and pattern are drawn per object, independently of the
-    category, so only the outline tells the class and a model needs context from several patches.
+    patch tells the pair and the outline the member. ``"random"``: colour and pattern are drawn per
+    object, independently of the category, so only the outline tells the class and a model needs
+    context from several patches.
 
     ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a list of ints).
     Instances never visible in any frame are dropped.

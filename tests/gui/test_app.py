@@ -7,6 +7,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
+from core.resources import default_pkr
+from vpp_gui.controls import snap_pkr
+
 CLIP = "davis_car_shadow/frames"
 FRAMES, HEIGHT, WIDTH = 40, 480, 854
 
@@ -27,8 +30,11 @@ def test_open_run_scrub_pkr_cancel_export(make_window, shared_data, qtbot, wait_
     assert c.state == "done" and c.results.is_complete and c.results.count == FRAMES
     assert w.status.note.isVisible() and "untrained" in w.status.note.text()
     first = c.results
-    kept_05 = _mean_kept(w)
-    assert 0.4 < kept_05 < 0.6
+    # a first start uses the PKR the embedded default model was exported for
+    start = w.controls.pkr()
+    assert start == snap_pkr(default_pkr()) == c.pkr and 0.3 <= start <= 0.6
+    kept_start = _mean_kept(w)
+    assert start - 0.1 < kept_start < start + 0.1
 
     # scrub: keyboard shortcuts, Home/End, a click on a plot seeks too
     qtbot.keyClick(w, Qt.Key.Key_Right)
@@ -54,14 +60,14 @@ def test_open_run_scrub_pkr_cancel_export(make_window, shared_data, qtbot, wait_
 
     # a lower PKR restarts the pass; the measured kept ratio follows
     with qtbot.waitSignal(c.stateChanged, timeout=5000, check_params_cb=lambda s: s == "running"):
-        w.controls.pkr_slider.setValue(0.3)
+        w.controls.pkr_slider.setValue(start - 0.2)
     wait_done(w)
     assert c.results is not first and c.results.is_complete
-    assert _mean_kept(w) < kept_05 - 0.1
+    assert _mean_kept(w) < kept_start - 0.1
 
-    # back to 0.5: instant, from the cache (no pass runs)
+    # back to the start PKR: instant, from the cache (no pass runs)
     with qtbot.waitSignal(w.controls.pkrChanged, timeout=5000):
-        w.controls.pkr_slider.setValue(0.5)
+        w.controls.pkr_slider.setValue(start)
     assert c.state == "done" and c.results is first
 
     # cancel a running pass: partial results stay, export is refused with a message
@@ -74,9 +80,9 @@ def test_open_run_scrub_pkr_cancel_export(make_window, shared_data, qtbot, wait_
     assert dialogs and "Wait for it to finish" in dialogs[-1][1]
     assert not (tmp_path / "partial.json").exists()
 
-    # back to 0.5 and export YTVIS (json and zip) and DAVIS masks; read them back with core's readers
+    # back to the start PKR and export YTVIS (json and zip) and DAVIS masks; read them back with core's readers
     with qtbot.waitSignal(w.controls.pkrChanged, timeout=5000):
-        w.controls.pkr_slider.setValue(0.5)
+        w.controls.pkr_slider.setValue(start)
     assert c.results is first
     for name, zipped in (("results.json", False), ("results.zip", True)):
         with qtbot.waitSignal(w.exporter.finished, timeout=60_000):
@@ -106,7 +112,7 @@ def test_preview_shows_the_current_frame_before_the_pass_reaches_it(make_window,
     wait_done(w)
     w.timeline.set_frame(30)
     with qtbot.waitSignal(c.frameArrived, timeout=60_000, check_params_cb=lambda i, preview: preview and i == 30):
-        w.controls.pkr_slider.setValue(0.4)
+        w.controls.pkr_slider.setValue(0.8)
     result, preview = c.frame(30)
     assert preview and result.index == 30
     assert "preview" in w.status.stats.text() and w.view.badge.isVisible()
