@@ -143,6 +143,50 @@ def test_gradients_reach_map_sm_and_gates_in_training():
         assert gate.fc1.weight.grad is not None and gate.fc1.weight.grad.abs().sum() > 0
 
 
+def test_masked_training_path_matches_the_gather_path(model_and_config):
+    """Same selection, same outputs: masks over the full sequence == gather -> blocks -> scatter."""
+    model, _ = model_and_config
+    bb = model.backbone
+    state_g = state_m = None
+    with torch.no_grad():
+        for i in range(3):  # first frame (no Map-SM), then chained frames
+            x = images(128, 176, seed=10 + i)
+            g, m = bb(x, state_g), bb.forward_masked(x, state_m)
+            assert g.tokens_per_block == m.tokens_per_block and g.flops == m.flops
+            assert all(torch.equal(a, b) for a, b in zip(g.kept_masks, m.kept_masks))
+            for a, b in zip(g.features, m.features):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+            assert torch.equal(g.state.kept, m.state.kept)
+            state_g, state_m = g.state, m.state
+
+
+def test_masked_training_gives_gates_a_task_gradient_for_dropped_tokens():
+    """With only the task loss (no sparsity term), the gates learn from what keeping a token changes."""
+    torch.manual_seed(0)
+    model = build_vpp(small_config(pkr=0.4)).train()
+    bb = model.backbone
+    state, loss = None, 0.0
+    for i in range(2):
+        out = model(images(96, 128, seed=i), state)
+        state = out.backbone.state
+        loss = loss + out.decoder.mask_logits.sigmoid().mean() + sum(f.square().mean() for f in out.backbone.features)
+    assert len(out.backbone.keep_probs) == len(bb.prune_points)
+    loss.backward()
+    for gate in (bb.map_sm, *bb.selective.values()):
+        assert gate.fc2.weight.grad is not None and gate.fc2.weight.grad.abs().sum() > 0
+    # the estimator: a dropped token's gate gradient is <dL/dx, block(x) - x>; check it on one block
+    blk = bb.vit.blocks[3]
+    x = torch.randn(1, 6, bb.embed_dim)
+    alive = torch.tensor([[True, True, False, True, False, True]])
+    m = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0, 1.0]], requires_grad=True)
+    y = blk(x, alive)
+    out = x + m.unsqueeze(-1) * (y - x)
+    w = torch.randn_like(out)
+    (out * w).sum().backward()
+    torch.testing.assert_close(m.grad, ((y - x) * w).sum(-1).detach())
+    assert m.grad[0, 2].abs() > 0 and m.grad[0, 4].abs() > 0
+
+
 def test_analytic_flops_match_torch_flop_counter():
     torch.manual_seed(0)
     cfg = small_config(pkr=0.4)
@@ -165,6 +209,12 @@ def test_fused_and_reference_attention_agree():
     ref.load_state_dict(fused.state_dict())
     x = torch.randn(2, 37, 64)
     torch.testing.assert_close(fused(x), ref(x), rtol=1e-5, atol=1e-5)
+    keys = torch.rand(2, 37) > 0.5
+    keys[:, 0] = True
+    torch.testing.assert_close(fused(x, keys), ref(x, keys), rtol=1e-5, atol=1e-5)
+    # a masked key changes nothing: same as attending over the kept tokens only
+    kept = keys[0].nonzero()[:, 0]
+    torch.testing.assert_close(fused(x[:1], keys[:1])[:, kept], fused(x[:1, kept]), rtol=1e-5, atol=1e-5)
 
 
 def test_keep_schedule_hits_the_target_pkr():

@@ -76,6 +76,7 @@ class PrunedViT(nn.Module):
         keep: absolute keep fraction per prune point, in order (Map-SM first).
         background_share: share of Map-SM's budget kept on a sparse, shifting background lattice.
         mode: "vpp" (learned), "random" (random drop at the same k: a baseline) or "dense".
+        masked_training: train "vpp" with masks over the full sequence (see the module docstring).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class PrunedViT(nn.Module):
         keep: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0),
         background_share: float = 0.1,
         mode: PruneMode = "vpp",
+        masked_training: bool = True,
     ) -> None:
         super().__init__()
         depth = len(vit.blocks)
@@ -109,6 +111,7 @@ class PrunedViT(nn.Module):
         self.prune_points = tuple(points)
         self.background_share = background_share
         self.mode: PruneMode = mode
+        self.masked_training = masked_training
         self.keep: tuple[float, ...] = ()
         self.set_keep(keep)
         # Outputs after these blocks are written back into the full map: head taps, the deep block,
@@ -133,6 +136,8 @@ class PrunedViT(nn.Module):
 
     def forward(self, images: torch.Tensor, state: PruneState | None = None) -> BackboneOutput:
         """Run one frame ``[B, 3, H, W]``; ``state`` is the previous frame's (None: first frame)."""
+        if self.training and self.masked_training and self.mode == "vpp":
+            return self.forward_masked(images, state)
         vit = self.vit
         x, grid = vit.embed(images)
         b, n_all, _c = x.shape
@@ -179,6 +184,66 @@ class PrunedViT(nn.Module):
                 taps[i] = full
                 if i == self.deep_block:
                     deep_kept = idx if idx is not None else torch.arange(n_all, device=x.device).expand(b, -1)
+        new_state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
+        return BackboneOutput(
+            features=[taps[j] for j in self.out_indices],
+            grid=grid,
+            kept_masks=kept_masks,
+            tokens_per_block=counts,
+            keep_probs=keep_probs,
+            flops=flops,
+            state=new_state,
+        )
+
+    def forward_masked(self, images: torch.Tensor, state: PruneState | None = None) -> BackboneOutput:
+        """The training path: same selection rule and outputs as :meth:`forward`, decisions as masks.
+
+        Every block runs on all N tokens; attention reads only the kept ones and only kept tokens take
+        the block's update. Costs a dense forward; exact top-k per stage as at inference.
+        """
+        vit = self.vit
+        x, grid = vit.embed(images)
+        b, n_all, _c = x.shape
+        x = vit.blocks[0](x)
+        flops = vit.patch_embed.flops(n_all) + vit.blocks[0].flops(n_all)
+        if state is not None and (state.grid != grid or state.tokens0.shape[0] != b):
+            state = None
+        frame_index = 0 if state is None else state.frame_index
+        tokens0 = x
+        alive = torch.ones(b, n_all, device=x.device, dtype=torch.bool)  # hard running mask
+        gate = torch.ones(b, n_all, 1, device=x.device, dtype=x.dtype)  # same values, carries gradients
+        n = n_all
+        counts = [n_all]
+        kept_masks: list[torch.Tensor] = []
+        keep_probs: list[torch.Tensor] = []
+        taps: dict[int, torch.Tensor] = {0: x}
+        deep_kept: torch.Tensor | None = None
+        keep_of = dict(zip(self.prune_points, self.keep))
+        for i in range(1, len(vit.blocks)):
+            if i in keep_of:
+                k = max(1, int(n_all * keep_of[i]))
+                if k < n and (i != self.map_block or state is not None):
+                    scores, forced = self._scores(i, x, state, grid, frame_index, n_all)
+                    if i == self.map_block:
+                        flops += self.map_sm.flops(n_all, state.kept.shape[1])
+                    else:
+                        flops += self.selective[str(i)].flops(n)
+                    masked = scores.masked_fill(~alive, float("-inf"))  # dropped tokens stay dropped
+                    local, _ = _select(masked, k, forced, training=self.training)
+                    hard = torch.zeros_like(alive).scatter_(1, local, True)
+                    p = scores.exp()
+                    keep_probs.append(p[alive].view(b, n))  # soft keep of the tokens entering the stage
+                    gate = gate * (hard.to(p.dtype) + p - p.detach()).unsqueeze(-1).to(x.dtype)
+                    alive, n = hard, k
+                kept_masks.append(alive.clone())
+            full = alive.all()
+            y = vit.blocks[i](x, None if full else alive)
+            x = x + gate * (y - x)
+            counts.append(n)
+            flops += vit.blocks[i].flops(n)
+            taps[i] = x
+            if i == self.deep_block:
+                deep_kept = alive.nonzero()[:, 1].view(b, n)  # ascending per row, like the gather path
         new_state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
         return BackboneOutput(
             features=[taps[j] for j in self.out_indices],
