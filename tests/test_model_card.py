@@ -39,6 +39,10 @@ def test_evaluate_model_scores_a_split_and_restores_the_model(split, model_and_c
     assert {"AP", "AP50", "bbox_AP", "segm_AP", "keep_ratio", "gflops", "ms"} <= set(fig)
     assert -1.0 <= fig["AP"] <= 1.0
     assert 0.35 < fig["keep_ratio"] < 0.6  # the first frame of each clip runs denser
+    stages = ("Map-SM", "block 3", "block 6", "block 9")
+    kept = [fig[f"kept@{st}"] for st in stages]  # after the first frame: the static budgets
+    assert kept == sorted(kept, reverse=True) and kept[-1] < 0.3
+    assert all(0.0 <= fig[f"object_recall@{st}"] <= 1.0 for st in stages)
     assert model.training and model.backbone.keep == keep_before and model.backbone.mode == "vpp"
 
 
@@ -61,6 +65,9 @@ def test_model_card_command_writes_the_table(split, model_and_config, tmp_path, 
     rows = json.loads((tmp_path / "f.json").read_text())["rows"]
     assert rows[0]["backbone_speedup"] == 1.0 and rows[0]["keep_ratio"] == 1.0
     assert rows[3]["keep_ratio"] == pytest.approx(rows[2]["keep_ratio"], abs=0.02)
+    assert "object-token recall (Map-SM / block 3 / block 6 / block 9)" in table[0]
+    assert rows[0]["object_recall@Map-SM"] == 1.0 and table[2].endswith("| 1.00 / 1.00 / 1.00 / 1.00 |")
+    assert rows[2]["object_recall@block 9"] < 1.0
 
 
 def test_bench_rows_relate_to_their_dense_row(model_and_config):

@@ -93,3 +93,19 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tiny_data, tmp_path):
     assert all(len(r["losses"]) == 4 for r in rows if r["rank"] == 0)
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir())
     assert files == ["last.json", "last.safetensors", "last_state.pt", "train_config.json"]
+
+
+def test_init_with_reinit_resets_only_the_named_submodules(tiny_data, tmp_path):
+    first = Trainer(config(tiny_data, tmp_path / "a"), log=lambda m: None)
+    first.train()
+    init = str(tmp_path / "a" / "last.safetensors")
+    trained, _ = load_checkpoint(init)
+    cfg = TrainConfig.from_dict({**json.loads(json.dumps(config(tiny_data, tmp_path / "b", init=init).__dict__)),
+                                 "reinit": ["backbone.selective"]})
+    assert cfg.reinit == ("backbone.selective",)
+    fresh = Trainer(cfg, log=lambda m: None).model
+    t_state, f_state = trained.state_dict(), fresh.state_dict()
+    changed = {k for k in t_state if not torch.equal(t_state[k], f_state[k])}
+    assert changed and all(k.startswith("backbone.selective.") for k in changed), sorted(changed)[:5]
+    with pytest.raises(ValueError, match=r"no submodule 'backbone\.nope'"):
+        Trainer(config(tiny_data, tmp_path / "c", init=init, reinit=("backbone.nope",)), log=lambda m: None)

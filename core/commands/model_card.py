@@ -84,15 +84,18 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(rows: list[dict], size: tuple[int, int]) -> str:
     """Markdown: one row per configuration; AP in points (x100), speed relative to dense."""
+    stages = [k.split("@", 1)[1] for k in rows[-1] if k.startswith("object_recall@")] if rows else []
     lines = [
         "| config | measured PKR | AP_track | mAP_bbox | mAP_segm | backbone GFLOPs "
-        f"| backbone speedup | end-to-end speedup ({size[0]}x{size[1]}) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| backbone speedup | end-to-end speedup ({size[0]}x{size[1]}) "
+        f"| object-token recall ({' / '.join(stages) or 'per stage'}) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        recall = " / ".join(f"{r[f'object_recall@{s}']:.2f}" for s in stages if f"object_recall@{s}" in r)
         lines.append(
             f"| {r['config']} | {r['keep_ratio']:.3f} | {100 * r['AP']:.1f} | {100 * r['bbox_AP']:.1f} "
             f"| {100 * r['segm_AP']:.1f} | {r['backbone_gflops']:.2f} | {r['backbone_speedup']:.2f}x "
-            f"| {r['e2e_speedup']:.2f}x |"
+            f"| {r['e2e_speedup']:.2f}x | {recall or '—'} |"
         )
     return "\n".join(lines)

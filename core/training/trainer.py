@@ -39,6 +39,18 @@ from core.training.dataset import YtvisClips, collate
 from core.training.losses import LossWeights, hungarian_match, set_loss, sparsity_loss, tracking_loss
 
 
+def reinitialise(model: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """Reset the parameters of the named submodules (a fresh start for them on top of ``init``)."""
+    for name in names:
+        try:
+            sub = model.get_submodule(name)
+        except AttributeError as exc:
+            raise ValueError(f"reinit: the model has no submodule {name!r}") from exc
+        for m in sub.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     train_ann: str
@@ -47,6 +59,7 @@ class TrainConfig:
     variant: str = "tiny"
     model: dict = field(default_factory=dict)  # VPPConfig overrides (input_long_side, decoder sizes, ...)
     init: str | None = None  # start from this checkpoint
+    reinit: tuple[str, ...] = ()  # submodules to re-initialise after loading init, e.g. "backbone.selective"
     dense_steps: int = 1000
     sparse_steps: int = 500
     batch_size: int = 4  # clips per process
@@ -71,7 +84,7 @@ class TrainConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown training config keys {unknown}; valid keys are {sorted(names)}")
-        return cls(**{k: tuple(v) if k == "sparse_pkrs" else v for k, v in data.items()})
+        return cls(**{k: tuple(v) if k in ("sparse_pkrs", "reinit") else v for k, v in data.items()})
 
 
 def _dist_info() -> tuple[int, int]:
@@ -177,6 +190,7 @@ class Trainer:
             self.model, _ = load_checkpoint(cfg.init, device="cpu", config=self.model_cfg)
         else:
             self.model = build_vpp(self.model_cfg)
+        reinitialise(self.model, cfg.reinit)
         self.model.to(self.device).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)

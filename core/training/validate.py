@@ -18,9 +18,11 @@ from pathlib import Path
 import torch
 
 from core.build import VPPConfig
+from core.data.rle import decode_rle
 from core.data.sources import YtvisDatasetSource
 from core.data.ytvis import parse_ytvis_results, read_ytvis_gt
 from core.errors import DataError
+from core.evaluation.token_recall import RecallCounter, object_tokens
 from core.evaluation.ytvis_eval import evaluate
 from core.model.backbone import PruneMode
 from core.model.vpp import VPPModel
@@ -47,15 +49,19 @@ def predict_split(
     max_videos: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict], dict[str, float]]:
-    """YTVIS results for the split's videos, and per-frame means: ``keep_ratio``, ``gflops``, ``ms``."""
+    """YTVIS results for the split's videos, and per-frame means: ``keep_ratio``, ``gflops``, ``ms``; plus
+    ``object_recall@<stage>`` / ``kept@<stage>`` (see :mod:`core.evaluation.token_recall`) over the
+    frames after each clip's first (where Map-SM prunes) that show a ground-truth object."""
     bb = model.backbone
     old_mode, old_keep, was_training = bb.mode, bb.keep, model.training
     session = InferenceSession(model, config, device=str(device), pkr=pkr, mode=mode)
     results: list[dict] = []
     keep, gflops, ms = [], [], []
+    recall = RecallCounter()
     ids = split.video_ids[:max_videos] if max_videos else split.video_ids
     try:
         for n, vid in enumerate(ids):
+            tracks = [a.segmentations for a in split.gt.annotations if a.video_id == vid]
             with split.video_source(vid) as source:
                 clip = ClipResults(len(source), source.size[1], source.size[0])
                 for index, res in enumerate(session.run_clip(source)):
@@ -64,6 +70,7 @@ def predict_split(
                     gflops.append(res.gflops)
                     if index > 0:  # the first frame runs denser by design; steady state is what users feel
                         ms.append(res.ms)
+                        _count_recall(recall, res, tracks, index, config)
             results.extend(clip.to_ytvis(vid))
             if progress is not None:
                 progress(n + 1, len(ids))
@@ -75,8 +82,21 @@ def predict_split(
         "keep_ratio": statistics.fmean(keep) if keep else float("nan"),
         "gflops": statistics.fmean(gflops) if gflops else float("nan"),
         "ms": statistics.median(ms) if ms else float("nan"),
+        **recall.figures(),
     }
     return results, stats
+
+
+def _count_recall(counter: RecallCounter, res, tracks: list, index: int, config: VPPConfig) -> None:
+    segs = [t[index] for t in tracks if index < len(t) and t[index] is not None]
+    if not segs or res.kept.size == 0:
+        return
+    union = decode_rle(segs[0]).astype(bool)
+    for seg in segs[1:]:
+        union |= decode_rle(seg).astype(bool)
+    objects = object_tokens(union, res.kept.shape[1:], config.input_long_side, config.patch)
+    if objects.any():
+        counter.add(res.kept, objects, res.stage_names)
 
 
 def evaluate_model(
