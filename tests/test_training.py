@@ -109,3 +109,33 @@ def test_init_with_reinit_resets_only_the_named_submodules(tiny_data, tmp_path):
     assert changed and all(k.startswith("backbone.selective.") for k in changed), sorted(changed)[:5]
     with pytest.raises(ValueError, match=r"no submodule 'backbone\.nope'"):
         Trainer(config(tiny_data, tmp_path / "c", init=init, reinit=("backbone.nope",)), log=lambda m: None)
+
+
+def test_objectness_targets_and_loss():
+    from core.training.losses import object_token_targets, objectness_loss
+
+    masks = torch.zeros(2, 64, 96)
+    masks[0, :32, :32] = 1  # tokens (0..1, 0..1) of a 4x6 grid
+    masks[1, 48:, 80:] = 1  # token (3, 5)
+    tok = object_token_targets(masks, (4, 6), dilate=0).view(4, 6)
+    expected = torch.zeros(4, 6)
+    expected[:2, :2] = 1
+    expected[3, 5] = 1
+    assert torch.equal(tok, expected)
+    grown = object_token_targets(masks, (4, 6), dilate=1).view(4, 6)
+    assert grown[:3, :3].all() and grown[2:, 4:].all() and grown.sum() == 9 + 4
+    assert object_token_targets(masks[:0], (4, 6)).sum() == 0
+    targets = tok.flatten()[None]
+    alive = torch.ones(1, 24, dtype=torch.bool)
+    right = torch.where(targets > 0, 0.99, 0.01).log()
+    wrong = torch.where(targets > 0, 0.01, 0.99).log()
+    assert objectness_loss([right], [alive], targets) < 0.02 < 4.0 < objectness_loss([wrong], [alive], targets)
+    assert objectness_loss([], [], targets) is None
+
+
+def test_objectness_weight_adds_a_loss_term(tiny_data, tmp_path):
+    history = Trainer(config(tiny_data, tmp_path / "run", objectness=1.0), log=lambda m: None).train()
+    sparse = [h for h in history if h.get("stage") == "sparse" and "objectness" in h]
+    dense = [h for h in history if h.get("stage") == "dense" and "objectness" in h]
+    assert sparse and all(h["objectness"] > 0 for h in sparse)
+    assert all(h["objectness"] == 0 for h in dense)

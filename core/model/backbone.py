@@ -53,6 +53,10 @@ class BackboneOutput:
     kept_masks: list[torch.Tensor]  # per prune point, ``[B, N]`` bool: kept for the blocks that follow
     tokens_per_block: list[int]  # tokens processed by each block (block 0 = N)
     keep_probs: list[torch.Tensor] = field(default_factory=list)  # soft keep probabilities (training)
+    # masked training only, per stage that pruned: keep log-probabilities over all N tokens, and which
+    # tokens entered the stage (``[B, N]`` each), for supervision of the decisions at token positions
+    keep_logp_full: list[torch.Tensor] = field(default_factory=list)
+    entering: list[torch.Tensor] = field(default_factory=list)
     flops: int = 0
     state: PruneState | None = None
 
@@ -216,6 +220,8 @@ class PrunedViT(nn.Module):
         counts = [n_all]
         kept_masks: list[torch.Tensor] = []
         keep_probs: list[torch.Tensor] = []
+        keep_logp_full: list[torch.Tensor] = []
+        entering: list[torch.Tensor] = []
         taps: dict[int, torch.Tensor] = {0: x}
         deep_kept: torch.Tensor | None = None
         keep_of = dict(zip(self.prune_points, self.keep))
@@ -233,6 +239,8 @@ class PrunedViT(nn.Module):
                     hard = torch.zeros_like(alive).scatter_(1, local, True)
                     p = scores.exp()
                     keep_probs.append(p[alive].view(b, n))  # soft keep of the tokens entering the stage
+                    keep_logp_full.append(scores)
+                    entering.append(alive)
                     gate = gate * (hard.to(p.dtype) + p - p.detach()).unsqueeze(-1).to(x.dtype)
                     alive, n = hard, k
                 kept_masks.append(alive.clone())
@@ -251,6 +259,8 @@ class PrunedViT(nn.Module):
             kept_masks=kept_masks,
             tokens_per_block=counts,
             keep_probs=keep_probs,
+            keep_logp_full=keep_logp_full,
+            entering=entering,
             flops=flops,
             state=new_state,
         )

@@ -32,6 +32,7 @@ class LossWeights:
     no_object: float = 0.1
     track: float = 1.0
     sparsity: float = 1.0
+    objectness: float = 0.0  # off = the paper's losses; see objectness_loss
 
 
 def point_sample(masks: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -158,3 +159,39 @@ def sparsity_loss(
     if len(keep_probs) == len(prune_points):  # Map-SM pruned this frame
         total = total + 10 * (keep_probs[0].float().mean() - 0.5) ** 2
     return 40 * total / 13
+
+
+def object_token_targets(masks: torch.Tensor, grid: tuple[int, int], *, dilate: int = 1) -> torch.Tensor:
+    """``[M, H, W]`` masks at the padded input size -> ``[N]`` float {0, 1}: tokens on an object (half
+    their pixels or more), grown by ``dilate`` tokens so the object's border context counts too."""
+    gh, gw = grid
+    if masks.shape[0] == 0:
+        return masks.new_zeros(gh * gw)
+    union = masks.amax(dim=0)[None, None]
+    share = F.adaptive_avg_pool2d(union.float(), (gh, gw))
+    tok = (share >= 0.5).float()
+    if dilate > 0:
+        tok = F.max_pool2d(tok, 2 * dilate + 1, stride=1, padding=dilate)
+    return tok.flatten()
+
+
+def objectness_loss(
+    keep_logp: list[torch.Tensor], entering: list[torch.Tensor], targets: torch.Tensor
+) -> torch.Tensor | None:
+    """Supervise the prune decisions with the ground truth: BCE of each stage's keep probability against
+    "this token is on or next to an object", over the tokens entering the stage.
+
+    Not in the paper (its decisions learn only from the task and sparsity losses). We add it because the
+    task gradient alone, here, taught the gates to drop exactly the object tokens (see
+    ``core.model.backbone``); with it they keep the objects and the sparsity loss still sets the rates.
+    ``keep_logp`` / ``entering``: ``[B, N]`` per stage; ``targets``: ``[B, N]``.
+    """
+    if not keep_logp:
+        return None
+    total = 0.0
+    for logp, alive in zip(keep_logp, entering):
+        logp = logp.float().clamp(max=-1e-6)
+        log_drop = torch.log1p(-logp.exp())
+        bce = -(targets * logp + (1 - targets) * log_drop)
+        total = total + bce[alive].mean()
+    return total / len(keep_logp)

@@ -36,7 +36,15 @@ from core.build import VPPConfig, build_vpp, set_pkr
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.session import resolve_device
 from core.training.dataset import YtvisClips, collate
-from core.training.losses import LossWeights, hungarian_match, set_loss, sparsity_loss, tracking_loss
+from core.training.losses import (
+    LossWeights,
+    hungarian_match,
+    object_token_targets,
+    objectness_loss,
+    set_loss,
+    sparsity_loss,
+    tracking_loss,
+)
 
 
 def reinitialise(model: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -59,6 +67,7 @@ class TrainConfig:
     variant: str = "tiny"
     model: dict = field(default_factory=dict)  # VPPConfig overrides (input_long_side, decoder sizes, ...)
     init: str | None = None  # start from this checkpoint
+    objectness: float = 0.0  # weight of the objectness loss on the prune decisions (0: the paper's losses)
     reinit: tuple[str, ...] = ()  # submodules to re-initialise after loading init, e.g. "backbone.selective"
     dense_steps: int = 1000
     sparse_steps: int = 500
@@ -130,7 +139,7 @@ def clip_loss(model, frames: torch.Tensor, targets: list[list], cfg: TrainConfig
     """Loss of a batch of clips ``[B, T, 3, H, W]``, frames chained through the pruning state."""
     bsz, t_len = frames.shape[:2]
     state = None
-    terms = {"mask": 0.0, "track": 0.0, "sparsity": 0.0}
+    terms = {"mask": 0.0, "track": 0.0, "sparsity": 0.0, "objectness": 0.0}
     prev = [None] * bsz
     bb = model.backbone
     for t in range(t_len):
@@ -158,9 +167,14 @@ def clip_loss(model, frames: torch.Tensor, targets: list[list], cfg: TrainConfig
             sl = sparsity_loss(out.backbone.keep_probs, out.backbone.tokens_per_block, bb.keep, bb.prune_points)
             if sl is not None:
                 terms["sparsity"] = terms["sparsity"] + w.sparsity * sl
+            if w.objectness > 0 and out.backbone.keep_logp_full:
+                grid = out.backbone.grid
+                tok = torch.stack([object_token_targets(targets[b][t].masks, grid) for b in range(bsz)])
+                ol = objectness_loss(out.backbone.keep_logp_full, out.backbone.entering, tok)
+                terms["objectness"] = terms["objectness"] + w.objectness * ol * bsz  # norm divides by B*T
     norm = bsz * t_len
     terms = {k: v / norm if torch.is_tensor(v) else torch.tensor(0.0) for k, v in terms.items()}
-    terms["total"] = terms["mask"] + terms["track"] + terms["sparsity"]
+    terms["total"] = terms["mask"] + terms["track"] + terms["sparsity"] + terms["objectness"]
     return terms
 
 
@@ -237,7 +251,7 @@ class Trainer:
     def train(self, validate: Callable[[object, VPPConfig, int], dict] | None = None) -> list[dict]:
         cfg = self.cfg
         total = cfg.dense_steps + cfg.sparse_steps
-        w = LossWeights()
+        w = LossWeights(objectness=cfg.objectness)
         bar = tqdm(total=total, initial=self.step, disable=self.rank != 0, dynamic_ncols=True, desc="train")
         t0 = time.perf_counter()
         while self.step < total:
