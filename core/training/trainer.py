@@ -67,6 +67,7 @@ class TrainConfig:
     variant: str = "tiny"
     model: dict = field(default_factory=dict)  # VPPConfig overrides (input_long_side, decoder sizes, ...)
     init: str | None = None  # start from this checkpoint
+    masked_training: bool = True  # prune decisions as masks over all tokens (False: the older gather path)
     objectness: float = 0.0  # weight of the objectness loss on the prune decisions (0: the paper's losses)
     reinit: tuple[str, ...] = ()  # submodules to re-initialise after loading init, e.g. "backbone.selective"
     dense_steps: int = 1000
@@ -205,6 +206,7 @@ class Trainer:
         else:
             self.model = build_vpp(self.model_cfg)
         reinitialise(self.model, cfg.reinit)
+        self.model.backbone.masked_training = cfg.masked_training
         self.model.to(self.device).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
