@@ -143,12 +143,8 @@ class PrunedViT(nn.Module):
         if self.training and self.masked_training and self.mode == "vpp":
             return self.forward_masked(images, state)
         vit = self.vit
-        x, grid = vit.embed(images)
+        x, grid, flops, state = self._block0(images, state)
         b, n_all, _c = x.shape
-        x = vit.blocks[0](x)
-        flops = vit.patch_embed.flops(n_all) + vit.blocks[0].flops(n_all)
-        if state is not None and (state.grid != grid or state.tokens0.shape[0] != b):
-            state = None  # a new size or batch cannot reuse the old frame: treat as a clip start
         frame_index = 0 if state is None else state.frame_index
         tokens0 = x
         full = x
@@ -168,10 +164,7 @@ class PrunedViT(nn.Module):
                 n = cur.shape[1]
                 if self.mode != "dense" and k < n and (i != self.map_block or state is not None):
                     scores, forced = self._scores(i, cur, state, grid, frame_index, n_all)
-                    if i == self.map_block:
-                        flops += self.map_sm.flops(n_all, state.kept.shape[1]) if self.mode == "vpp" else 0
-                    elif self.mode == "vpp":
-                        flops += self.selective[str(i)].flops(n)
+                    flops += self._scoring_flops(i, n, n_all, state)
                     local, factor = _select(scores, k, forced, training=self.training)
                     cur = _gather(cur, local)
                     if factor is not None:
@@ -206,12 +199,8 @@ class PrunedViT(nn.Module):
         the block's update. Costs a dense forward; exact top-k per stage as at inference.
         """
         vit = self.vit
-        x, grid = vit.embed(images)
+        x, grid, flops, state = self._block0(images, state)
         b, n_all, _c = x.shape
-        x = vit.blocks[0](x)
-        flops = vit.patch_embed.flops(n_all) + vit.blocks[0].flops(n_all)
-        if state is not None and (state.grid != grid or state.tokens0.shape[0] != b):
-            state = None
         frame_index = 0 if state is None else state.frame_index
         tokens0 = x
         alive = torch.ones(b, n_all, device=x.device, dtype=torch.bool)  # hard running mask
@@ -230,10 +219,7 @@ class PrunedViT(nn.Module):
                 k = max(1, int(n_all * keep_of[i]))
                 if k < n and (i != self.map_block or state is not None):
                     scores, forced = self._scores(i, x, state, grid, frame_index, n_all)
-                    if i == self.map_block:
-                        flops += self.map_sm.flops(n_all, state.kept.shape[1])
-                    else:
-                        flops += self.selective[str(i)].flops(n)
+                    flops += self._scoring_flops(i, n, n_all, state)
                     masked = scores.masked_fill(~alive, float("-inf"))  # dropped tokens stay dropped
                     local, _ = _select(masked, k, forced, training=self.training)
                     hard = torch.zeros_like(alive).scatter_(1, local, True)
@@ -264,6 +250,26 @@ class PrunedViT(nn.Module):
             flops=flops,
             state=new_state,
         )
+
+    def _block0(
+        self, images: torch.Tensor, state: PruneState | None
+    ) -> tuple[torch.Tensor, tuple[int, int], int, PruneState | None]:
+        """Embed and run the dense block 0: tokens, grid, FLOPs so far, and ``state`` if still usable."""
+        x, grid = self.vit.embed(images)
+        n_all = x.shape[1]
+        x = self.vit.blocks[0](x)
+        flops = self.vit.patch_embed.flops(n_all) + self.vit.blocks[0].flops(n_all)
+        if state is not None and (state.grid != grid or state.tokens0.shape[0] != x.shape[0]):
+            state = None  # a new size or batch cannot reuse the old frame: treat as a clip start
+        return x, grid, flops, state
+
+    def _scoring_flops(self, block: int, n: int, n_all: int, state: PruneState | None) -> int:
+        """FLOPs of scoring ``n`` tokens before ``block`` (random drop scores for free)."""
+        if self.mode != "vpp":
+            return 0
+        if block == self.map_block:
+            return self.map_sm.flops(n_all, state.kept.shape[1])
+        return self.selective[str(block)].flops(n)
 
     def _scores(
         self, block: int, cur: torch.Tensor, state: PruneState | None, grid, frame_index: int, n_all: int
