@@ -131,3 +131,49 @@ def test_random_appearance_decouples_colour_from_category():
     assert all(len(s) == 1 for s in paired.values()), paired
     assert paired[1] == paired[5] and paired[2] == paired[6] and paired[3] == paired[4], paired
     assert len({min(s) for s in paired.values()}) == 3, paired
+
+
+def test_distractors_are_unannotated_look_alikes_that_hide_what_is_behind():
+    """Distractors wear the categories' colours, are never in a mask, hide objects, keep the objects' draws."""
+    from core.data.synthetic import _COLOURS
+
+    found_occlusion, with_distractors = False, 0
+    palette = np.array(_COLOURS, np.float32)
+    palette /= np.linalg.norm(palette, axis=1, keepdims=True)
+    for seed in range(12):
+        plain = generate_clip([5, seed], 96, 72, 6, max_objects=3)
+        clip = generate_clip([5, seed], 96, 72, 6, max_objects=3, max_distractors=3)
+        assert plain.distractors is None and clip.distractors.shape == (6, 72, 96)
+        assert len(clip.instances) <= len(plain.instances)
+        for inst in clip.instances:
+            assert not (inst.masks & clip.distractors).any()  # never annotated
+        # The objects are the same draws as without distractors: their visible parts only shrink.
+        by_cat = {}
+        for inst in plain.instances:
+            by_cat.setdefault(inst.category_id, []).append(inst.masks)
+        for inst in clip.instances:
+            assert any(not (inst.masks & ~m).any() for m in by_cat[inst.category_id])
+        hidden = sum(int(m.sum()) for m in (i.masks for i in plain.instances)) - sum(
+            int(i.masks.sum()) for i in clip.instances)
+        found_occlusion |= hidden > 0
+        if not clip.distractors.any():  # it may have stayed off-screen or behind objects
+            continue
+        with_distractors += 1
+        # Their look is one of the categories' colours (direction of the mean RGB).
+        t = int(clip.distractors.any(axis=(1, 2)).argmax())
+        mean = clip.frames[t][clip.distractors[t]].reshape(-1, 3).astype(np.float32).mean(0)
+        assert float((palette @ (mean / np.linalg.norm(mean))).max()) > 0.93, seed
+    assert found_occlusion and with_distractors >= 8
+    with pytest.raises(ValueError, match="max_distractors"):
+        generate_clip(0, 32, 32, 2, max_distractors=-1)
+
+
+def test_make_synthetic_records_distractors(tmp_path):
+    out = tmp_path / "clutter"
+    assert main(["make-synthetic", "--out", str(out), "--train-videos", "0", "--val-videos", "1", "--width", "48",
+                 "--height", "32", "--frames", "2", "--max-distractors", "2"]) == 0
+    import json
+
+    info = json.loads((out / "valid" / "instances.json").read_text())["info"]
+    assert info["max_distractors"] == 2
+    assert main(["make-synthetic", "--out", str(out), "--val-videos", "1", "--max-distractors", "-1"]) == 2

@@ -25,18 +25,23 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--appearance", choices=("category", "paired", "random"), default="category",
                    help="category: colour/pattern tell the class; random: drawn per object, only the outline does")
+    p.add_argument("--max-distractors", type=int, default=0,
+                   help="add 1..N unannotated sprites per video: other outlines in the categories' looks "
+                        "(0: none)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.train_videos < 0 or args.val_videos < 0 or args.train_videos + args.val_videos == 0:
         raise VPPError("--train-videos and --val-videos must be >= 0 and not both 0")
-    if args.width < 8 or args.height < 8 or args.frames < 1 or args.max_objects < 1:
-        raise VPPError("need --width/--height >= 8, --frames >= 1 and --max-objects >= 1")
+    if args.width < 8 or args.height < 8 or args.frames < 1 or args.max_objects < 1 \
+            or args.max_distractors < 0:
+        raise VPPError("need --width/--height >= 8, --frames >= 1, --max-objects >= 1 and --max-distractors >= 0")
     start = time.perf_counter()
     written = write_synthetic_dataset(args.out, train_videos=args.train_videos, val_videos=args.val_videos,
                                       width=args.width, height=args.height, frames=args.frames, seed=args.seed,
-                                      max_objects=args.max_objects, appearance=args.appearance)
+                                      max_objects=args.max_objects, appearance=args.appearance,
+                                      max_distractors=args.max_distractors)
     for split, ann in written.items():
         print(f"{split}: {ann}")
     print(f"categories: {', '.join(f'{i + 1}={n}' for i, n in enumerate(CATEGORIES))}; "

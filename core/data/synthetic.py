@@ -5,6 +5,10 @@ texture (radial gradient, checkerboard, stripes, dots, speckle, diagonal stripes
 can tell them apart. Objects move smoothly (drift + sway), pulse in scale and rotate; they occlude
 each other by a fixed z-order (masks are the visible parts), cross the frame edges, and some appear
 or vanish mid-clip. A frame where an object has no visible pixel gets a null segmentation.
+Optional *distractors* are unannotated sprites of other outlines (ellipse, crescent, L, semicircle) wearing
+the categories' own textures and moving like objects: a single patch of one looks like a patch of an
+object, only the outline (context from several patches) tells them apart, as with the countless
+unannotated things in real video.
 Everything is drawn with numpy + OpenCV from one ``numpy.random.Generator``: the same seed gives the
 same arrays and, through :func:`write_synthetic_dataset`, the same bytes.
 """
@@ -33,6 +37,8 @@ _TEXTURES = ("radial", "checker", "stripes", "dots", "speckle", "diagonal")
 # appearance="paired": two categories share one look, so only the outline separates the members of a
 # pair (circle/ring, square/cross, triangle/star).
 _PAIRED_STYLE = {1: 1, 5: 1, 2: 2, 6: 2, 3: 3, 4: 3}
+DISTRACTOR_SHAPES = ("ellipse", "crescent", "ell", "semicircle")
+_DISTRACTOR_LABEL = 255  # label-map value of distractor pixels (objects are 1..max_objects)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class SyntheticInstance:
 class SyntheticClip:
     frames: np.ndarray  # [T, H, W, 3] uint8 RGB
     instances: tuple[SyntheticInstance, ...]
+    distractors: np.ndarray | None = None  # [T, H, W] bool: visible distractor pixels (None: clip has none)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -82,8 +89,21 @@ def _shape_mask(category: int, size: int, r: float) -> np.ndarray:
         xy = np.stack([c + np.asarray(radii) * np.cos(ang), c + np.asarray(radii) * np.sin(ang)], 1)
         return np.round(xy * (1 << sh)).astype(np.int32)
 
-    name = CATEGORIES[category - 1]
-    if name in ("circle", "ring"):
+    name = CATEGORIES[category - 1] if category > 0 else DISTRACTOR_SHAPES[-category - 1]
+    if name == "ellipse":
+        cv2.ellipse(m, (round(c * 16), round(c * 16)), (round(r * 16), round(0.45 * r * 16)), 0, 0, 360, 1, -1,
+                    shift=sh)
+    elif name == "crescent":
+        cv2.circle(m, (round(c * 16), round(c * 16)), round(r * 16), 1, -1, shift=sh)
+        cv2.circle(m, (round((c + 0.45 * r) * 16), round(c * 16)), round(0.8 * r * 16), 0, -1, shift=sh)
+    elif name == "semicircle":
+        cv2.ellipse(m, (round(c * 16), round(c * 16)), (round(r * 16), round(r * 16)), 0, 0, 180, 1, -1, shift=sh)
+    elif name == "ell":
+        a = 0.3 * r
+        for x0, y0, x1, y1 in ((c - r, c - r, c - r + 2 * a, c + r), (c - r, c + r - 2 * a, c + r, c + r)):
+            box = np.round(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) * 16).astype(np.int32)
+            cv2.fillPoly(m, [box], 1, shift=sh)
+    elif name in ("circle", "ring"):
         cv2.circle(m, (round(c * 16), round(c * 16)), round(r * 16), 1, -1, shift=sh)
         if name == "ring":
             cv2.circle(m, (round(c * 16), round(c * 16)), round(0.55 * r * 16), 0, -1, shift=sh)
@@ -125,7 +145,7 @@ def _texture(rng: np.random.Generator, style: int, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Object:
-    category: int
+    category: int  # 1-based into CATEGORIES; -1-based into DISTRACTOR_SHAPES for a distractor
     sprite: np.ndarray  # [S, S] uint8 0/1
     texture: np.ndarray  # [S, S, 3]
     path: np.ndarray  # [T, 2] centre (x, y)
@@ -134,14 +154,19 @@ class _Object:
     alive: np.ndarray  # [T] bool
 
 
-def _make_object(rng: np.random.Generator, w: int, h: int, frames: int, appearance: Appearance) -> _Object:
-    category = int(rng.integers(1, len(CATEGORIES) + 1))
-    if appearance == "category":
-        style = category
-    elif appearance == "paired":
-        style = _PAIRED_STYLE[category]
-    else:
+def _make_object(rng: np.random.Generator, w: int, h: int, frames: int, appearance: Appearance, *,
+                 distractor: bool = False) -> _Object:
+    if distractor:  # another outline in one of the categories' own looks
+        category = -int(rng.integers(1, len(DISTRACTOR_SHAPES) + 1))
         style = int(rng.integers(1, len(_TEXTURES) + 1))
+    else:
+        category = int(rng.integers(1, len(CATEGORIES) + 1))
+        if appearance == "category":
+            style = category
+        elif appearance == "paired":
+            style = _PAIRED_STYLE[category]
+        else:
+            style = int(rng.integers(1, len(_TEXTURES) + 1))
     r = float(rng.uniform(0.08, 0.2)) * min(w, h)
     size = math.ceil(2 * r) + 4
     t = np.arange(frames, dtype=np.float64)
@@ -183,7 +208,8 @@ def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: in
 
 
 def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240, frames: int = 16, *,
-                  min_objects: int = 1, max_objects: int = 4, appearance: Appearance = "category") -> SyntheticClip:
+                  min_objects: int = 1, max_objects: int = 4, appearance: Appearance = "category",
+                  max_distractors: int = 0) -> SyntheticClip:
     """One clip in memory: ``frames [T, H, W, 3]`` uint8 RGB and its instances (visible masks, category).
 
     ``appearance="category"``: each category has its own colour range and pattern (a single patch
@@ -192,6 +218,10 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
     object, independently of the category, so only the outline tells the class and a model needs
     context from several patches.
 
+    ``max_distractors > 0`` adds 1..max_distractors unannotated sprites (outlines outside the six
+    categories, textures of the categories) at random places in the z-order; they hide what is
+    behind them and are reported in ``distractors``. With 0 the random stream is the one without.
+
     ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a list of ints).
     Instances never visible in any frame are dropped.
     """
@@ -199,26 +229,35 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
         raise ValueError(f"a clip needs width, height >= 8 and frames >= 1, got {width}x{height}x{frames}")
     if not 1 <= min_objects <= max_objects:
         raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    if max_distractors < 0:
+        raise ValueError(f"max_distractors must be >= 0, got {max_distractors}")
     rng = np.random.default_rng(seed)
     pad = max(8, int(0.1 * max(width, height)))
     canvas = _background(rng, height + 2 * pad, width + 2 * pad)
     pan0, pan_v = rng.uniform(0, 2 * pad, 2), rng.uniform(-0.4, 0.4, 2)
     objects = [_make_object(rng, width, height, frames, appearance)
                for _ in range(int(rng.integers(min_objects, max_objects + 1)))]
+    # Paint order is z-order (later in front). Label k + 1 is objects[k]; distractors paint label 255.
+    order = [(k + 1, obj) for k, obj in enumerate(objects)]
+    if max_distractors > 0:
+        for _ in range(int(rng.integers(1, max_distractors + 1))):
+            order.insert(int(rng.integers(0, len(order) + 1)),
+                         (_DISTRACTOR_LABEL, _make_object(rng, width, height, frames, appearance, distractor=True)))
     out = np.empty((frames, height, width, 3), np.uint8)
     labels = np.zeros((frames, height, width), np.uint8)
     for t in range(frames):
         ox, oy = np.clip(np.round(pan0 + pan_v * t + 2.0 * np.sin(0.2 * t)), 0, 2 * pad).astype(int)
         out[t] = canvas[oy:oy + height, ox:ox + width]
-        for k, obj in enumerate(objects):  # list order is z-order: later objects are in front
+        for label, obj in order:
             if obj.alive[t]:
-                _paste(out[t], labels[t], obj, t, k + 1)
+                _paste(out[t], labels[t], obj, t, label)
     instances = []
     for k, obj in enumerate(objects):
         masks = labels == k + 1
         if masks.any():
             instances.append(SyntheticInstance(obj.category, masks))
-    return SyntheticClip(out, tuple(instances))
+    distractors = labels == _DISTRACTOR_LABEL if max_distractors > 0 else None
+    return SyntheticClip(out, tuple(instances), distractors)
 
 
 def _clip_seed(seed: int, split: int, index: int) -> list[int]:
@@ -227,7 +266,8 @@ def _clip_seed(seed: int, split: int, index: int) -> list[int]:
 
 def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_videos: int = 2, width: int = 320,
                             height: int = 240, frames: int = 16, seed: int = 0, max_objects: int = 4,
-                            jpeg_quality: int = 95, appearance: Appearance = "category") -> dict[str, Path]:
+                            jpeg_quality: int = 95, appearance: Appearance = "category",
+                            max_distractors: int = 0) -> dict[str, Path]:
     """Write ``<out>/<split>/JPEGImages/<video>/00000.jpg ...`` and ``<out>/<split>/instances.json``.
 
     Splits ``train`` and ``valid`` use distinct seed streams ([seed, 0, i] and [seed, 1, i]). Images are
@@ -243,7 +283,7 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
         videos, annotations = [], []
         for i in range(count):
             clip = generate_clip(_clip_seed(seed, split_index, i), width, height, frames, max_objects=max_objects,
-                                appearance=appearance)
+                                appearance=appearance, max_distractors=max_distractors)
             name = f"vid{i:05d}"
             folder = root / "JPEGImages" / name
             try:
@@ -260,7 +300,7 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
                 annotations.append(_annotation(len(annotations) + 1, i + 1, inst, width, height))
         gt = {"info": {"description": "VPP Studio synthetic shapes", "split": split, "seed": seed,
                        "width": width, "height": height, "frames": frames, "max_objects": max_objects,
-                       "appearance": appearance},
+                       "appearance": appearance, "max_distractors": max_distractors},
               "licenses": [], "videos": videos, "annotations": annotations,
               "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]}
         ann = root / "instances.json"
