@@ -60,9 +60,15 @@ def test_model_card_command_writes_the_table(split, model_and_config, tmp_path, 
     code = main(["model-card", "--split", str(split), "--model", str(ckpt), "--pkr", "0.7", "0.4", "--repeats", "1",
                  "--markdown", str(tmp_path / "t.md"), "--json", str(tmp_path / "f.json")])
     assert code == 0, capsys.readouterr().err
-    table = (tmp_path / "t.md").read_text().splitlines()
+    lines = (tmp_path / "t.md").read_text().splitlines()
+    table = [line for line in lines if line.startswith("|")]
     assert [line.split("|")[1].strip() for line in table[2:]] == ["dense", "vpp@0.7", "vpp@0.4", "random@0.4"]
-    rows = json.loads((tmp_path / "f.json").read_text())["rows"]
+    figures = json.loads((tmp_path / "f.json").read_text())
+    rows, delta = figures["rows"], figures["ap_track_delta"]
+    assert (delta["a"], delta["b"]) == ("vpp@0.4", "random@0.4")
+    assert delta["observed"] == pytest.approx(rows[2]["AP"] - rows[3]["AP"])
+    assert delta["low"] <= delta["high"] and delta["resamples"] == 1000
+    assert lines[-1].startswith("AP_track vpp@0.4 − random@0.4: ") and "interval" in lines[-1]
     assert rows[0]["backbone_speedup"] == 1.0 and rows[0]["keep_ratio"] == 1.0
     assert rows[3]["keep_ratio"] == pytest.approx(rows[2]["keep_ratio"], abs=0.02)
     assert "object-token recall (Map-SM / block 3 / block 6 / block 9)" in table[0]

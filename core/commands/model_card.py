@@ -4,7 +4,8 @@
 
 For each configuration (dense = PKR 1.0, VPP at 0.7/0.55/0.4, the random-drop baseline at the lowest
 PKR) every video of the split runs from its first frame as ``vpp infer`` would, and the results are
-scored with the official YouTube-VIS protocol (AP_track) and per-frame COCO mAP_bbox/mAP_segm. The
+scored with the official YouTube-VIS protocol (AP_track) and per-frame COCO mAP_bbox/mAP_segm; a paired
+bootstrap over videos gives the interval of the AP_track gap between VPP and random drop. The
 speed columns come from :func:`core.bench.bench_model`: the same configurations timed interleaved in
 one process at the split's frame size, so the ratios are comparable even on a busy machine.
 """
@@ -12,6 +13,7 @@ one process at the split's frame size, so the ratios are comparable even on a bu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -24,8 +26,9 @@ from core import __version__
 from core.atomic import atomic_write_text
 from core.bench import bench_model
 from core.errors import VPPError
+from core.evaluation.bootstrap import paired_bootstrap
 from core.resources import load_model
-from core.training.validate import evaluate_model, open_split
+from core.training.validate import open_split, score_model
 
 
 def add_parser(sub) -> None:
@@ -35,6 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--pkr", nargs="+", type=float, default=[0.7, 0.55, 0.4], help="PKRs besides dense")
     p.add_argument("--max-videos", type=int, default=None, help="only the first N videos")
     p.add_argument("--repeats", type=int, default=15, help="timed rounds of the speed measurement")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="video resamples for the interval of AP_track(vpp) - AP_track(random) at the lowest PKR")
     p.add_argument("--device", default="cpu")
     p.add_argument("--markdown", default=None, help="write the table as Markdown to this file")
     p.add_argument("--json", dest="json_out", default=None, help="write all figures to this JSON file")
@@ -42,6 +47,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bootstrap < 1:
+        raise VPPError(f"--bootstrap must be >= 1, got {args.bootstrap}")
     if any(not 0 < p < 1 for p in args.pkr):
         raise VPPError(f"--pkr values must be in (0, 1) (dense is always included), got {args.pkr}")
     split_dir = Path(args.split)
@@ -53,14 +60,17 @@ def run(args: argparse.Namespace) -> int:
     pkrs = sorted(set(args.pkr), reverse=True)
     configs = [("dense", "dense", 1.0), *((f"vpp@{p:g}", "vpp", p) for p in pkrs), (f"random@{pkrs[-1]:g}",
                                                                                      "random", pkrs[-1])]
-    rows = []
+    rows, scores = [], {}
     for name, mode, pkr in configs:
         t0 = time.perf_counter()
-        fig = evaluate_model(model, cfg, split, pkr=pkr, mode=mode, device=args.device, max_videos=args.max_videos,
-                             progress=lambda n, total, name=name: print(f"\r{name}: {n}/{total} videos", end="",
-                                                                        file=sys.stderr))
+        score = scores[name] = score_model(
+            model, cfg, split, pkr=pkr, mode=mode, device=args.device, max_videos=args.max_videos,
+            progress=lambda n, total, name=name: print(f"\r{name}: {n}/{total} videos", end="", file=sys.stderr))
         print(f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-        rows.append({"config": name, "mode": mode, "pkr": pkr, **fig})
+        rows.append({"config": name, "mode": mode, "pkr": pkr, **score.figures})
+    vpp_name, random_name = configs[-2][0], configs[-1][0]
+    delta = paired_bootstrap(scores[vpp_name].gt, scores[vpp_name].results, scores[random_name].results,
+                             resamples=args.bootstrap)
     first = split.gt.videos[0]
     size = (first.width, first.height)
     speed = bench_model(model, cfg, "model", pkrs, size=size, repeats=args.repeats, warmup=2, device=args.device,
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         b = by_name[row["config"]]
         row.update(backbone_speedup=b.backbone_speedup, e2e_speedup=b.e2e_speedup, backbone_ms=b.backbone_ms,
                    e2e_ms=b.e2e_ms, backbone_gflops=b.backbone_gflops)
-    table = format_table(rows, size)
+    table = format_table(rows, size) + "\n\n" + format_delta(delta, vpp_name, random_name)
     print(table)
     if args.markdown:
         atomic_write_text(args.markdown, table + "\n")
@@ -78,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         meta = {"vpp_studio": __version__, "model": loaded.source, "split": str(split_dir.resolve()),
                 "videos": args.max_videos or len(split.video_ids), "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "device": args.device, "machine": platform.machine()}
-        atomic_write_text(args.json_out, json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        boot = {"a": vpp_name, "b": random_name, **dataclasses.asdict(delta)}
+        atomic_write_text(args.json_out, json.dumps({"meta": meta, "rows": rows, "ap_track_delta": boot}, indent=2)
+                          + "\n")
     return 0
 
 
@@ -99,3 +111,10 @@ def format_table(rows: list[dict], size: tuple[int, int]) -> str:
             f"| {r['e2e_speedup']:.2f}x | {recall or '—'} |"
         )
     return "\n".join(lines)
+
+
+def format_delta(delta, a: str, b: str) -> str:
+    """One sentence: the AP_track difference of ``a`` over ``b`` with its bootstrap interval, in points."""
+    return (f"AP_track {a} − {b}: {100 * delta.observed:+.1f} points, {100 * delta.level:.0f} % interval "
+            f"[{100 * delta.low:+.1f}, {100 * delta.high:+.1f}] (paired bootstrap over videos, {delta.resamples} "
+            f"resamples; {a} ahead in {100 * delta.share_positive:.0f} % of them)")

@@ -108,7 +108,7 @@ def _greedy_match(ious: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray) ->
     return matched, ignored
 
 
-class _Pair:
+class TrackPair:
     """Detections and ground truth of one (video, category), with their IoUs and mean areas."""
 
     def __init__(self, scores, det_area, gt_area, crowd, ious) -> None:
@@ -124,7 +124,7 @@ class _Pair:
         return self.scores, matched, ignored, int((~gt_ignore).sum())
 
 
-def _pairs(gt: YtvisGroundTruth, results: Sequence[YtvisResult], max_det: int) -> dict[tuple[int, int], _Pair]:
+def track_pairs(gt: YtvisGroundTruth, results: Sequence[YtvisResult], max_det: int) -> dict[tuple[int, int], TrackPair]:
     """Track IoUs for every (video, category) that has ground truth or detections."""
     cat_ids = set(gt.category_ids)
     gts_by_video, dets_by_video = defaultdict(list), defaultdict(list)
@@ -150,14 +150,14 @@ def _pairs(gt: YtvisGroundTruth, results: Sequence[YtvisResult], max_det: int) -
         for c in sorted({g.category_id for g in gts} | {d.category_id for d in kept}):
             di = [i for i, d in enumerate(kept) if d.category_id == c]
             gi = [j for j, g in enumerate(gts) if g.category_id == c]
-            pairs[video.id, c] = _Pair(
+            pairs[video.id, c] = TrackPair(
                 np.array([kept[i].score for i in di], float), np.array([mean_area(da[i]) for i in di]),
                 np.array([mean_area(gts[j].areas) for j in gi]), np.array([bool(gts[j].iscrowd) for j in gi], bool),
                 ious[np.ix_(di, gi)])
     return pairs
 
 
-def _precision_recall(entries: list, max_det: int) -> tuple[np.ndarray, np.ndarray] | None:
+def precision_recall(entries: list, max_det: int) -> tuple[np.ndarray, np.ndarray] | None:
     """101-point interpolated precision ``[T, R]`` and recall ``[T]`` pooled over videos; None if no GT."""
     n_gt = sum(e[3] for e in entries)
     if n_gt == 0:
@@ -188,7 +188,7 @@ def evaluate_tracks(gt: YtvisGroundTruth, results: Sequence[YtvisResult], *,
                     area_ranges: Literal["ytvis", "coco"] = "ytvis") -> dict[str, float]:
     """AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l of the YouTube-VIS video protocol (-1: undefined)."""
     ranges = AREA_RANGES[area_ranges]
-    pairs = _pairs(gt, results, MAX_DETS[-1])
+    pairs = track_pairs(gt, results, MAX_DETS[-1])
     cats = gt.category_ids
     n_t, n_r, n_a, n_m = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(ranges), len(MAX_DETS)
     precision = -np.ones((n_t, n_r, len(cats), n_a, n_m))
@@ -201,7 +201,7 @@ def evaluate_tracks(gt: YtvisGroundTruth, results: Sequence[YtvisResult], *,
         for a, (lo, hi) in enumerate(ranges):
             entries = [p.evaluate(lo, hi) for p in cat_pairs]
             for m, max_det in enumerate(MAX_DETS):
-                pr = _precision_recall(entries, max_det)
+                pr = precision_recall(entries, max_det)
                 if pr is not None:
                     precision[:, :, k, a, m], recall[:, k, a, m] = pr
     return _summary(precision, recall)

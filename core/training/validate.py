@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ import torch
 from core.build import VPPConfig
 from core.data.rle import decode_rle
 from core.data.sources import YtvisDatasetSource
-from core.data.ytvis import parse_ytvis_results, read_ytvis_gt
+from core.data.ytvis import YtvisGroundTruth, YtvisResult, parse_ytvis_results, read_ytvis_gt
 from core.errors import DataError
 from core.evaluation.token_recall import RecallCounter, object_tokens
 from core.evaluation.ytvis_eval import evaluate
@@ -99,7 +100,16 @@ def _count_recall(counter: RecallCounter, res, tracks: list, index: int, config:
         counter.add(res.kept, objects, res.stage_names)
 
 
-def evaluate_model(
+@dataclass(frozen=True)
+class ModelScore:
+    """The figures of one run over a split, with the ground truth and the detections they came from."""
+
+    figures: dict[str, float]
+    gt: YtvisGroundTruth
+    results: tuple[YtvisResult, ...]
+
+
+def score_model(
     model: VPPModel,
     config: VPPConfig,
     split: YtvisDatasetSource,
@@ -110,7 +120,7 @@ def evaluate_model(
     max_videos: int | None = None,
     frame_metrics: bool = True,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, float]:
+) -> ModelScore:
     """Video AP (``AP`` = AP_track) and, with ``frame_metrics``, per-frame ``bbox_AP``/``segm_AP``; plus
     the run's mean ``keep_ratio``, ``gflops`` and median ``ms`` per frame."""
     results, stats = predict_split(model, config, split, pkr=pkr, mode=mode, device=device,
@@ -124,7 +134,12 @@ def evaluate_model(
     parsed = parse_ytvis_results(results, gt, source=f"predictions on {split.annotation_path}")
     figures = evaluate(gt, parsed, frame_metrics=frame_metrics)
     figures.update(stats)
-    return figures
+    return ModelScore(figures, gt, tuple(parsed))
+
+
+def evaluate_model(model: VPPModel, config: VPPConfig, split: YtvisDatasetSource, **kwargs) -> dict[str, float]:
+    """The figures of :func:`score_model` (same arguments)."""
+    return score_model(model, config, split, **kwargs).figures
 
 
 def make_validator(
