@@ -177,3 +177,6 @@ def test_make_synthetic_records_distractors(tmp_path):
     info = json.loads((out / "valid" / "instances.json").read_text())["info"]
     assert info["max_distractors"] == 2
     assert main(["make-synthetic", "--out", str(out), "--val-videos", "1", "--max-distractors", "-1"]) == 2
+    assert main(["make-synthetic", "--out", str(out), "--val-videos", "1", "--max-objects", "300"]) == 2
+    with pytest.raises(ValueError, match="max_objects <= 254"):
+        generate_clip(0, 32, 32, 2, max_objects=255)

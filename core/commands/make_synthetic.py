@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from core.data.synthetic import CATEGORIES, write_synthetic_dataset
+from core.data.synthetic import CATEGORIES, MAX_OBJECTS, write_synthetic_dataset
 from core.errors import VPPError
 
 
@@ -34,9 +34,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.train_videos < 0 or args.val_videos < 0 or args.train_videos + args.val_videos == 0:
         raise VPPError("--train-videos and --val-videos must be >= 0 and not both 0")
-    if args.width < 8 or args.height < 8 or args.frames < 1 or args.max_objects < 1 \
+    if args.width < 8 or args.height < 8 or args.frames < 1 or not 1 <= args.max_objects <= MAX_OBJECTS \
             or args.max_distractors < 0:
-        raise VPPError("need --width/--height >= 8, --frames >= 1, --max-objects >= 1 and --max-distractors >= 0")
+        raise VPPError(f"need --width/--height >= 8, --frames >= 1, --max-objects in 1..{MAX_OBJECTS} and "
+                       "--max-distractors >= 0")
     start = time.perf_counter()
     written = write_synthetic_dataset(args.out, train_videos=args.train_videos, val_videos=args.val_videos,
                                       width=args.width, height=args.height, frames=args.frames, seed=args.seed,

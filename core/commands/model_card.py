@@ -26,7 +26,7 @@ from core import __version__
 from core.atomic import atomic_write_text
 from core.bench import bench_model
 from core.errors import VPPError
-from core.evaluation.bootstrap import paired_bootstrap
+from core.evaluation.bootstrap import BootstrapDelta, paired_bootstrap
 from core.resources import load_model
 from core.training.validate import open_split, score_model
 
@@ -113,7 +113,7 @@ def format_table(rows: list[dict], size: tuple[int, int]) -> str:
     return "\n".join(lines)
 
 
-def format_delta(delta, a: str, b: str) -> str:
+def format_delta(delta: BootstrapDelta, a: str, b: str) -> str:
     """One sentence: the AP_track difference of ``a`` over ``b`` with its bootstrap interval, in points."""
     return (f"AP_track {a} − {b}: {100 * delta.observed:+.1f} points, {100 * delta.level:.0f} % interval "
             f"[{100 * delta.low:+.1f}, {100 * delta.high:+.1f}] (paired bootstrap over videos, {delta.resamples} "

@@ -39,6 +39,7 @@ _TEXTURES = ("radial", "checker", "stripes", "dots", "speckle", "diagonal")
 _PAIRED_STYLE = {1: 1, 5: 1, 2: 2, 6: 2, 3: 3, 4: 3}
 DISTRACTOR_SHAPES = ("ellipse", "crescent", "ell", "semicircle")
 _DISTRACTOR_LABEL = 255  # label-map value of distractor pixels (objects are 1..max_objects)
+MAX_OBJECTS = _DISTRACTOR_LABEL - 1  # objects per clip: the uint8 label map holds 1..254
 
 
 @dataclass(frozen=True)
@@ -227,8 +228,8 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
     """
     if width < 8 or height < 8 or frames < 1:
         raise ValueError(f"a clip needs width, height >= 8 and frames >= 1, got {width}x{height}x{frames}")
-    if not 1 <= min_objects <= max_objects:
-        raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
+    if not 1 <= min_objects <= max_objects <= MAX_OBJECTS:
+        raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, got {min_objects}, {max_objects}")
     if max_distractors < 0:
         raise ValueError(f"max_distractors must be >= 0, got {max_distractors}")
     rng = np.random.default_rng(seed)

@@ -181,16 +181,8 @@ class PrunedViT(nn.Module):
                 taps[i] = full
                 if i == self.deep_block:
                     deep_kept = idx if idx is not None else torch.arange(n_all, device=x.device).expand(b, -1)
-        new_state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
-        return BackboneOutput(
-            features=[taps[j] for j in self.out_indices],
-            grid=grid,
-            kept_masks=kept_masks,
-            tokens_per_block=counts,
-            keep_probs=keep_probs,
-            flops=flops,
-            state=new_state,
-        )
+        return self._output(tokens0, taps, deep_kept, grid, frame_index, kept_masks=kept_masks,
+                            tokens_per_block=counts, keep_probs=keep_probs, flops=flops)
 
     def forward_masked(self, images: torch.Tensor, state: PruneState | None = None) -> BackboneOutput:
         """The training path: same selection rule and outputs as :meth:`forward`, decisions as masks.
@@ -238,18 +230,15 @@ class PrunedViT(nn.Module):
             taps[i] = x
             if i == self.deep_block:
                 deep_kept = alive.nonzero()[:, 1].view(b, n)  # ascending per row, like the gather path
-        new_state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
-        return BackboneOutput(
-            features=[taps[j] for j in self.out_indices],
-            grid=grid,
-            kept_masks=kept_masks,
-            tokens_per_block=counts,
-            keep_probs=keep_probs,
-            keep_logp_full=keep_logp_full,
-            entering=entering,
-            flops=flops,
-            state=new_state,
-        )
+        return self._output(tokens0, taps, deep_kept, grid, frame_index, kept_masks=kept_masks,
+                            tokens_per_block=counts, keep_probs=keep_probs, keep_logp_full=keep_logp_full,
+                            entering=entering, flops=flops)
+
+    def _output(self, tokens0: torch.Tensor, taps: dict[int, torch.Tensor], deep_kept: torch.Tensor | None,
+                grid: tuple[int, int], frame_index: int, **fields) -> BackboneOutput:
+        """Both paths' result: the head's taps and the state the next frame's Map-SM reads."""
+        state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
+        return BackboneOutput(features=[taps[j] for j in self.out_indices], grid=grid, state=state, **fields)
 
     def _block0(
         self, images: torch.Tensor, state: PruneState | None
