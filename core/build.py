@@ -1,7 +1,9 @@
 """The one place that knows the numbers: variants, prune points, keep schedules, head sizes.
 
 ``build_vpp(config)`` turns a frozen :class:`VPPConfig` into a model; ``VPPConfig.for_variant(name)``
-gives the defaults of "tiny" (192 d, 3 heads) or "small" (384 d, 6 heads).
+gives the defaults of "tiny" (192 d, 3 heads) or "small" (384 d, 6 heads). ``keep_for(config, pkr)``
+gives the keep fractions a forward call takes for a PKR (``config.pkr`` is only the default PKR a
+session starts at; the model itself stores no PKR).
 """
 
 from __future__ import annotations
@@ -130,7 +132,6 @@ def build_vpp(config: VPPConfig) -> VPPModel:
     )
     map_sm = MapSM(config.embed_dim, dilation=config.dilation)
     selective = {b: SelectiveModule(config.embed_dim, hidden=config.selective_hidden) for b in config.selective_blocks}
-    points = (config.map_block, *config.selective_blocks)
     backbone = PrunedViT(
         vit,
         map_sm,
@@ -138,7 +139,6 @@ def build_vpp(config: VPPConfig) -> VPPModel:
         map_block=config.map_block,
         deep_block=config.deep_block,
         out_indices=tuple(config.out_indices),
-        keep=keep_schedule(config.pkr, depth=config.depth, prune_points=points),
         background_share=config.background_share,
     )
     head = MaskHead(
@@ -156,7 +156,9 @@ def build_vpp(config: VPPConfig) -> VPPModel:
     return VPPModel(backbone, head)
 
 
-def set_pkr(model: VPPModel, config: VPPConfig, pkr: float) -> None:
-    """Re-target a built model to another PKR (keeps weights; static k per stage follows)."""
-    points = (config.map_block, *config.selective_blocks)
-    model.backbone.set_keep(keep_schedule(pkr, depth=config.depth, prune_points=points))
+def keep_for(config: VPPConfig, pkr: float) -> tuple[float, ...]:
+    """The keep fractions (one per prune point) a model built from ``config`` runs with at ``pkr``.
+
+    Pass them per call: ``model(images, state, keep=keep_for(config, pkr), mode="vpp")``.
+    """
+    return keep_schedule(pkr, depth=config.depth, prune_points=(config.map_block, *config.selective_blocks))

@@ -6,7 +6,9 @@
     session.reset()                              # before the next clip
 
 All per-clip state (the previous frame's pruning state and the tracker) lives in one
-:class:`ClipState`, which :meth:`reset` replaces whole. Results are NumPy and plain dataclasses so a
+:class:`ClipState`, which :meth:`reset` replaces whole. The run settings (PKR, its keep fractions, the
+prune mode) belong to the session and are passed to the model on every call, so several sessions can
+share one model object at different PKRs without touching it. Results are NumPy and plain dataclasses so a
 GUI or a writer never touches torch.
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.build import VPPConfig, set_pkr
+from core.build import VPPConfig, keep_for
 from core.errors import VPPError
 from core.model.backbone import PruneMode, PruneState
 from core.model.postprocess import select_instances
@@ -109,26 +111,33 @@ class InferenceSession:
         self.stage_names = ("Map-SM", *(f"block {b}" for b in config.selective_blocks))
         self._category_ids = np.asarray(config.class_to_category_id, dtype=np.int64)
         self.pkr = 1.0
+        self.keep: tuple[float, ...] = keep_for(config, 1.0)
+        self._mode: PruneMode = "vpp"
         self.set_pkr(config.pkr if pkr is None else pkr)
-        self.model.backbone.set_mode(mode)
+        self.set_mode(mode)
         self.state = ClipState()
 
     @property
     def mode(self) -> PruneMode:
-        return self.model.backbone.mode
+        """This session's prune mode (the model stores none)."""
+        return self._mode
 
     def reset(self) -> None:
         """Start a new clip: forget the previous frame and all tracks."""
         self.state = ClipState()
 
     def set_pkr(self, pkr: float) -> None:
+        """Run the next frames at ``pkr`` (this session only; the shared model is not changed)."""
         if not 0.0 < pkr <= 1.0:
             raise VPPError(f"PKR must be in (0, 1], got {pkr}")
-        set_pkr(self.model, self.config, pkr)
+        self.keep = keep_for(self.config, pkr)
         self.pkr = float(pkr)
 
     def set_mode(self, mode: PruneMode) -> None:
-        self.model.backbone.set_mode(mode)
+        """Run the next frames in ``mode`` (this session only; the shared model is not changed)."""
+        if mode not in ("vpp", "random", "dense"):
+            raise VPPError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
+        self._mode = mode
 
     def autocast(self):
         """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
@@ -145,7 +154,7 @@ class InferenceSession:
         images = images.to(self.device)
         st = self.state
         with self.autocast():
-            out = self.model(images, st.prune)
+            out = self.model(images, st.prune, keep=self.keep, mode=self._mode)
         dec = out.decoder
         det = select_instances(
             dec.class_logits[0],

@@ -21,6 +21,7 @@ GRID = 16
 PATCH = 16
 APPEAR = 4  # the object enters at this frame
 OBJECT_CELLS = [(r, c) for r in range(6, 9) for c in range(11, 14)]  # 3x3 patches on the right
+KEEP = (0.3, 0.2, 0.15, 0.1)  # keep fraction per prune point, passed on every call
 
 
 def _bright_gate(norm: torch.nn.LayerNorm, fc1: torch.nn.Linear, fc2: torch.nn.Linear) -> None:
@@ -57,7 +58,7 @@ def build_probe_model(background_share: float) -> PrunedViT:
         gates = {b: SelectiveModule(dim) for b in (3, 6, 9)}
         for g in gates.values():
             _bright_gate(g.norm, g.fc1, g.fc2)
-    model = PrunedViT(vit, map_sm, gates, keep=(0.3, 0.2, 0.15, 0.1), background_share=background_share)
+    model = PrunedViT(vit, map_sm, gates, background_share=background_share)
     return model.eval()
 
 
@@ -77,7 +78,7 @@ def object_kept_by_map_sm(model: PrunedViT, frames: int = 10) -> list[bool]:
     cells = torch.tensor([r * GRID + c for r, c in OBJECT_CELLS])
     with torch.no_grad():
         for t in range(frames):
-            out = model(frame(t), state)
+            out = model(frame(t), state, keep=KEEP)
             state = out.state
             kept.append(bool(out.kept_masks[0][0, cells].all()))
     return kept

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
 
-from core.build import VPPConfig, build_vpp, keep_schedule, set_pkr
+from core.build import VPPConfig, build_vpp, keep_for, keep_schedule
 from core.model.map_sm import background_positions, distance_prior
 from core.model.vit import Attention
 from core.session import InferenceSession
@@ -56,11 +56,12 @@ def test_session_handles_odd_frame_sizes(model_and_config, hw):
 
 
 def test_exact_topk_count_and_pkr(model_and_config):
-    model, _ = model_and_config
+    model, cfg = model_and_config
     x = images(160, 96)
+    keep40 = keep_for(cfg, 0.4)
     with torch.no_grad():
-        first = model(x)
-        out = model(x, first.backbone.state)
+        first = model(x, keep=keep40)
+        out = model(x, first.backbone.state, keep=keep40)
     bb = out.backbone
     n = bb.grid[0] * bb.grid[1]
     keep = keep_schedule(0.4)
@@ -74,9 +75,9 @@ def test_exact_topk_count_and_pkr(model_and_config):
 
 
 def test_first_frame_runs_blocks_0_to_2_dense_and_still_prunes(model_and_config):
-    model, _ = model_and_config
+    model, cfg = model_and_config
     with torch.no_grad():
-        bb = model(images(160, 96)).backbone
+        bb = model(images(160, 96), keep=keep_for(cfg, 0.4)).backbone
     n = bb.grid[0] * bb.grid[1]
     assert bb.tokens_per_block[:3] == [n, n, n]
     assert bb.tokens_per_block[3] < n
@@ -84,10 +85,11 @@ def test_first_frame_runs_blocks_0_to_2_dense_and_still_prunes(model_and_config)
 
 
 def test_pruned_tokens_keep_their_last_features(model_and_config):
-    model, _ = model_and_config
+    model, cfg = model_and_config
     x = images(160, 96)
+    keep40 = keep_for(cfg, 0.4)
     with torch.no_grad():
-        out = model(x, model(x).backbone.state).backbone
+        out = model(x, model(x, keep=keep40).backbone.state, keep=keep40).backbone
     f2, f5, _f8, f11 = (f[0] for f in out.features)
     kept3, kept6 = (m[0] for m in out.kept_masks[1:3])
     dropped_at_3 = ~kept3
@@ -110,7 +112,7 @@ def test_inference_is_deterministic_bit_for_bit(model_and_config):
             for f in frames:
                 x = torch.from_numpy(f).permute(2, 0, 1)[None].float()
                 x = torch.nn.functional.pad(x, (0, 208 - 200, 0, 128 - 120))
-                o = model(x, state)
+                o = model(x, state, keep=keep_for(cfg, 0.4))
                 state = o.backbone.state
                 outs.append((o.decoder.mask_logits.clone(), o.decoder.class_logits.clone(), o.backbone.kept_masks))
         return outs, [s.step(f) for f in frames]
@@ -131,7 +133,7 @@ def test_gradients_reach_map_sm_and_gates_in_training():
     state = None
     loss = 0.0
     for i in range(3):  # a chained 3-frame clip, as in training
-        out = model(images(96, 96, seed=i), state)
+        out = model(images(96, 96, seed=i), state, keep=keep_for(cfg, 0.5))
         state = out.backbone.state
         loss = loss + out.decoder.mask_logits.sigmoid().mean() + out.decoder.class_logits.softmax(-1)[..., 0].mean()
         loss = loss + sum(p.mean() for p in out.backbone.keep_probs)
@@ -145,13 +147,14 @@ def test_gradients_reach_map_sm_and_gates_in_training():
 
 def test_masked_training_path_matches_the_gather_path(model_and_config):
     """Same selection, same outputs: masks over the full sequence == gather -> blocks -> scatter."""
-    model, _ = model_and_config
+    model, cfg = model_and_config
     bb = model.backbone
+    keep40 = keep_for(cfg, 0.4)
     state_g = state_m = None
     with torch.no_grad():
         for i in range(3):  # first frame (no Map-SM), then chained frames
             x = images(128, 176, seed=10 + i)
-            g, m = bb(x, state_g), bb.forward_masked(x, state_m)
+            g, m = bb(x, state_g, keep=keep40), bb.forward_masked(x, state_m, keep=keep40)
             assert g.tokens_per_block == m.tokens_per_block and g.flops == m.flops
             assert all(torch.equal(a, b) for a, b in zip(g.kept_masks, m.kept_masks))
             for a, b in zip(g.features, m.features):
@@ -163,11 +166,12 @@ def test_masked_training_path_matches_the_gather_path(model_and_config):
 def test_masked_training_gives_gates_a_task_gradient_for_dropped_tokens():
     """With only the task loss (no sparsity term), the gates learn from what keeping a token changes."""
     torch.manual_seed(0)
-    model = build_vpp(small_config(pkr=0.4)).train()
+    cfg = small_config(pkr=0.4)
+    model = build_vpp(cfg).train()
     bb = model.backbone
     state, loss = None, 0.0
     for i in range(2):
-        out = model(images(96, 128, seed=i), state)
+        out = model(images(96, 128, seed=i), state, keep=keep_for(cfg, 0.4))
         state = out.backbone.state
         loss = loss + out.decoder.mask_logits.sigmoid().mean() + sum(f.square().mean() for f in out.backbone.features)
     assert len(out.backbone.keep_probs) == len(bb.prune_points)
@@ -192,11 +196,12 @@ def test_analytic_flops_match_torch_flop_counter():
     cfg = small_config(pkr=0.4)
     model = build_vpp(cfg).eval().requires_grad_(False)
     x = images(160, 224)
+    keep40 = keep_for(cfg, 0.4)
     with torch.no_grad():
-        state = model(x).backbone.state
+        state = model(x, keep=keep40).backbone.state
         for st in (None, state):  # first frame (no Map-SM) and a steady-state frame
             with FlopCounterMode(display=False) as counter:
-                out = model(x, st)
+                out = model(x, st, keep=keep40)
             assert out.flops == counter.get_total_flops()
     dense = model.backbone.flops_dense(out.backbone.grid[0] * out.backbone.grid[1])
     assert dense > out.backbone.flops * 1.5
@@ -232,12 +237,8 @@ def test_pkr_can_change_between_frames(model_and_config):
     model, cfg = model_and_config
     x = images(160, 96)
     with torch.no_grad():
-        st = model(x).backbone.state
-        ratios = []
-        for p in (0.9, 0.4):
-            set_pkr(model, cfg, p)
-            ratios.append(model(x, st).backbone.keep_ratio)
-        set_pkr(model, cfg, 0.4)
+        st = model(x, keep=keep_for(cfg, 0.4)).backbone.state
+        ratios = [model(x, st, keep=keep_for(cfg, p)).backbone.keep_ratio for p in (0.9, 0.4)]
     assert ratios[0] == pytest.approx(0.9, abs=0.03) and ratios[1] == pytest.approx(0.4, abs=0.03)
 
 
@@ -261,15 +262,22 @@ def test_background_positions_cover_the_grid_over_frames():
     assert torch.equal(background_positions(grid, 15, 3), background_positions(grid, 15, 3))
 
 
-def test_random_mode_keeps_the_same_budget(model_and_config):
+def test_keep_and_mode_are_validated_per_call(model_and_config):
+    model, _ = model_and_config
+    x = images(64, 64)
+    with torch.no_grad(), pytest.raises(ValueError, match="need 4 keep fractions"):
+        model(x, keep=(0.5, 0.5))
+    with torch.no_grad(), pytest.raises(ValueError, match=r"keep fractions must be in \(0, 1\]"):
+        model(x, keep=(0.5, 0.5, 0.0, 0.5))
+    with torch.no_grad(), pytest.raises(ValueError, match="unknown prune mode 'sparse'"):
+        model(x, mode="sparse")
+
+
+def test_keep_none_is_the_dense_budget(model_and_config):
     model, _ = model_and_config
     x = images(160, 96)
     with torch.no_grad():
         st = model(x).backbone.state
-        vpp = model(x, st).backbone.tokens_per_block
-        model.backbone.set_mode("random")
-        try:
-            rnd = model(x, st).backbone.tokens_per_block
-        finally:
-            model.backbone.set_mode("vpp")
-    assert vpp == rnd
+        bb = model(x, st).backbone
+    n = bb.grid[0] * bb.grid[1]
+    assert bb.tokens_per_block == [n] * len(model.backbone.vit.blocks) and bb.keep_ratio == 1.0

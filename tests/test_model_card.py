@@ -33,7 +33,7 @@ def model_and_config():
 def test_evaluate_model_scores_a_split_and_restores_the_model(split, model_and_config):
     model, cfg = model_and_config
     model.train()
-    keep_before = model.backbone.keep
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     s = open_split(split / "instances.json", split / "JPEGImages")
     fig = evaluate_model(model, cfg, s, pkr=0.4, mode="random")
     assert {"AP", "AP50", "bbox_AP", "segm_AP", "keep_ratio", "gflops", "ms"} <= set(fig)
@@ -43,7 +43,12 @@ def test_evaluate_model_scores_a_split_and_restores_the_model(split, model_and_c
     kept = [fig[f"kept@{st}"] for st in stages]  # after the first frame: the static budgets
     assert kept == sorted(kept, reverse=True) and kept[-1] < 0.3
     assert all(0.0 <= fig[f"object_recall@{st}"] <= 1.0 for st in stages)
-    assert model.training and model.backbone.keep == keep_before and model.backbone.mode == "vpp"
+    # the run settings were the session's: the model holds none, and validation left it as it was
+    for name in ("keep", "mode", "set_keep", "set_mode"):
+        assert not hasattr(model.backbone, name) and not hasattr(model, name), name
+    assert model.training
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_validator_reports_ap_and_keep_per_pkr(split, model_and_config):

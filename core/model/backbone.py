@@ -8,6 +8,10 @@ Stages (with the default prune points 1, 3, 6, 9 on 12 blocks):
     select6 -> blocks 6-8  keep k6
     select9 -> blocks 9-11 keep k9
 
+The keep fractions and the prune mode are arguments of each call (``forward(images, state, keep=...,
+mode=...)``), not settings stored on the module: one module serves any number of callers at different
+PKRs at once. ``keep=None`` is the dense budget (all ones).
+
 Pruning gathers a static number of tokens once per stage and runs the stage's blocks on that dense,
 shorter sequence (so fused attention keeps its fastest kernel), then scatters the results back into
 the full token map once. Pruned tokens keep the features they had when they were dropped, so the
@@ -77,10 +81,11 @@ class PrunedViT(nn.Module):
         map_block: block index Map-SM precedes (the paper: 1).
         deep_block: block whose output gives Map-SM's values (the paper: 5).
         out_indices: blocks whose dense-restored outputs go to the head.
-        keep: absolute keep fraction per prune point, in order (Map-SM first).
         background_share: share of Map-SM's budget kept on a sparse, shifting background lattice.
-        mode: "vpp" (learned), "random" (random drop at the same k: a baseline) or "dense".
-        masked_training: train "vpp" with masks over the full sequence (see the module docstring).
+        masked_training: train "vpp" with masks over the full sequence (see :meth:`forward_masked`).
+
+    The keep fractions and the prune mode are per-call arguments of :meth:`forward`; the module holds
+    only weights and its fixed structure.
     """
 
     def __init__(
@@ -92,9 +97,7 @@ class PrunedViT(nn.Module):
         map_block: int = 1,
         deep_block: int = 5,
         out_indices: tuple[int, ...] = (2, 5, 8, 11),
-        keep: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0),
         background_share: float = 0.1,
-        mode: PruneMode = "vpp",
         masked_training: bool = True,
     ) -> None:
         super().__init__()
@@ -114,10 +117,7 @@ class PrunedViT(nn.Module):
         self.out_indices = tuple(out_indices)
         self.prune_points = tuple(points)
         self.background_share = background_share
-        self.mode: PruneMode = mode
         self.masked_training = masked_training
-        self.keep: tuple[float, ...] = ()
-        self.set_keep(keep)
         # Outputs after these blocks are written back into the full map: head taps, the deep block,
         # and the last block of every stage (so dropped tokens keep their latest features).
         self._scatter_after = set(self.out_indices) | {deep_block} | {p - 1 for p in self.prune_points}
@@ -126,22 +126,34 @@ class PrunedViT(nn.Module):
     def embed_dim(self) -> int:
         return self.vit.embed_dim
 
-    def set_keep(self, keep: tuple[float, ...]) -> None:
+    def _resolve_keep(self, keep: tuple[float, ...] | None, mode: PruneMode) -> tuple[float, ...]:
+        """Validated keep fractions for one call (``None``: all ones) after checking ``mode``."""
+        if mode not in ("vpp", "random", "dense"):
+            raise ValueError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
+        if keep is None:
+            return (1.0,) * len(self.prune_points)
         if len(keep) != len(self.prune_points):
             raise ValueError(f"need {len(self.prune_points)} keep fractions (one per prune point), got {len(keep)}")
         if any(not 0.0 < r <= 1.0 for r in keep):
             raise ValueError(f"keep fractions must be in (0, 1], got {keep}")
-        self.keep = tuple(float(r) for r in keep)
+        return tuple(float(r) for r in keep)
 
-    def set_mode(self, mode: PruneMode) -> None:
-        if mode not in ("vpp", "random", "dense"):
-            raise ValueError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
-        self.mode = mode
+    def forward(
+        self,
+        images: torch.Tensor,
+        state: PruneState | None = None,
+        *,
+        keep: tuple[float, ...] | None = None,
+        mode: PruneMode = "vpp",
+    ) -> BackboneOutput:
+        """Run one frame ``[B, 3, H, W]``; ``state`` is the previous frame's (None: first frame).
 
-    def forward(self, images: torch.Tensor, state: PruneState | None = None) -> BackboneOutput:
-        """Run one frame ``[B, 3, H, W]``; ``state`` is the previous frame's (None: first frame)."""
-        if self.training and self.masked_training and self.mode == "vpp":
-            return self.forward_masked(images, state)
+        ``keep``: absolute keep fraction per prune point, in order (Map-SM first); None keeps all tokens.
+        ``mode``: "vpp" (learned), "random" (random drop at the same k: a baseline) or "dense".
+        """
+        keep = self._resolve_keep(keep, mode)
+        if self.training and self.masked_training and mode == "vpp":
+            return self.forward_masked(images, state, keep=keep, mode=mode)
         vit = self.vit
         x, grid, flops, state = self._block0(images, state)
         b, n_all, _c = x.shape
@@ -157,14 +169,14 @@ class PrunedViT(nn.Module):
         deep_kept: torch.Tensor | None = None
         if 0 in self._scatter_after:
             taps[0] = x
-        keep_of = dict(zip(self.prune_points, self.keep))
+        keep_of = dict(zip(self.prune_points, keep))
         for i in range(1, len(vit.blocks)):
             if i in keep_of:
                 k = max(1, int(n_all * keep_of[i]))
                 n = cur.shape[1]
-                if self.mode != "dense" and k < n and (i != self.map_block or state is not None):
-                    scores, forced = self._scores(i, cur, state, grid, frame_index, n_all)
-                    flops += self._scoring_flops(i, n, n_all, state)
+                if mode != "dense" and k < n and (i != self.map_block or state is not None):
+                    scores, forced = self._scores(i, cur, state, grid, frame_index, n_all, keep=keep, mode=mode)
+                    flops += self._scoring_flops(i, n, n_all, state, mode=mode)
                     local, factor = _select(scores, k, forced, training=self.training)
                     cur = _gather(cur, local)
                     if factor is not None:
@@ -184,12 +196,21 @@ class PrunedViT(nn.Module):
         return self._output(tokens0, taps, deep_kept, grid, frame_index, kept_masks=kept_masks,
                             tokens_per_block=counts, keep_probs=keep_probs, flops=flops)
 
-    def forward_masked(self, images: torch.Tensor, state: PruneState | None = None) -> BackboneOutput:
+    def forward_masked(
+        self,
+        images: torch.Tensor,
+        state: PruneState | None = None,
+        *,
+        keep: tuple[float, ...] | None = None,
+        mode: PruneMode = "vpp",
+    ) -> BackboneOutput:
         """The training path: same selection rule and outputs as :meth:`forward`, decisions as masks.
 
         Every block runs on all N tokens; attention reads only the kept ones and only kept tokens take
-        the block's update. Costs a dense forward; exact top-k per stage as at inference.
+        the block's update. Costs a dense forward; exact top-k per stage as at inference. ``keep`` and
+        ``mode`` as in :meth:`forward`.
         """
+        keep = self._resolve_keep(keep, mode)
         vit = self.vit
         x, grid, flops, state = self._block0(images, state)
         b, n_all, _c = x.shape
@@ -205,13 +226,13 @@ class PrunedViT(nn.Module):
         entering: list[torch.Tensor] = []
         taps: dict[int, torch.Tensor] = {0: x}
         deep_kept: torch.Tensor | None = None
-        keep_of = dict(zip(self.prune_points, self.keep))
+        keep_of = dict(zip(self.prune_points, keep))
         for i in range(1, len(vit.blocks)):
             if i in keep_of:
                 k = max(1, int(n_all * keep_of[i]))
-                if k < n and (i != self.map_block or state is not None):
-                    scores, forced = self._scores(i, x, state, grid, frame_index, n_all)
-                    flops += self._scoring_flops(i, n, n_all, state)
+                if mode != "dense" and k < n and (i != self.map_block or state is not None):
+                    scores, forced = self._scores(i, x, state, grid, frame_index, n_all, keep=keep, mode=mode)
+                    flops += self._scoring_flops(i, n, n_all, state, mode=mode)
                     masked = scores.masked_fill(~alive, float("-inf"))  # dropped tokens stay dropped
                     local, _ = _select(masked, k, forced, training=self.training)
                     hard = torch.zeros_like(alive).scatter_(1, local, True)
@@ -252,26 +273,35 @@ class PrunedViT(nn.Module):
             state = None  # a new size or batch cannot reuse the old frame: treat as a clip start
         return x, grid, flops, state
 
-    def _scoring_flops(self, block: int, n: int, n_all: int, state: PruneState | None) -> int:
+    def _scoring_flops(self, block: int, n: int, n_all: int, state: PruneState | None, *, mode: PruneMode) -> int:
         """FLOPs of scoring ``n`` tokens before ``block`` (random drop scores for free)."""
-        if self.mode != "vpp":
+        if mode != "vpp":
             return 0
         if block == self.map_block:
             return self.map_sm.flops(n_all, state.kept.shape[1])
         return self.selective[str(block)].flops(n)
 
     def _scores(
-        self, block: int, cur: torch.Tensor, state: PruneState | None, grid, frame_index: int, n_all: int
+        self,
+        block: int,
+        cur: torch.Tensor,
+        state: PruneState | None,
+        grid,
+        frame_index: int,
+        n_all: int,
+        *,
+        keep: tuple[float, ...],
+        mode: PruneMode,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Keep scores ``[B, n]`` for the current tokens, and indices that must be kept (or None)."""
         b, n, _ = cur.shape
-        if self.mode == "random":
+        if mode == "random":
             gen = torch.Generator(device="cpu").manual_seed(frame_index * 1009 + block)
             return torch.rand(b, n, generator=gen).to(cur.device).log(), None
         if block != self.map_block:
             return self.selective[str(block)](cur), None
         scores = self.map_sm(cur, state.tokens0, state.deep, state.kept, grid)
-        k = max(1, int(n_all * self.keep[0]))
+        k = max(1, int(n_all * keep[0]))
         n_bg = int(k * self.background_share)
         forced = background_positions(grid, n_bg, frame_index, cur.device) if n_bg > 0 else None
         return scores, forced

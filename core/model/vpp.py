@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.model.backbone import BackboneOutput, PrunedViT, PruneState
+from core.model.backbone import BackboneOutput, PrunedViT, PruneMode, PruneState
 from core.model.head import MaskHead
 from core.model.mask_decoder import DecoderOutput
 
@@ -28,7 +28,7 @@ class VPPModel(nn.Module):
     """Video instance segmentation with Video Patch Pruning, one frame at a time.
 
     Args:
-        backbone: the pruned ViT (any module with the same ``forward(images, state)`` contract).
+        backbone: the pruned ViT (any module with the same ``forward(images, state, *, keep, mode)`` contract).
         head: the segmentation head (``forward(features, grid)``, ``flops(grid)``).
         pixel_mean / pixel_std: RGB normalisation in 0..255 units.
     """
@@ -51,9 +51,20 @@ class VPPModel(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def forward(self, images: torch.Tensor, state: PruneState | None = None) -> VPPOutput:
-        """``images`` ``[B, 3, H, W]`` float RGB in 0..255, H and W multiples of the patch size."""
+    def forward(
+        self,
+        images: torch.Tensor,
+        state: PruneState | None = None,
+        *,
+        keep: tuple[float, ...] | None = None,
+        mode: PruneMode = "vpp",
+    ) -> VPPOutput:
+        """``images`` ``[B, 3, H, W]`` float RGB in 0..255, H and W multiples of the patch size.
+
+        ``keep`` (keep fraction per prune point; None: dense budget) and ``mode`` ("vpp", "random",
+        "dense") are this call's run settings, passed to the backbone; the model stores neither.
+        """
         x = (images - self.pixel_mean) / self.pixel_std
-        bb = self.backbone(x, state)
+        bb = self.backbone(x, state, keep=keep, mode=mode)
         dec = self.head(bb.features, bb.grid)
         return VPPOutput(dec, bb, self.head.flops(bb.grid))

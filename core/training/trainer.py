@@ -32,8 +32,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes, atomic_write_text
-from core.build import VPPConfig, build_vpp, set_pkr
+from core.build import VPPConfig, build_vpp, keep_for
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.model.backbone import PruneMode
 from core.session import resolve_device
 from core.training.dataset import YtvisClips, collate
 from core.training.losses import (
@@ -136,15 +137,28 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / n)))
 
 
-def clip_loss(model, frames: torch.Tensor, targets: list[list], cfg: TrainConfig, w: LossWeights) -> dict:
-    """Loss of a batch of clips ``[B, T, 3, H, W]``, frames chained through the pruning state."""
+def clip_loss(
+    model,
+    frames: torch.Tensor,
+    targets: list[list],
+    cfg: TrainConfig,
+    w: LossWeights,
+    *,
+    keep: tuple[float, ...] | None = None,
+    mode: PruneMode = "vpp",
+) -> dict:
+    """Loss of a batch of clips ``[B, T, 3, H, W]``, frames chained through the pruning state.
+
+    ``keep`` / ``mode``: the run settings of every forward call of this step (see ``PrunedViT.forward``).
+    """
     bsz, t_len = frames.shape[:2]
     state = None
     terms = {"mask": 0.0, "track": 0.0, "sparsity": 0.0, "objectness": 0.0}
     prev = [None] * bsz
     bb = model.backbone
+    target = keep if keep is not None else (1.0,) * len(bb.prune_points)  # the sparsity loss's rates
     for t in range(t_len):
-        out = model(frames[:, t], state)
+        out = model(frames[:, t], state, keep=keep, mode=mode)
         state = out.backbone.state
         dec = out.decoder
         for b in range(bsz):
@@ -164,8 +178,8 @@ def clip_loss(model, frames: torch.Tensor, targets: list[list], cfg: TrainConfig
                 if tl is not None:
                     terms["track"] = terms["track"] + w.track * tl
             prev[b] = (dec.embeddings[b], ids)
-        if bb.mode == "vpp":
-            sl = sparsity_loss(out.backbone.keep_probs, out.backbone.tokens_per_block, bb.keep, bb.prune_points)
+        if mode == "vpp":
+            sl = sparsity_loss(out.backbone.keep_probs, out.backbone.tokens_per_block, target, bb.prune_points)
             if sl is not None:
                 terms["sparsity"] = terms["sparsity"] + w.sparsity * sl
             if w.objectness > 0 and out.backbone.keep_logp_full:
@@ -258,12 +272,9 @@ class Trainer:
         t0 = time.perf_counter()
         while self.step < total:
             sparse = self.step >= cfg.dense_steps
-            bb = self.model.backbone
-            if sparse:
-                bb.set_mode("vpp")
-                set_pkr(self.model, self.model_cfg, self.rng.choice(cfg.sparse_pkrs))
-            else:
-                bb.set_mode("dense")
+            # this step's run settings, passed to every forward call (the model stores none)
+            mode: PruneMode = "vpp" if sparse else "dense"
+            keep = keep_for(self.model_cfg, self.rng.choice(cfg.sparse_pkrs)) if sparse else None
             items = [self.data.load(self.rng.randrange(len(self.data)), flip=self.rng.random() < 0.5)
                      for _ in range(cfg.batch_size)]
             frames, targets = collate(items)
@@ -271,7 +282,7 @@ class Trainer:
             targets = [[_to(t, self.device) for t in clip] for clip in targets]
             for g in self.opt.param_groups:
                 g["lr"] = cfg.lr * _lr_factor(self.step, cfg)
-            terms = clip_loss(self.model, frames, targets, cfg, w)
+            terms = clip_loss(self.model, frames, targets, cfg, w, keep=keep, mode=mode)
             self.opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             _average_gradients(self.params, self.world)

@@ -5,8 +5,9 @@
     validate = make_validator(ann, images)                        # the trainer's periodic validation hook
 
 Each video runs from its first frame with a fresh clip state (pruning state and tracker), exactly as
-``vpp infer`` does, so the figures are those a user gets. The model is put in eval mode and its
-pruning mode/PKR are restored afterwards, so a trainer can call this between steps.
+``vpp infer`` does, so the figures are those a user gets. The PKR and prune mode are the session's
+(passed per call; the model stores neither), and the model's train/eval flag is restored afterwards,
+so a trainer can call this between steps.
 """
 
 from __future__ import annotations
@@ -53,8 +54,7 @@ def predict_split(
     """YTVIS results for the split's videos, and per-frame means: ``keep_ratio``, ``gflops``, ``ms``; plus
     ``object_recall@<stage>`` / ``kept@<stage>`` (see :mod:`core.evaluation.token_recall`) over the
     frames after each clip's first (where Map-SM prunes) that show a ground-truth object."""
-    bb = model.backbone
-    old_mode, old_keep, was_training = bb.mode, bb.keep, model.training
+    was_training = model.training
     session = InferenceSession(model, config, device=str(device), pkr=pkr, mode=mode)
     results: list[dict] = []
     keep, gflops, ms = [], [], []
@@ -76,8 +76,6 @@ def predict_split(
             if progress is not None:
                 progress(n + 1, len(ids))
     finally:
-        bb.set_mode(old_mode)
-        bb.set_keep(old_keep)
         model.train(was_training)
     stats = {
         "keep_ratio": statistics.fmean(keep) if keep else float("nan"),
