@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -48,10 +50,20 @@ def test_infer_on_real_frames_writes_valid_results_zip_and_davis_pngs(shared_dat
     frames = _frames(shared_data, tmp_path)
     out = tmp_path / "results.json"
     code, stdout, err = _infer(capsys, frames, "--model", small_model, "--pkr", "0.4", "--out", out, "--zip",
-                               "--davis-png", tmp_path / "masks")
+                               "--davis-png", tmp_path / "masks", "--coco", tmp_path / "coco.json")
     assert code == 0, err
     results = json.loads(out.read_text())
     assert json.loads(stdout)["tracks"] == len(results)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco.json", "coco.run.json", "frames", "masks",
+                                                          "results.json", "results.run.json", "results.zip"]
+    run = json.loads((tmp_path / "results.run.json").read_text())
+    assert run["tool"] == "vpp infer" and run["model"] == str(small_model) and run["mode"] == "vpp"
+    assert run["model_sha256"] == hashlib.sha256(small_model.read_bytes()).hexdigest()
+    assert run["pkr"] == pytest.approx(0.4) and run["outputs"] == ["results.json", "results.zip"]
+    coco = json.loads((tmp_path / "coco.json").read_text())
+    assert [im["file_name"] for im in coco["images"]] == [f"frames/{p.name}" for p in sorted(frames.iterdir())]
+    assert len(coco["annotations"]) == sum(s is not None for r in results for s in r["segmentations"])
+    assert coco["info"]["model_sha256"] == run["model_sha256"]
     for r in results:
         assert r["video_id"] == 1 and len(r["segmentations"]) == 6 and 0 <= r["score"] <= 1
         assert any(s is not None for s in r["segmentations"])
@@ -60,7 +72,7 @@ def test_infer_on_real_frames_writes_valid_results_zip_and_davis_pngs(shared_dat
     with zipfile.ZipFile(tmp_path / "results.zip") as zf:
         assert zf.namelist() == ["results.json"]
         assert json.loads(zf.read("results.json")) == results
-    pngs = sorted((tmp_path / "masks" / "frames").glob("*.png"))
+    pngs = sorted((tmp_path / "masks").glob("*.png"))  # one video: the PNGs go straight into the folder
     assert [p.stem for p in pngs] == sorted(p.stem for p in frames.iterdir())
     labels = read_davis_png(pngs[0])
     assert labels.shape == (480, 854)
@@ -76,6 +88,14 @@ def test_infer_on_a_ytvis_split_gives_one_entry_set_per_video(tmp_path, small_mo
     gt = read_ytvis_gt(split / "instances.json")
     results = read_ytvis_results(out, gt)  # validated against the ground truth's lengths and ids
     assert {r.video_id for r in results} <= {v.id for v in gt.videos}
+
+    code, _, err = _infer(capsys, split, "--model", small_model, "--out", out, "--davis-png", tmp_path / "d")
+    assert code == 0, err
+    folders = sorted(p.name for p in (tmp_path / "d").iterdir() if p.is_dir())
+    assert len(folders) == len(gt.videos) == 2 and (tmp_path / "d" / "vpp_run.json").is_file()
+    for v in gt.videos:  # one sub-folder per video, named like its frame folder, one PNG per frame
+        names = [Path(f).stem for f in v.file_names]
+        assert sorted(p.stem for p in (tmp_path / "d" / Path(v.file_names[0]).parent).glob("*.png")) == names
 
 
 def test_corrupt_frame_fails_cleanly_and_keeps_the_good_output(shared_data, tmp_path, small_model, capsys):
@@ -95,6 +115,22 @@ def test_corrupt_frame_fails_cleanly_and_keeps_the_good_output(shared_data, tmp_
     assert code == 0, err
     assert bad.name in err  # reported as skipped
     assert all(len(r["segmentations"]) == 3 for r in json.loads(out.read_text()))
+
+
+def test_output_locations_are_checked_before_the_model_loads(tmp_path, capsys):
+    frames = tmp_path / "f"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.zeros((32, 48, 3), np.uint8))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")  # never read: the folder check comes first
+    code, _, err = _infer(capsys, frames, "--model", junk, "--out", tmp_path / "r.json", "--davis-png", mine)
+    assert code == 2 and "mine: the folder is not empty" in err and "junk" not in err
+    assert (mine / "notes.txt").read_text() == "keep me" and not (tmp_path / "r.json").exists()
+    code, _, err = _infer(capsys, frames, "--model", junk, "--out", tmp_path / "r.json", "--coco", tmp_path / "r.json")
+    assert code == 2 and "given as both" in err
 
 
 @pytest.mark.parametrize("case", ["missing_input", "bad_pkr", "wrong_model", "no_out_folder", "not_a_video"])

@@ -1,4 +1,6 @@
-"""DAVIS indexed PNG masks: palette writing, reading palette/grey/RGB PNGs, export from tracks."""
+"""DAVIS indexed PNG masks: palette writing, reading palette/grey/RGB PNGs, label maps from tracks.
+
+Folder exports (one PNG per frame, all or nothing) are core.export's; see tests/test_export.py."""
 
 from __future__ import annotations
 
@@ -10,12 +12,11 @@ from PIL import Image
 
 from core.data.davis import (
     davis_palette,
-    export_davis,
     labels_to_masks,
     read_davis_folder,
     read_davis_png,
+    tracks_to_labels,
     write_davis_png,
-    write_davis_pngs,
 )
 from core.data.rle import decode_rle, encode_mask
 from core.errors import DataError
@@ -45,37 +46,26 @@ def test_fixture_pngs_match_the_ytvis_masks(shared_data):
         np.testing.assert_array_equal(pred_labels[t] == 1, decode_rle(pred["segmentations"][t]))
 
 
-def test_export_from_tracks_earlier_objects_win_overlaps(tmp_path):
+def test_label_maps_from_tracks_earlier_objects_win_overlaps(tmp_path):
     h, w = 10, 12
     a = np.zeros((h, w), bool)
     a[2:6, 2:6] = True
     b = np.zeros((h, w), bool)
     b[4:8, 4:8] = True
-    tracks = [[encode_mask(a), None, a], [b, b, None]]
-    paths = export_davis(tmp_path / "out", ["vid/00000.jpg", "vid/00001.jpg", "vid/00002.jpg"], tracks,
-                         height=h, width=w)
-    assert [p.name for p in paths] == ["00000.png", "00001.png", "00002.png"]
-    _, labels = read_davis_folder(tmp_path / "out")
+    tracks = [[encode_mask(a), None, a], [b, b, None]]  # RLEs, bool masks and absent frames mixed
+    for t in range(3):
+        write_davis_png(tmp_path / f"{t:05d}.png", tracks_to_labels([tr[t] for tr in tracks], h, w))
+    names, labels = read_davis_folder(tmp_path)
+    assert names == ["00000.png", "00001.png", "00002.png"]
     assert labels[0][5, 5] == 1 and labels[0][7, 7] == 2 and labels[0][2, 2] == 1
     np.testing.assert_array_equal(labels[1] == 2, b)
     np.testing.assert_array_equal(labels[2] == 1, a)
     masks = labels_to_masks(labels)
     assert masks.shape == (2, 3, h, w)
-    with pytest.raises(ValueError, match="one entry"):
-        export_davis(tmp_path / "x", ["0.jpg"], [[a, a]], height=h, width=w)
-
-
-def test_large_track_ids_are_renumbered_consistently(tmp_path):
-    lab0 = np.zeros((4, 4), np.uint16)
-    lab0[0, 0], lab0[1, 1] = 300, 1000
-    lab1 = np.zeros((4, 4), np.uint16)
-    lab1[2, 2] = 1000
-    write_davis_pngs(tmp_path, [lab0, lab1], ["a.jpg", "b.jpg"])
-    assert read_davis_png(tmp_path / "a.png")[0, 0] == 1 and read_davis_png(tmp_path / "a.png")[1, 1] == 2
-    assert read_davis_png(tmp_path / "b.png")[2, 2] == 2
-    many = [np.arange(300, dtype=np.uint16).reshape(15, 20) + 1]
-    with pytest.raises(DataError, match="300 objects do not fit"):
-        write_davis_pngs(tmp_path / "many", many, ["a.jpg"])
+    with pytest.raises(ValueError, match="not 12x10"):
+        tracks_to_labels([np.zeros((3, 3), bool)], h, w)
+    with pytest.raises(ValueError, match="at most 255 objects"):
+        tracks_to_labels([None] * 256, h, w)
 
 
 def test_rgb_and_bad_pngs(tmp_path):

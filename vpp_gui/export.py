@@ -1,53 +1,78 @@
-"""Export the current pass: YouTube-VIS results (JSON or zipped) and DAVIS palette PNGs, via core's writers.
+"""Export the current pass: YouTube-VIS results (JSON or zipped), DAVIS palette PNGs and COCO per-frame JSON.
 
-The writing runs on a superqt FunctionWorker (no torch involved) so a long clip does not freeze the
-window; every file is written atomically by core (temporary file, fsync, rename).
+Each writer is a thin wrapper over :func:`core.export.export_results` (all or nothing, atomic, with a
+run record beside the output) and returns a one-line summary. The writing runs on a superqt
+FunctionWorker (no torch involved) so a long clip does not freeze the window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from superqt.utils import FunctionWorker
 
 from core.results import ClipResults
 
+if TYPE_CHECKING:
+    from core.export import RunRecord
+
 YTVIS_FILTERS = "YouTube-VIS results (*.json);;Zipped results.json for the evaluation server (*.zip)"
+COCO_FILTERS = "COCO per-frame JSON (*.json)"
 
 
-def write_ytvis(results: ClipResults, path: str | Path, *, video_id: int = 1, zipped: bool | None = None) -> str:
-    """Validate and write the YTVIS results of ``results``; returns a one-line summary."""
-    from core.data.ytvis import parse_ytvis_results, write_ytvis_results
+def _record(record: RunRecord | None) -> RunRecord:
+    from core.export import RunRecord
 
-    path = Path(path)
-    entries = results.to_ytvis(video_id)
-    parsed = parse_ytvis_results(entries, source=path)
-    as_zip = path.suffix.lower() == ".zip" if zipped is None else zipped
-    write_ytvis_results(path, parsed, zip=as_zip)
-    return f"exported {len(parsed)} track{'s' if len(parsed) != 1 else ''} to {path}"
+    return record if record is not None else RunRecord("vpp-gui", "unknown")
 
 
-def write_davis(results: ClipResults, folder: str | Path, names: Sequence[str]) -> str:
-    """One DAVIS palette PNG per frame (named like the frame) in ``folder``; objects = best tracks."""
-    from core.data.davis import write_davis_png
-    from core.errors import DataError
+def _video(results: ClipResults, name: str, names: Sequence[str] | None, video_id: int = 1):
+    from core.export import VideoExport
 
-    folder = Path(folder)
+    if names is None:  # YTVIS results do not name frames
+        names = [f"{t:05d}.jpg" for t in range(results.num_frames)]
     if len(names) != results.num_frames:
         raise ValueError(f"{len(names)} frame names for {results.num_frames} frames")
-    stems = [Path(n).stem for n in names]
-    if len(set(stems)) != len(stems):
-        raise DataError(f"{folder}: frame names do not have distinct stems; cannot name one PNG per frame")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from exc
-    objects = results.davis_objects()
-    for i, stem in enumerate(stems):
-        write_davis_png(folder / f"{stem}.png", results.davis_label_map(i, objects))
-    return f"exported {len(stems)} DAVIS masks ({len(objects)} objects) to {folder}"
+    return VideoExport(int(video_id), name, tuple(names), results)
+
+
+def write_ytvis(results: ClipResults, path: str | Path, *, video_id: int = 1, zipped: bool | None = None,
+                record: RunRecord | None = None, categories: Sequence[tuple[int, str]] = ()) -> str:
+    """Validate and write the YTVIS results of ``results`` (a zip holding results.json when ``zipped``, or by
+    default when ``path`` ends in .zip); returns a one-line summary."""
+    from core.export import export_results
+
+    path = Path(path)
+    as_zip = path.suffix.lower() == ".zip" if zipped is None else zipped
+    target = {"zip": path} if as_zip else {"ytvis": path}
+    return export_results([_video(results, path.stem, None, video_id)], **target, categories=categories,
+                          record=_record(record)).message
+
+
+def write_davis(results: ClipResults, folder: str | Path, names: Sequence[str], *,
+                record: RunRecord | None = None) -> str:
+    """One DAVIS palette PNG per frame (named like the frame) in ``folder``; objects = best tracks.
+
+    ``folder`` must be new, empty or an earlier export (it is replaced as a whole)."""
+    from core.export import export_results
+
+    folder = Path(folder)
+    return export_results([_video(results, folder.name, names)], davis=folder, record=_record(record)).message
+
+
+def write_coco(results: ClipResults, path: str | Path, names: Sequence[str], *, record: RunRecord | None = None,
+               categories: Sequence[tuple[int, str]] = (), video_name: str | None = None) -> str:
+    """A COCO per-frame JSON (one image per frame, one annotation per present track); returns a summary.
+
+    Image ``file_name`` is "<video_name>/<frame name>" (``video_name`` defaults to the file's stem)."""
+    from core.export import export_results
+
+    path = Path(path)
+    return export_results([_video(results, video_name or path.stem, names)], coco=path, categories=categories,
+                          record=_record(record)).message
 
 
 def incomplete_message(results: ClipResults | None) -> str | None:

@@ -1,21 +1,20 @@
 """``vpp infer INPUT --out results.json``: segment and track a frame folder, a video file or a YTVIS split.
 
-    vpp infer clip.mp4 --pkr 0.4 --out results.json [--zip] [--davis-png masks/]
+    vpp infer clip.mp4 --pkr 0.4 --out results.json [--zip] [--davis-png masks/] [--coco frames_coco.json]
     vpp infer frames/ --model my.safetensors --device cuda --out results.json
     vpp infer DATA/valid --out results.json          # a YTVIS split: instances.json + JPEGImages/
 
-Outputs are written only when the whole run succeeded, atomically: a failed or interrupted run leaves
-no output behind and never overwrites a good one.
+Outputs go through :func:`core.export.export_results`: their locations are checked before the model
+loads, and they are written only when the whole run succeeded, all or nothing: a failed or interrupted
+run leaves no output behind and never overwrites a good one. Each output gets a run record (model,
+its SHA-256, PKR, mode): ``<OUT stem>.run.json`` beside the files, ``vpp_run.json`` in the DAVIS folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -35,7 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", default="vpp", choices=["vpp", "random", "dense"], help="pruning mode")
     p.add_argument("--zip", action="store_true", help="also write OUT.zip with results.json inside")
-    p.add_argument("--davis-png", default=None, help="also export DAVIS indexed PNG masks into this folder")
+    p.add_argument("--davis-png", default=None,
+                   help="also export DAVIS palette PNG masks into this folder (one sub-folder per video for a split)")
+    p.add_argument("--coco", default=None, help="also write a COCO per-frame JSON (one image per frame) to this file")
     p.add_argument("--skip-corrupt", action="store_true",
                    help="drop unreadable frames of a folder or video (listed on stderr) instead of failing")
     p.set_defaults(func=run)
@@ -58,69 +59,50 @@ def _videos(path: Path, skip_corrupt: bool):
     yield 1, path.stem or path.name, source
 
 
+def _outputs(args: argparse.Namespace) -> dict[str, Path | None]:
+    out = Path(args.out)
+    return {"ytvis": out, "zip": out.with_suffix(".zip") if args.zip else None,
+            "davis": Path(args.davis_png) if args.davis_png else None,
+            "coco": Path(args.coco) if args.coco else None}
+
+
 def run(args: argparse.Namespace) -> int:
-    from core.data.davis import write_davis_pngs
-    from core.data.ytvis import write_results
+    from core.export import RunRecord, VideoExport, check_outputs, export_results
+    from core.resources import DEFAULT_MODEL
 
     inp = Path(args.input)
     if not inp.exists():
         raise DataError(f"{inp}: input not found (expected a video file, a folder of frames or a YTVIS split)")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise VPPError(f"{out}: output folder {out.parent} does not exist")
     if args.pkr is not None and not 0 < args.pkr <= 1:
         raise VPPError(f"--pkr must be in (0, 1], got {args.pkr}")
+    outputs = _outputs(args)
+    check_outputs(**outputs)  # before the model loads or a frame is read
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:
         print("warning: no trained default model is shipped; results come from an untrained model", file=sys.stderr)
     session = InferenceSession(loaded.model, loaded.config, device=args.device, pkr=args.pkr, mode=args.mode)
-    results: list[dict] = []
-    staging = None
-    if args.davis_png:
-        davis_dir = Path(args.davis_png)
-        staging = Path(tempfile.mkdtemp(prefix=f".{davis_dir.name}.", dir=davis_dir.parent if davis_dir.parent.is_dir()
-                                        else Path.cwd()))
-    try:
-        for vid, name, source in _videos(inp, args.skip_corrupt):
-            with source:
-                clip = ClipResults(len(source), source.size[1], source.size[0])
-                bar = tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame", file=sys.stderr)
-                for index, res in enumerate(session.run_clip(source)):
-                    clip.add(CompactFrame.from_result(res, index))
-                    bar.update(1)
-                    bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
-                bar.close()
-                _report_skipped(source)
-                results.extend(clip.to_ytvis(vid))
-                if staging is not None:
-                    objects = clip.davis_objects()
-                    labels = [clip.davis_label_map(t, objects) for t in range(clip.num_frames)]
-                    write_davis_pngs(staging / name, labels, source.names)
-        write_results(out, results, zip_path=out.with_suffix(".zip") if args.zip else None)
-        if staging is not None:
-            _replace_dir(staging, Path(args.davis_png))
-            staging = None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-    print(json.dumps({"results": str(out), "tracks": len(results)}))
+    videos: list[VideoExport] = []
+    for vid, name, source in _videos(inp, args.skip_corrupt):
+        with source:
+            clip = ClipResults(len(source), source.size[1], source.size[0])
+            bar = tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame", file=sys.stderr)
+            for index, res in enumerate(session.run_clip(source)):
+                clip.add(CompactFrame.from_result(res, index))
+                bar.update(1)
+                bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
+            bar.close()
+            _report_skipped(source)
+            videos.append(VideoExport(vid, name, tuple(source.names), clip))
+    model = Path(args.model) if args.model else (DEFAULT_MODEL if loaded.trained else loaded.source)
+    record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=getattr(session, "mode", args.mode),
+                                 extra={"input": str(inp)})
+    categories = list(zip(loaded.config.class_to_category_id, loaded.config.category_names))
+    summary = export_results(videos, **outputs, categories=categories, record=record)
+    print(json.dumps({"results": str(outputs["ytvis"]), "tracks": sum(summary.tracks.values()),
+                      "written": [str(p) for p in summary.paths]}))
     return 0
 
 
 def _report_skipped(source) -> None:
     for name, why in source.skipped:
         print(f"warning: skipped frame {name}: {why}", file=sys.stderr)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` into place of ``target``; an existing ``target`` is replaced only after success."""
-    backup = None
-    if target.exists():
-        backup = target.with_name(f".{target.name}.old")
-        if backup.exists():
-            shutil.rmtree(backup)
-        target.rename(backup)
-    new.rename(target)
-    if backup is not None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(backup)

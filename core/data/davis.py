@@ -1,10 +1,11 @@
 """DAVIS-style indexed PNG masks: one palette PNG per frame, 0 = background, k = the k-th object.
 
 Writing uses the DAVIS palette (the PASCAL VOC colour map: 1 = dark red, 2 = dark green, ...), one
-file per frame named like the frame (``00017.jpg`` -> ``00017.png``), each written atomically.
-Where objects overlap, the earlier object (lower index) keeps the pixel, so pass tracks in priority
-order. Reading accepts palette PNGs (indices as stored), greyscale PNGs (0/255 -> 0/1, other grey
-values taken as indices) and RGB PNGs drawn in the DAVIS palette.
+file at a time, atomically; whole folders of masks are exported by :func:`core.export.export_results`
+(one PNG per frame named like the frame, ``00017.jpg`` -> ``00017.png``). In :func:`tracks_to_labels`,
+where objects overlap, the earlier object (lower index) keeps the pixel, so pass tracks in priority order.
+Reading accepts palette PNGs (indices as stored), greyscale PNGs (0/255 -> 0/1, other grey values
+taken as indices) and RGB PNGs drawn in the DAVIS palette.
 """
 
 from __future__ import annotations
@@ -114,48 +115,6 @@ def tracks_to_labels(frame_masks: Sequence[np.ndarray | RLE | None], height: int
             raise ValueError(f"object {k + 1}'s mask is {mask.shape[1]}x{mask.shape[0]}, not {width}x{height}")
         labels[mask] = k + 1
     return labels
-
-
-def export_davis(out_dir: str | Path, frame_names: Sequence[str],
-                 tracks: Sequence[Sequence[np.ndarray | RLE | None]], *, height: int, width: int) -> list[Path]:
-    """Write one palette PNG per frame (object k = ``tracks[k-1]``) into ``out_dir``; returns the paths."""
-    if any(len(t) != len(frame_names) for t in tracks):
-        raise ValueError("every track needs one entry (mask, RLE or None) per frame")
-    labels = [tracks_to_labels([tr[t] for tr in tracks], height, width) for t in range(len(frame_names))]
-    return write_davis_pngs(out_dir, labels, frame_names)
-
-
-def write_davis_pngs(folder: str | Path, label_maps: Sequence[np.ndarray], names: Sequence[str]) -> list[Path]:
-    """Write per-frame label maps (any integer ids, 0 = background) as DAVIS PNGs named like ``names``.
-
-    Ids above 255 are renumbered 1..K in ascending id order, the same way in every frame; more than
-    255 distinct objects raise ``DataError``.
-    """
-    if len(label_maps) != len(names):
-        raise ValueError(f"{len(label_maps)} label maps for {len(names)} frame names")
-    ids = np.unique(np.concatenate([np.unique(m) for m in label_maps])) if label_maps else np.zeros(0, int)
-    ids = ids[ids > 0]
-    if len(ids) > MAX_OBJECTS:
-        raise DataError(f"{folder}: {len(ids)} objects do not fit a DAVIS PNG (at most {MAX_OBJECTS})")
-    remap = None
-    if len(ids) and ids.max() > MAX_OBJECTS:
-        remap = np.zeros(int(ids.max()) + 1, np.uint8)
-        remap[ids] = np.arange(1, len(ids) + 1)
-    out = Path(folder)
-    stems = [Path(n).stem for n in names]
-    if len(set(stems)) != len(stems):
-        raise ValueError("frame names must have distinct stems to name one PNG per frame")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"{out}: cannot create the folder ({exc.strerror or exc})") from exc
-    paths = []
-    for lab, stem in zip(label_maps, stems):
-        lab = np.asarray(lab)
-        path = out / f"{stem}.png"
-        write_davis_png(path, remap[lab] if remap is not None else lab)
-        paths.append(path)
-    return paths
 
 
 def read_davis_folder(folder: str | Path) -> tuple[list[str], np.ndarray]:
