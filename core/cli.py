@@ -22,6 +22,7 @@ COMMANDS = (
     "infer",
     "model_card",
     "export_model",
+    "export",
 )
 
 

@@ -1,0 +1,61 @@
+"""``vpp export PROJECT --out results.json``: write a project's corrected results, headless.
+
+    vpp export review.vppproj --out results.json [--zip results.zip] [--davis-png masks/] [--coco frames.json]
+
+What is written is what the app shows: every track of the project after a person's edits, rejected
+tracks left out. All outputs are written together through :mod:`core.export` (all or none, each with a
+run record). The clip itself need not be on this machine: the project holds the masks and frame names.
+With ``--recover``, a journal left beside the project by a crash is applied first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from core.errors import DataError, VPPError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a project's corrected results (YTVIS JSON/zip, DAVIS PNGs, COCO JSON)")
+    p.add_argument("project", help="a VPP Studio project file (*.vppproj)")
+    p.add_argument("--out", default=None, help="YTVIS results JSON")
+    p.add_argument("--zip", default=None, help="a zip holding results.json (for the evaluation server)")
+    p.add_argument("--davis-png", default=None,
+                   help="a folder for DAVIS indexed PNG masks (new, empty, or an earlier export of ours)")
+    p.add_argument("--coco", default=None, help="COCO per-frame JSON")
+    p.add_argument("--include-rejected", action="store_true", help="also export tracks marked rejected")
+    p.add_argument("--recover", action="store_true",
+                   help="apply the crash journal beside the project (.<name>.journal) before exporting")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.document import Document, journal_path_for
+    from core.export import VideoExport, check_outputs, export_results
+
+    project = Path(args.project)
+    if not project.is_file():
+        raise DataError(f"{project}: project file not found")
+    if not any((args.out, args.zip, args.davis_png, args.coco)):
+        raise VPPError("nothing to write: give --out, --zip, --davis-png and/or --coco")
+    outputs = {"ytvis": args.out, "zip": args.zip, "davis": args.davis_png, "coco": args.coco}
+    check_outputs(**outputs)  # a clear error before reading a large project
+    journal = journal_path_for(project)
+    if args.recover:
+        if not journal.is_file():
+            raise DataError(f"{journal}: no journal to recover beside {project}")
+        doc = Document.recover(journal)
+    else:
+        doc = Document.load(project)
+    clip = doc.to_clip_results(include_rejected=args.include_rejected)
+    video = VideoExport(1, doc.clip.name, doc.clip.frame_names(), clip)
+    summary = export_results([video], **outputs, categories=tuple(sorted(doc.categories.items())),
+                             record=doc.run_record("vpp export"))
+    report = {"project": str(project), "tracks": summary.tracks.get(1, 0), "written": [str(p) for p in summary.paths]}
+    if journal.is_file() and not args.recover:
+        report["warning"] = (f"{journal} holds edits not saved in the project (a crash?); "
+                             "open the project in the app to recover them, or pass --recover")
+    print(json.dumps(report))
+    return 0
