@@ -1,6 +1,7 @@
 """Benchmarks of the desktop app (not timed tests); prints a Markdown table for the README.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/bench_gui.py [--clip FOLDER] [--long-side 640]
+        [--only overlay,stall,open,brush]
 
 1. overlay: ``vpp_gui.overlay.render_layers`` for a 1280x720 frame with 10 instances + heatmap
    (pure NumPy; target < 16 ms), and the same plus handing the layers to the view (Qt conversion);
@@ -8,7 +9,10 @@
    runs over the clip, once with the view idle and once while playing (target < 50 ms);
 3. open: opening a 1000-frame folder (links to the clip's frames) until the first frame is shown
    (target < 1 s), and the resident memory after scrubbing through all 1000 frames (bounded by the
-   frame cache, 256 MB).
+   frame cache, 256 MB);
+4. brush: a 200-move brush stroke on a 1280x720 frame with mask layers, through the tools overlay
+   (``ToolOverlay.extend_stroke`` + events + a forced repaint per move; target < 16 ms), and the
+   commit of a 40 px stroke (``brush_mask`` + ``Document.paint`` on a 1280x720 track mask).
 """
 
 from __future__ import annotations
@@ -134,13 +138,81 @@ def bench_open(app, make_window, clip: Path, n=1000) -> dict:
     return {"first_frame_ms": first, "scrub_ms_per_frame": scrub, "rss_before": before, "rss_after": after}
 
 
+def bench_brush(app, moves=200, commits=20) -> dict:
+    import pyqtgraph as pg
+
+    from core.document import ClipInfo, Document
+    from core.document.tracks import brush_mask
+    from vpp_gui import overlay
+    from vpp_gui.frame_view import FrameView
+
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)  # as vpp-gui sets them
+    frame, rgb = synthetic_frame()
+    view = FrameView()
+    view.resize(1600, 900)  # about the view's share of a 1920x1080 window
+    view.show()
+    view.set_frame(rgb)
+    view.set_layers(overlay.render_layers(frame, stage=0, long_side=640, patch=16))
+    app.processEvents()
+    tools = view.tools
+    tools.set_tool("brush")
+    tools.set_radius(20)
+    t = np.linspace(0, 1, moves + 1)
+    xs, ys = 80 + 1120 * t, 360 + 250 * np.sin(6 * np.pi * t)
+    base = []  # the same repaint with no stroke: what the frame and its layers cost alone
+    for _ in range(50):
+        t0 = time.perf_counter()
+        app.processEvents()
+        view.graphics.viewport().repaint()
+        base.append((time.perf_counter() - t0) * 1000)
+    times = []
+    tools.begin_stroke(xs[0], ys[0])
+    for x, y in zip(xs[1:], ys[1:]):
+        t0 = time.perf_counter()
+        tools.extend_stroke(x, y)
+        app.processEvents()
+        view.graphics.viewport().repaint()
+        times.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    tools.end_stroke()
+    end = (time.perf_counter() - t0) * 1000
+    view.close()
+
+    h, w = rgb.shape[:2]
+    doc = Document(ClipInfo("bench", 1, h, w))
+    tid = doc.create_track(0, brush_mask([(640, 360)], 220, h, w), category_id=1)  # an existing mask to paint on
+    commit, paint = [], []
+    for k in range(commits):
+        pts = list(zip(xs[::10] + 7 * k, ys[::10] - 5 * k))
+        t0 = time.perf_counter()
+        stroke = brush_mask(pts, 40, h, w)
+        t1 = time.perf_counter()
+        doc.paint(tid, 0, stroke, erase=bool(k % 2))
+        t2 = time.perf_counter()
+        commit.append((t2 - t0) * 1000)
+        paint.append((t2 - t1) * 1000)
+    return {"move_median": statistics.median(times), "move_p95": float(np.percentile(times, 95)),
+            "move_max": max(times), "end_ms": end, "base_median": statistics.median(base),
+            "commit_median": statistics.median(commit),
+            "commit_p95": float(np.percentile(commit, 95)), "paint_median": statistics.median(paint)}
+
+
+MEASURES = ("overlay", "stall", "open", "brush")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", default=str(ROOT.parent / "shared/data/davis_car_shadow/frames"))
     parser.add_argument("--long-side", type=int, default=0,
                         help="run an untrained Tiny at this input size instead of the embedded default model")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--only", default=",".join(MEASURES),
+                        help=f"comma-separated measures to run (default: all of {', '.join(MEASURES)})")
     args = parser.parse_args(argv)
+    only = {m.strip() for m in args.only.split(",") if m.strip()}
+    if not only or only - set(MEASURES):
+        parser.error(f"--only: unknown measure(s) {', '.join(sorted(only - set(MEASURES))) or '(none)'}; "
+                     f"valid: {', '.join(MEASURES)}")
 
     import torch
     from PySide6.QtCore import QSettings
@@ -170,31 +242,46 @@ def main(argv=None) -> int:
         w.show()
         return w
 
-    window = make_window(args.clip)
-    model_label = (f"untrained Tiny at {args.long_side} px" if args.long_side
-                   else f"model {Path(load_model(None).source).name}")
-    while window.controller.state == "running":
-        app.processEvents()
-    ov = bench_overlay(window, app)
-    idle = run_with_heartbeat(app, window, play=False)
-    playing = run_with_heartbeat(app, window, play=True)
-    window.close()
-    op = bench_open(app, make_window, Path(args.clip))
+    ov = op = br = None
+    model_label = "no model loaded"
+    if only & {"overlay", "stall"}:
+        window = make_window(args.clip)
+        model_label = (f"untrained Tiny at {args.long_side} px" if args.long_side
+                       else f"model {Path(load_model(None).source).name}")
+        while window.controller.state == "running":
+            app.processEvents()
+        ov = bench_overlay(window, app) if "overlay" in only else None
+        if "stall" in only:
+            idle = run_with_heartbeat(app, window, play=False)
+            playing = run_with_heartbeat(app, window, play=True)
+        window.close()
+    op = bench_open(app, make_window, Path(args.clip)) if "open" in only else None
+    br = bench_brush(app) if "brush" in only else None
 
     print(f"VPP Studio GUI benchmark — {torch.get_num_threads()} torch thread(s), "
           f"{os.cpu_count()} CPU(s), {model_label}, clip {Path(args.clip).parent.name}\n")
     print("| measure | result | target |")
     print("|---|---|---|")
-    print(f"| overlay render 1280x720, 10 instances + heatmap (NumPy) | median {ov['render_median']:.1f} ms, "
-          f"p95 {ov['render_p95']:.1f} ms | < 16 ms |")
-    print(f"| same + frame and layers into the view, repainted | median {ov['view_median']:.1f} ms, "
-          f"p95 {ov['view_p95']:.1f} ms | — |")
-    for name, r in (("view idle", idle), ("playing", playing)):
-        print(f"| longest UI stall while inference runs ({name}) | {r['max_gap']:.1f} ms (p99 {r['p99_gap']:.1f} ms; "
-              f"{r['frames']} frames, {r['ms_per_frame']:.0f} ms/frame) | < 50 ms |")
-    print(f"| open a 1000-frame folder until the first frame shows | {op['first_frame_ms']:.0f} ms | < 1 s |")
-    print(f"| memory after scrubbing all 1000 frames (RSS) | {op['rss_before']:.0f} MB → {op['rss_after']:.0f} MB "
-          f"({op['scrub_ms_per_frame']:.1f} ms/frame) | bounded (256 MB frame cache) |")
+    if ov is not None:
+        print(f"| overlay render 1280x720, 10 instances + heatmap (NumPy) | median {ov['render_median']:.1f} ms, "
+              f"p95 {ov['render_p95']:.1f} ms | < 16 ms |")
+        print(f"| same + frame and layers into the view, repainted | median {ov['view_median']:.1f} ms, "
+              f"p95 {ov['view_p95']:.1f} ms | — |")
+    if "stall" in only:
+        for name, r in (("view idle", idle), ("playing", playing)):
+            print(f"| longest UI stall while inference runs ({name}) | {r['max_gap']:.1f} ms "
+                  f"(p99 {r['p99_gap']:.1f} ms; {r['frames']} frames, {r['ms_per_frame']:.0f} ms/frame) | < 50 ms |")
+    if op is not None:
+        print(f"| open a 1000-frame folder until the first frame shows | {op['first_frame_ms']:.0f} ms | < 1 s |")
+        print(f"| memory after scrubbing all 1000 frames (RSS) | {op['rss_before']:.0f} MB → "
+              f"{op['rss_after']:.0f} MB ({op['scrub_ms_per_frame']:.1f} ms/frame) | bounded (256 MB frame cache) |")
+    if br is not None:
+        print(f"| brush stroke on 1280x720 with mask layers, per move (200 moves, r 20 px; draw + events + "
+              f"repaint) | median {br['move_median']:.1f} ms, p95 {br['move_p95']:.1f} ms (max {br['move_max']:.1f}; "
+              f"release {br['end_ms']:.1f} ms; repaint with no stroke: median {br['base_median']:.1f} ms) | < 16 ms |")
+        print(f"| brush commit, 40 px stroke on a 1280x720 track mask (brush_mask + Document.paint) | "
+              f"median {br['commit_median']:.1f} ms, p95 {br['commit_p95']:.1f} ms "
+              f"(paint alone {br['paint_median']:.1f} ms) | — |")
     return 0
 
 

@@ -40,6 +40,47 @@ class Actions:
         self.export_davis = _action(w, "Export &DAVIS masks…", ("Ctrl+Shift+E",),
                                     tip="Save one indexed PNG mask per frame")
         self.quit = _action(w, "&Quit", ("Ctrl+Q",))
+        self.open_project = _action(w, "Open &project…", ("Ctrl+Alt+O",), tip="Open a VPP Studio project (*.vppproj)")
+        self.save = _action(w, "&Save project", ("Ctrl+S",), tip="Save the clip, settings, results and every edit")
+        self.save_as = _action(w, "Save project &as…", ("Ctrl+Shift+S",))
+        self.import_results = _action(w, "&Import masks…", ("Ctrl+I",),
+                                      tip="Import YouTube-VIS results or ground truth (JSON/zip) for the open clip")
+        self.import_davis = _action(w, "Import DAVIS PNG masks…", tip="Import a folder of DAVIS indexed PNG masks")
+        self.export_coco = _action(w, "Export COCO per-frame JSON…", tip="Save one COCO image + annotations per frame")
+
+        # Edit: every track operation, keyboard-first (the selected tracks; the first one is the current one)
+        self.undo = _action(w, "&Undo", ("Ctrl+Z",))
+        self.redo = _action(w, "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"))
+        self.relabel = _action(w, "Re&label…", ("R",), tip="Change the category of the selected tracks")
+        self.accept = _action(w, "&Accept", ("A",), tip="Mark the selected tracks as reviewed and correct")
+        self.reject = _action(w, "Re&ject", ("X",), tip="Mark the selected tracks as wrong (kept, not exported)")
+        self.delete = _action(w, "&Delete track", ("Delete",), tip="Delete the selected tracks")
+        self.delete_from = _action(w, "Delete from this &frame on", ("Shift+Delete",),
+                                   tip="Delete the selected track from the current frame to the end")
+        self.merge = _action(w, "&Merge tracks", ("Ctrl+M",), tip="Merge the selected tracks into the first one")
+        self.split = _action(w, "&Split at this frame", ("S",),
+                             tip="Split the selected track: frames from here on become a new track")
+        self.new_track = _action(w, "&New track", ("N",), tip="Clear the selection: the next stroke or polygon "
+                                 "makes a new track")
+        self.hide = _action(w, "&Hide / show", ("Ctrl+H",), tip="Hide or show the selected tracks")
+        self.solo = _action(w, "S&olo", ("O",), tip="Show only the selected track (again: show all)")
+        self.select_all = _action(w, "Select all tracks", ("Ctrl+A",))
+        self.tools = {
+            "select": _action(w, "Select / pan", ("V",), checkable=True, checked=True,
+                              tip="Click a mask to select its track; drag to pan"),
+            "brush": _action(w, "&Brush", ("B",), checkable=True, tip="Paint into the current track"),
+            "eraser": _action(w, "&Eraser", ("E",), checkable=True, tip="Erase from the current track"),
+            "polygon": _action(w, "&Polygon", ("P",), checkable=True,
+                               tip="Click points, Enter closes (Backspace removes the last point)"),
+            "fill": _action(w, "&Fill hole", ("G",), checkable=True, tip="Click a hole of the current mask to fill it"),
+        }
+        self.tool_group = QActionGroup(w)
+        for act in self.tools.values():
+            self.tool_group.addAction(act)
+        self.grow = _action(w, "Larger brush", ("]",))
+        self.shrink = _action(w, "Smaller brush", ("[",))
+        self.close_polygon = _action(w, "Close polygon", ("Return", "Enter"))
+        self.remove_point = _action(w, "Remove last polygon point", ("Backspace",))
 
         self.layers = {
             "masks": _action(w, "&Masks", ("M",), checkable=True, checked=True, tip="Show instance masks"),
@@ -75,9 +116,25 @@ class Actions:
         file_menu.addActions([self.open, self.open_video])
         file_menu.addMenu(self.recent_menu)
         file_menu.addSeparator()
-        file_menu.addActions([self.export_ytvis, self.export_davis])
+        file_menu.addActions([self.open_project, self.save, self.save_as])
+        file_menu.addSeparator()
+        file_menu.addActions([self.import_results, self.import_davis])
+        file_menu.addSeparator()
+        file_menu.addActions([self.export_ytvis, self.export_davis, self.export_coco])
         file_menu.addSeparator()
         file_menu.addAction(self.quit)
+
+        edit = bar.addMenu("&Edit")
+        edit.addActions([self.undo, self.redo])
+        edit.addSeparator()
+        edit.addActions([self.relabel, self.accept, self.reject, self.delete, self.delete_from, self.merge, self.split,
+                         self.new_track])
+        edit.addSeparator()
+        edit.addActions([self.hide, self.solo, self.select_all])
+        tools = bar.addMenu("&Tools")
+        tools.addActions(list(self.tools.values()))
+        tools.addSeparator()
+        tools.addActions([self.grow, self.shrink, self.close_polygon, self.remove_point])
 
         view = bar.addMenu("&View")
         view.addActions(list(self.layers.values()))
@@ -97,8 +154,15 @@ class Actions:
         help_menu.addActions([self.shortcuts, self.about])
 
     def all(self) -> list[QAction]:
-        return [self.open, self.open_video, self.export_ytvis, self.export_davis, self.quit, *self.layers.values(),
-                self.fit, self.play, self.prev, self.next, self.first, self.last, self.run, self.cancel, self.shortcuts]
+        return [self.open, self.open_video, self.open_project, self.save, self.save_as, self.import_results,
+                self.export_ytvis, self.export_davis, self.quit, *self.editing(), *self.tools.values(), self.grow,
+                self.shrink, self.close_polygon, self.remove_point, *self.layers.values(), self.fit, self.play,
+                self.prev, self.next, self.first, self.last, self.run, self.cancel, self.shortcuts]
+
+    def editing(self) -> list[QAction]:
+        """The actions that need an open document."""
+        return [self.undo, self.redo, self.relabel, self.accept, self.reject, self.delete, self.delete_from,
+                self.merge, self.split, self.new_track, self.hide, self.solo, self.select_all]
 
 
 def shortcuts_html(actions: Actions) -> str:

@@ -24,11 +24,21 @@ def cuda_available() -> bool:
         return False
 
 
+def data_folder() -> Path:
+    """Where the app keeps journals of unsaved documents (the platform's app data folder)."""
+    from PySide6.QtCore import QStandardPaths
+
+    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    return Path(location) if location else Path.home() / ".local" / "share" / "vpp-studio"
+
+
 def create_window(path: str | Path | None = None, *, model_factory: ModelFactory = default_model_factory,
                   settings: Settings | None = None, open_clip: Callable[[str], object] = open_clip_for_worker,
-                  demo: bool = True, model: ModelSpec | None = None):
-    """Build the main window (a QApplication must exist) and open ``path``, else the demo clip.
+                  demo: bool = True, model: ModelSpec | None = None, project: str | Path | None = None,
+                  recover: bool = True, data_dir: str | Path | None = None):
+    """Build the main window (a QApplication must exist) and open ``project``, ``path``, else the demo clip.
 
+    With ``recover``, journals left by a crash are offered first (a recovered document wins).
     Tests inject a small ``model_factory`` and a ``settings`` object living in ``tmp_path``.
     """
     from core.resources import DEMO_CLIP
@@ -36,10 +46,15 @@ def create_window(path: str | Path | None = None, *, model_factory: ModelFactory
 
     hint = "" if DEMO_CLIP.is_dir() else f"(The demo clip is not installed: {DEMO_CLIP} does not exist.)"
     runner = InferenceRunner(model_factory, open_clip)
-    window = MainWindow(settings or Settings(), runner, cuda_available=cuda_available(), demo_hint=hint)
+    window = MainWindow(settings or Settings(), runner, cuda_available=cuda_available(), demo_hint=hint,
+                        data_dir=data_dir if data_dir is not None else data_folder())
     if model is not None:
         window.controls.set_model(model)
-    if path is not None:
+    if recover and window.projects.offer_recovery():
+        return window
+    if project is not None:
+        window.projects.open(project)
+    elif path is not None:
         window.open_path(path)
     elif demo and DEMO_CLIP.is_dir():
         window.open_path(DEMO_CLIP)
@@ -50,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vpp-gui", description="VPP Studio desktop app")
     parser.add_argument("path", nargs="?", help="a folder of frames or a video file (default: the demo clip)")
     parser.add_argument("--model", help="a checkpoint (.safetensors) to start with instead of the default model")
+    parser.add_argument("--project", help="a VPP Studio project (*.vppproj) to open")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (remembered)")
     return parser.parse_args(argv)
 
@@ -64,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     import pyqtgraph as pg
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
-    window = create_window(args.path, model=ModelSpec("file", args.model) if args.model else None)
+    window = create_window(args.path, model=ModelSpec("file", args.model) if args.model else None,
+                           project=args.project)
     if args.theme:
         window.set_theme(args.theme)
     window.show()

@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
+from vpp_gui.canvas_tools import ToolOverlay
 from vpp_gui.overlay import Label, Layers
 from vpp_gui.theme import Theme
 
@@ -39,6 +40,9 @@ class FrameView(QWidget):
         for z, name in enumerate(("heatmap", "masks", "contours"), start=1):
             self.items[name].setZValue(z)
             self.view.addItem(self.items[name])
+        self.tools = ToolOverlay()  # the mask tools' gestures: above the contours, below the labels
+        self.tools.setZValue(5)
+        self.view.addItem(self.tools, ignoreBounds=True)
         self._label_items: list[pg.TextItem] = []
         self._visible = dict.fromkeys(LAYERS, True)
         self._opacity = {"heatmap": 0.6, "masks": 0.5, "contours": 1.0, "labels": 1.0}
@@ -66,6 +70,7 @@ class FrameView(QWidget):
         self._stack.setCurrentWidget(self.graphics)
         if self._size != (w, h):
             self._size = (w, h)
+            self.tools.set_frame_size(w, h)
             self.fit()
 
     def set_blank(self, width: int, height: int, message: str) -> None:

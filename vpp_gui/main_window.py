@@ -13,20 +13,25 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from core.document import ClipInfo, DocEvent, Document
 from core.errors import VPPError
-from core.resources import default_pkr
 from core.studio import ModelInfo, ModelSpec
-from vpp_gui import overlay
+from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController
 from vpp_gui.controls import ControlsPanel
-from vpp_gui.export import YTVIS_FILTERS, Exporter, incomplete_message, write_davis, write_ytvis
+from vpp_gui.document_bridge import DocumentBridge
+from vpp_gui.editing import EditController
+from vpp_gui.export import Exporter
 from vpp_gui.frame_view import FrameView
 from vpp_gui.plots import PlotsPanel
+from vpp_gui.project_io import ProjectIO
 from vpp_gui.settings import Settings
 from vpp_gui.status import StatusPanel
 from vpp_gui.theme import apply_theme, get_theme
 from vpp_gui.timeline import Timeline
+from vpp_gui.tracks_panel import TracksPanel
+from vpp_gui.transfer import Transfers
 from vpp_gui.worker import InferenceRunner
 
 log = logging.getLogger(__name__)
@@ -40,9 +45,10 @@ class MainWindow(QMainWindow):
     clipOpened = Signal(str)
 
     def __init__(self, settings: Settings, runner: InferenceRunner, *, cuda_available: bool = False,
-                 demo_hint: str = "") -> None:
+                 demo_hint: str = "", data_dir: str | Path | None = None) -> None:
         super().__init__()
         self.settings = settings
+        self.data_dir = Path(data_dir) if data_dir is not None else Path.home() / ".local/share/vpp-studio"
         self.source = None
         self.clip_path: str | None = None
         self._pass_started = 0.0
@@ -62,7 +68,13 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status, 1)
         self.controller = InferenceController(runner, parent=self)
         self.exporter = Exporter(self)
+        self.bridge = DocumentBridge(self)
+        self.tracks = TracksPanel(self)
+        self.transfers = Transfers(self)
+        self.projects = ProjectIO(self, settings, self.data_dir)
         self._demo_hint = demo_hint
+        self._render_timer = QTimer(self, singleShot=True, interval=0)
+        self._render_timer.timeout.connect(self.show_frame)
 
         self.controls_dock = self._dock("Controls", "controlsDock", self.controls,
                                         Qt.DockWidgetArea.RightDockWidgetArea)
@@ -73,17 +85,19 @@ class MainWindow(QMainWindow):
         col.addWidget(self.plots, 1)
         self.timeline_dock = self._dock("Timeline and plots", "timelineDock", bottom,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tracks_dock = self._dock("Tracks", "tracksDock", self.tracks, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.controls_dock], [330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
 
         self.actions_ = Actions(self)
-        self.actions_.build_menus(self, [self.controls_dock, self.timeline_dock])
+        self.actions_.build_menus(self, [self.controls_dock, self.tracks_dock, self.timeline_dock])
+        self.editing = EditController(self, self.bridge, self.actions_, self.view.tools, self.tracks)
         for name, act in self.actions_.layers.items():
             self.controls.bind_layer_action(name, act)
         self._plot_timer = QTimer(self, singleShot=True, interval=PLOT_REFRESH_MS)
         self._plot_timer.timeout.connect(lambda: self.plots.set_results(self.controller.results))
         self._connect()
-        self._restore_settings()
+        window_state.restore(self)
         self._update_recent_menu()
         self.view.show_hint(self._no_clip_text())
 
@@ -100,7 +114,13 @@ class MainWindow(QMainWindow):
         a.open.triggered.connect(self.choose_and_open)
         a.open_video.triggered.connect(self.choose_and_open_video)
         a.export_ytvis.triggered.connect(self.export_ytvis_dialog)
-        a.export_davis.triggered.connect(self.export_davis_dialog)
+        a.export_davis.triggered.connect(self.transfers.davis_dialog)
+        a.export_coco.triggered.connect(self.transfers.coco_dialog)
+        a.import_results.triggered.connect(self.transfers.import_dialog)
+        a.import_davis.triggered.connect(self.transfers.import_davis_dialog)
+        a.open_project.triggered.connect(self.projects.open_dialog)
+        a.save.triggered.connect(self.projects.save)
+        a.save_as.triggered.connect(self.projects.save_as)
         a.quit.triggered.connect(self.close)
         for name, act in a.layers.items():
             act.toggled.connect(lambda on, n=name: self._on_layer_toggled(n, on))
@@ -128,6 +148,8 @@ class MainWindow(QMainWindow):
         self.plots.seekRequested.connect(self.timeline.set_frame)
         self.status.cancelRequested.connect(c.cancel)
 
+        self.bridge.changed.connect(self._on_doc_event)
+        self.bridge.replaced.connect(self._update_title)
         c.resultsReplaced.connect(self._on_results_replaced)
         c.frameArrived.connect(self._on_frame_arrived)
         c.stateChanged.connect(self._on_state)
@@ -137,28 +159,49 @@ class MainWindow(QMainWindow):
         self.exporter.failed.connect(lambda msg: self.show_error("Export failed", msg))
 
     # -- opening ------------------------------------------------------------------------------------
-    def open_path(self, path: str | Path) -> bool:
-        """Open a frame folder or a video; on failure show why and keep the current clip."""
+    def open_path(self, path: str | Path, *, document: Document | None = None, journal: Path | None = None) -> bool:
+        """Open a frame folder or a video (with ``document``: a project's or a recovered one for it);
+        on failure show why and keep the current clip."""
         from core.data.sources import open_source
 
+        if document is None and not self.projects.maybe_save():
+            return False
         try:
             source = open_source(path, cache_bytes=UI_CACHE_BYTES)
         except (VPPError, OSError, ValueError) as exc:
             self.show_error("Cannot open clip", str(exc))
             return False
+        clip = ClipInfo.from_source(source, path)
+        if document is not None and document.clip.shape != clip.shape:
+            source.close()
+            n, h, w = document.clip.shape
+            self.show_error("Clip does not match", f"{path} has {clip.num_frames} frames of {clip.width}x"
+                            f"{clip.height}, but the project was made for {n} frames of {w}x{h}. Open the "
+                            "project's own clip.")
+            return False
         if self.source is not None:
             self.source.close()
+        old = self.bridge.doc
+        if old is not None:
+            old.stop_journal(delete=True)  # saved or discarded by maybe_save
+        doc = document or Document(clip, settings=window_state.run_settings(self))
+        self.projects.start_journal(doc, journal)
         self.source, self.clip_path = source, str(Path(path).resolve())
-        w, h = source.size
-        self.setWindowTitle(f"VPP Studio — {Path(path).name}")
         self.settings.add_recent(self.clip_path)
         self._update_recent_menu()
-        self.controller.set_clip(self.clip_path, len(source), h, w)
+        self.bridge.set_document(doc)
+        self.controller.set_clip(self.clip_path, len(source), clip.height, clip.width)
         self.timeline.set_clip(len(source), source.fps, source.names)
         self.plots.set_clip(len(source))
         self.show_frame()
         self.view.fit()
-        self._configure()
+        if document is not None and document.tracks:
+            window_state.apply_run_settings(self, document.settings)
+            self.controller.adopt()
+            self.statusBar().showMessage("tracks from the project; Run (Ctrl+R) runs the model again (your edits "
+                                         "stay)", 10000)
+        else:
+            self._configure()
         self.clipOpened.emit(self.clip_path)
         return True
 
@@ -207,18 +250,36 @@ class MainWindow(QMainWindow):
     def _configure(self, **changes) -> None:
         spec = changes.get("spec", self.controls.model())
         self._set_untrained_note(spec.known_untrained())
+        doc = self.bridge.doc
+        if doc is not None:
+            try:
+                doc.set_settings(window_state.run_settings(self).replace(model_kind=spec.kind, model_path=spec.path,
+                                                              device=changes.get("device", self.controls.device()),
+                                                              pkr=float(changes.get("pkr", self.controls.pkr())),
+                                                              threshold=changes.get("threshold",
+                                                                                    self.controls.threshold())))
+            except ValueError as exc:
+                log.warning("settings not recorded: %s", exc)
         self.controller.configure(spec=spec, device=changes.get("device", self.controls.device()),
                                   pkr=changes.get("pkr", self.controls.pkr()),
                                   threshold=changes.get("threshold", self.controls.threshold()),
                                   preview=self.timeline.frame)
 
     def _on_results_replaced(self) -> None:
+        doc, results = self.bridge.doc, self.controller.results
+        if doc is not None and results is not None:
+            if self._names and self.controller.state == "done":  # a cache hit: no ModelInfo will come
+                doc.set_categories(self._names)
+            doc.begin_pass(results, self.controller.run_info())
         self.plots.set_results(self.controller.results)
         self.timeline.set_progress(self.controller.results.count if self.controller.results else 0)
         self.show_frame()
 
     def _on_frame_arrived(self, index: int, preview: bool) -> None:
         results = self.controller.results
+        doc = self.bridge.doc
+        if not preview and results is not None and doc is not None and doc.results is results:
+            doc.add_model_frame(results.get(index))
         if not preview and results is not None:
             self.status.set_progress(results.count, results.num_frames)
             self.timeline.set_progress(results.count)
@@ -244,6 +305,8 @@ class MainWindow(QMainWindow):
 
     def _on_model_ready(self, info: ModelInfo) -> None:
         self._names = dict(zip(info.category_ids, info.category_names))
+        if self.bridge.doc is not None:
+            self.bridge.doc.set_categories(self._names)
         self._geometry = (info.input_long_side, info.patch)
         self._set_untrained_note(not info.trained, info.source)
 
@@ -280,65 +343,53 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(str(exc), 10000)
             return
         self.view.set_frame(rgb)
-        result, preview = self.controller.frame(index)
-        self.status.set_stats(result, preview)
+        model, preview = self.controller.frame(index)
+        doc = self.bridge.doc
+        result = doc.view_frame(index, model if preview else None) if doc is not None else model
+        self.status.set_stats(model if model is not None else result, preview)
         if result is None:
             self.view.set_layers(None)
             self.view.set_badge("computing…" if self.controller.running else "")
             return
         on = {n: a.isChecked() for n, a in self.actions_.layers.items()}
         long_side, patch = self._geometry
+        names = {**self._names, **(doc.categories if doc is not None else {})}
+        rejected = frozenset(t for t, tr in doc.tracks.items() if tr.review == "rejected") if doc else frozenset()
         self.view.set_layers(overlay.render_layers(
             result, masks=on["masks"], contours=on["contours"], heatmap=on["heatmap"], labels_on=on["labels"],
-            stage=self.controls.stage(), long_side=long_side, patch=patch, names=self._names))
+            stage=self.controls.stage(), long_side=long_side, patch=patch, names=names, hollow=rejected,
+            selected=frozenset(doc.selected) if doc is not None else frozenset()))
         self.view.set_badge("preview: this frame run alone (fresh state); the full pass replaces it"
                             if preview else "", warn=preview)
+
+    def _on_doc_event(self, event: DocEvent) -> None:
+        if event.kind in ("tracks", "view", "categories", "results") and (
+                event.frames is None or self.timeline.frame in event.frames):
+            self._render_timer.start()
+        self._update_title()
+
+    def _update_title(self) -> None:
+        doc = self.bridge.doc
+        if doc is None:
+            self.setWindowTitle("VPP Studio")
+            return
+        name = doc.path.name if doc.path is not None else Path(doc.clip.path).name
+        self.setWindowTitle(f"VPP Studio — {name}[*]")
+        self.setWindowModified(doc.dirty)
 
     def _on_layer_toggled(self, name: str, on: bool) -> None:
         self.view.set_layer_visible(name, on)
         self.show_frame()
 
-    # -- export ---------------------------------------------------------------------------------------
-    def _export_ready(self) -> bool:
-        why = incomplete_message(self.controller.results)
-        if why is not None:
-            self.show_error("Nothing to export yet", why)
-            return False
-        if self.exporter.busy:
-            self.show_error("Export running", "An export is still running; wait for it to finish.")
-            return False
-        return True
-
+    # -- export (see vpp_gui.transfer) -------------------------------------------------------------------
     def export_ytvis_dialog(self) -> None:
-        if not self._export_ready():
-            return
-        start = str(Path(self.settings.folder("export")) / "results.json")
-        path, chosen = QFileDialog.getSaveFileName(self, "Export YouTube-VIS results", start, YTVIS_FILTERS)
-        if path:
-            self.export_ytvis(path, zipped=path.lower().endswith(".zip") or ".zip" in chosen)
+        self.transfers.ytvis_dialog()
 
     def export_ytvis(self, path: str | Path, *, zipped: bool = False) -> bool:
-        path = Path(path)
-        if zipped and path.suffix.lower() != ".zip":
-            path = path.with_suffix(".zip")
-        if not self._export_ready():
-            return False
-        self.settings.set_folder("export", str(path.parent))
-        return self.exporter.start(write_ytvis, self.controller.results, path, zipped=zipped)
-
-    def export_davis_dialog(self) -> None:
-        if not self._export_ready():
-            return
-        folder = QFileDialog.getExistingDirectory(self, "Export DAVIS masks into a folder",
-                                                  self.settings.folder("export"))
-        if folder:
-            self.export_davis(folder)
+        return self.transfers.ytvis(path, zipped=zipped)
 
     def export_davis(self, folder: str | Path) -> bool:
-        if not self._export_ready():
-            return False
-        self.settings.set_folder("export", str(Path(folder)))
-        return self.exporter.start(write_davis, self.controller.results, folder, self.source.names)
+        return self.transfers.davis(folder)
 
     # -- misc -----------------------------------------------------------------------------------------
     def show_error(self, title: str, message: str) -> None:
@@ -369,41 +420,19 @@ class MainWindow(QMainWindow):
         return ("No clip open.\n\nFile → Open (Ctrl+O) a folder of frames, or drop a folder or a video file "
                 "here." + (f"\n\n{self._demo_hint}" if self._demo_hint else ""))
 
-    def _restore_settings(self) -> None:
-        s = self.settings
-        self.set_theme(s.value("theme", "dark", str))
-        self.controls.set_pkr(s.value("run/pkr", default_pkr(), float))
-        self.controls.set_device(s.value("run/device", "cpu", str))
-        t = s.value("run/threshold", 0.0, float)
-        self.controls.set_threshold(t if t > 0 else None)
-        for name, act in self.actions_.layers.items():
-            act.setChecked(s.value(f"layers/{name}", True, bool))
-            opacity = s.value(f"layers/{name}_opacity", self.view.layer_opacity(name), float)
-            self.controls.set_opacity(name, opacity)
-            self.view.set_layer_opacity(name, opacity)
-        geometry, state = s.window_layout()
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
-
-    def save_settings(self) -> None:
-        s = self.settings
-        s.set_window_layout(self.saveGeometry(), self.saveState())
-        s.set_value("run/pkr", self.controls.pkr())
-        s.set_value("run/device", self.controls.device())
-        s.set_value("run/threshold", self.controls.threshold() or 0.0)
-        for name, act in self.actions_.layers.items():
-            s.set_value(f"layers/{name}", act.isChecked())
-            s.set_value(f"layers/{name}_opacity", self.view.layer_opacity(name))
-        s.sync()
-
     def closeEvent(self, event) -> None:
+        if not self.projects.maybe_save():
+            event.ignore()
+            return
+        if self.bridge.doc is not None:
+            self.bridge.doc.stop_journal(delete=True)  # saved or deliberately discarded
         self.timeline.pause()
-        self.save_settings()
+        window_state.save(self)
         self.controller.cancel(quiet=True)
         if not self.controller.runner.shutdown(10000):
             log.warning("the inference thread did not stop within 10 s")
+        self._render_timer.stop()
         if self.source is not None:
             self.source.close()
+            self.source = None
         super().closeEvent(event)

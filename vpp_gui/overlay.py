@@ -83,17 +83,21 @@ def instance_map(frame: CompactFrame) -> np.ndarray:
     return cv2.transpose(ids.reshape(frame.width, frame.height))
 
 
-def _lut(frame: CompactFrame) -> np.ndarray:
+def _lut(frame: CompactFrame, *, hollow: frozenset[int] = frozenset(),
+         selected: frozenset[int] = frozenset()) -> np.ndarray:
+    """Colour per instance-map value; ``hollow`` tracks get no fill, ``selected`` ones white outlines."""
     lut = np.zeros((256, 4), np.uint8)
     for k, tid in enumerate(frame.track_ids.tolist()):
-        lut[k + 1, :3] = track_color(tid)
-        lut[k + 1, 3] = 255
+        lut[k + 1, :3] = (255, 255, 255) if tid in selected else track_color(tid)
+        lut[k + 1, 3] = 0 if tid in hollow else 255
     return lut
 
 
-def render_masks(ids: np.ndarray, frame: CompactFrame) -> np.ndarray:
-    """Filled masks in track colours, fully opaque (the view applies the layer's opacity)."""
-    return np.take(_lut(frame), ids, axis=0)
+def render_masks(ids: np.ndarray, frame: CompactFrame, hollow: frozenset[int] = frozenset()) -> np.ndarray:
+    """Filled masks in track colours, fully opaque (the view applies the layer's opacity); ``hollow``
+    tracks (rejected ones) are left unfilled."""
+    lut = _lut(frame, hollow=hollow)
+    return np.take(lut, ids, axis=0)
 
 
 def contour_width(height: int, width: int) -> int:
@@ -101,8 +105,9 @@ def contour_width(height: int, width: int) -> int:
     return max(1, round(max(height, width) / 640))
 
 
-def render_contours(ids: np.ndarray, frame: CompactFrame, thickness: int | None = None) -> np.ndarray:
-    """Instance outlines (inner edges, ``thickness`` px) in track colours."""
+def render_contours(ids: np.ndarray, frame: CompactFrame, thickness: int | None = None,
+                    selected: frozenset[int] = frozenset()) -> np.ndarray:
+    """Instance outlines (inner edges, ``thickness`` px) in track colours (``selected`` ones white)."""
     t = contour_width(*ids.shape) if thickness is None else thickness
     kernel = np.ones((2 * t + 1, 2 * t + 1), np.uint8) if t > 1 else np.ones((3, 3), np.uint8)
     ids = np.ascontiguousarray(ids)
@@ -110,7 +115,7 @@ def render_contours(ids: np.ndarray, frame: CompactFrame, thickness: int | None 
     hi = cv2.dilate(ids, kernel, borderType=cv2.BORDER_REPLICATE)
     np.not_equal(lo, hi, out=lo.view(bool))  # lo != hi exactly where a pixel has another id within t
     edge = np.where(lo.view(bool), ids, np.uint8(0))
-    return np.take(_lut(frame), edge, axis=0)
+    return np.take(_lut(frame, selected=selected), edge, axis=0)
 
 
 def token_index(length: int, resized: int, patch: int, cells: int) -> np.ndarray:
@@ -193,15 +198,23 @@ class Layers:
 
 def render_layers(frame: CompactFrame, *, masks: bool = True, contours: bool = True, heatmap: bool = True,
                   labels_on: bool = True, stage: int | str = 0, long_side: int = 640, patch: int = 16,
-                  names: dict[int, str] | None = None) -> Layers:
-    """Everything the view needs for one frame; decodes each mask once."""
+                  names: dict[int, str] | None = None, hollow: frozenset[int] = frozenset(),
+                  selected: frozenset[int] = frozenset()) -> Layers:
+    """Everything the view needs for one frame; decodes each mask once.
+
+    ``hollow``: tracks drawn as outlines only (rejected ones); ``selected``: tracks outlined in white
+    (drawn even when contours are off, so the tools' target is always visible).
+    """
     out = Layers()
-    if (masks or contours) and frame.num_instances:
+    if (masks or contours or selected) and frame.num_instances:
         ids = instance_map(frame)
         if masks:
-            out.masks = render_masks(ids, frame)
-        if contours:
-            out.contours = render_contours(ids, frame)
+            out.masks = render_masks(ids, frame, hollow)
+        if contours or selected or hollow:
+            if not contours:  # only the selected / hollow outlines
+                keep = [k + 1 for k, t in enumerate(frame.track_ids.tolist()) if t in selected or t in hollow]
+                ids = np.where(np.isin(ids, keep), ids, np.uint8(0))
+            out.contours = render_contours(ids, frame, selected=selected)
     if heatmap and frame.kept.shape[0]:
         out.heatmap = render_heatmap(frame.kept, stage, frame.height, frame.width, long_side=long_side, patch=patch)
     if labels_on:

@@ -33,6 +33,18 @@ class Settings:
         self.q.setValue("recent_files", files)
         return files
 
+    def recent_projects(self) -> list[str]:
+        value = self.q.value("recent_projects", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent_project(self, path: str | Path) -> list[str]:
+        p = str(Path(path).resolve())
+        files = ([p] + [f for f in self.recent_projects() if f != p])[:MAX_RECENT]
+        self.q.setValue("recent_projects", files)
+        return files
+
     def clear_recent(self) -> None:
         self.q.setValue("recent_files", [])
 

@@ -10,6 +10,7 @@ clip's size) and a bad value raises :class:`core.errors.DataError` naming the fi
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from core.document.tracks import ORIGINS, REVIEW_STATES, FrameMask, Track
 from core.errors import DataError
 
 MAX_TRACK_ID = 2**31 - 1
+_COUNTS = re.compile(r"[0-o]*")  # the 64 characters of COCO's compressed RLE strings
 
 
 def track_to_json(track: Track) -> dict[str, Any]:
@@ -62,13 +64,15 @@ def frames_from_json(data: Any, *, num_frames: int, height: int, width: int, wha
     frames: dict[int, FrameMask] = {}
     rles = []
     for key, value in data.items():
-        if not (isinstance(key, str) and key.isdigit()):
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()):
             raise DataError(f"{what}: frame key {key!r} is not a frame index")
         index = int(key)
         if index >= num_frames:
             raise DataError(f"{what}: frame {index} is outside the clip of {num_frames} frames")
         if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)):
             raise DataError(f"{what}: frame {index} must be [counts string, score, area]")
+        if not _COUNTS.fullmatch(value[0]):
+            raise DataError(f"{what}: frame {index} mask counts hold characters outside the COCO RLE alphabet")
         score = value[1]
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
             raise DataError(f"{what}: frame {index} has score {score!r}; expected a finite number")

@@ -99,6 +99,7 @@ class Document:
         self._journal: JournalWriter | None = None
         self._journal_dir: Path | None = None
         self._replaying = False
+        self._journalled: set[int] = set()  # serials of the commands the journal holds (undo / redo need them)
         self._passes = 0
         self._settings_serial = 0
         self._extra: dict[str, Any] = {}  # unknown keys of the project file, written back
@@ -437,8 +438,10 @@ class Document:
 
         imported = import_tracks(path, num_frames=self.clip.num_frames, height=self.clip.height,
                                  width=self.clip.width, video_id=video_id)
-        if imported.categories:
-            self.set_categories(dict(imported.categories))
+        names = {k: v if v is not None else self.category_name(k) for k, v in imported.categories
+                 if v is not None or k not in self.categories}  # a file without names renames nothing
+        if names:
+            self.set_categories(names)
         if not imported.tracks:
             raise DataError(f"{path}: holds no masks for this clip")
         return self.add_tracks([(t.category_id, t.score, t.frames) for t in imported.tracks],
@@ -458,6 +461,7 @@ class Document:
         cmd = Command.make(label, changes)
         self._next_id = max(self._next_id, max(c.track_id for c in changes) + 1)
         self._write_journal(self._edit_record(cmd))
+        self._journalled.add(cmd.serial)
         self.history.push(cmd)
         self._apply(cmd, forward=True)
         return cmd
@@ -465,16 +469,24 @@ class Document:
     def undo(self) -> Command | None:
         cmd = self.history.undo()
         if cmd is not None:
-            self._write_journal({"kind": "undo"})
+            self._write_journal(self._history_record("undo", cmd))
             self._apply(cmd, forward=False)
         return cmd
 
     def redo(self) -> Command | None:
         cmd = self.history.redo()
         if cmd is not None:
-            self._write_journal({"kind": "redo"})
+            self._write_journal(self._history_record("redo", cmd))
             self._apply(cmd, forward=True)
         return cmd
+
+    def _history_record(self, kind: str, cmd: Command) -> dict[str, Any]:
+        """An undo / redo record. A command made before the journal started (e.g. before a save) is not in
+        it, so the record carries that command's step (as an edit record would) for the replay."""
+        if self._journal is None or self._replaying or cmd.serial in self._journalled:
+            return {"kind": kind}
+        self._journalled.add(cmd.serial)
+        return {**self._edit_record(cmd if kind == "redo" else _inverse(cmd)), "kind": kind}
 
     def _apply(self, cmd: Command, *, forward: bool) -> None:
         live_docs = {d: p for p, d in self._live.items()}
@@ -510,18 +522,22 @@ class Document:
             path, base, sha = unsaved_journal_path(self._journal_dir, self.clip.name), None, None
         else:
             raise ValueError("an unsaved document needs a data_dir for its journal")
+        # a saved project with edits not in its file: the header holds every track (the state to replay onto)
+        snapshot = base is not None and self.dirty
         self._journal = JournalWriter(path, {
             "clip": self.clip.to_json(), "base": base, "base_sha256": sha, "settings": self.settings.to_json(),
             "categories": [[k, v] for k, v in sorted(self.categories.items())],
-            "tracks": [] if base is not None else [track_to_json(t) for t in self._tracks.values() if t.protected],
-            "next_id": self._next_id,
+            "tracks": [track_to_json(t) for t in self._tracks.values() if snapshot or (base is None and t.protected)],
+            "snapshot": snapshot, "next_id": self._next_id,
         })
+        self._journalled = set()
         return path
 
     def resume_journal(self, path: str | os.PathLike) -> None:
         """Keep recording into the journal this document was recovered from (it holds its edits)."""
         self.stop_journal(delete=False)
         self._journal = JournalWriter(path, None)
+        self._journalled = self.history.serials()
 
     def stop_journal(self, *, delete: bool = True) -> None:
         """Close the journal (``delete``: the edits are safe elsewhere, e.g. saved or discarded)."""
@@ -578,14 +594,21 @@ class Document:
                 raise DataError(f"{src}: the project {base} was changed after this journal started; the edits "
                                 "belong to an older version and are not applied")
             doc = cls.load(base)
+            if h.get("snapshot"):  # started on unsaved edits: the header holds the tracks, not the file
+                doc._tracks = {}
+                doc.settings = RunSettings.from_json(h.get("settings", {}), src)
+                doc.categories = {int(k): str(v) for k, v in h.get("categories", [])}
         else:
             doc = cls(jclip, settings=RunSettings.from_json(h.get("settings", {}), src),
                       categories={int(k): str(v) for k, v in h.get("categories", [])})
+        if not h.get("base") or h.get("snapshot"):
             for t in h.get("tracks", []):
                 tr = track_from_json(t, num_frames=jclip.num_frames, height=jclip.height, width=jclip.width,
                                      source=src)
                 doc._tracks[tr.id] = tr
             doc._next_id = max([int(h.get("next_id", 1)), *(t + 1 for t in doc._tracks)])
+            doc.hidden &= set(doc._tracks)
+            doc.solo = doc.solo if doc.solo in doc._tracks else None
         doc._replaying = True
         try:
             for number, rec in enumerate(contents.records, start=2):
@@ -600,7 +623,12 @@ class Document:
 
     def _replay(self, rec: dict[str, Any], src: Path) -> None:
         kind = rec["kind"]
-        if kind == "undo":
+        if kind in ("undo", "redo") and "changes" in rec:  # of a command made before the journal started
+            step = self._command_from(rec, src)
+            cmd = step if kind == "redo" else _inverse(step)
+            self.history.insert(cmd, undone=kind == "undo")
+            self._apply(cmd, forward=kind == "redo")
+        elif kind == "undo":
             if self.undo() is None:
                 raise ValueError("nothing to undo")
         elif kind == "redo":
@@ -614,30 +642,34 @@ class Document:
         elif kind == "categories":
             self.categories = {int(k): str(v) for k, v in rec["categories"]}
         elif kind == "edit":
-            shape = {"num_frames": self.clip.num_frames, "height": self.clip.height, "width": self.clip.width}
-            changes = []
-            for ch in rec["changes"]:
-                tid = int(ch["id"])
-                if ch["before"] == "current":
-                    before = self._tracks.get(tid)
-                else:
-                    before = track_from_json(ch["before"], source=src, **shape)
-                a = ch["after"]
-                if a is None:
-                    after = None
-                elif "full" in a:
-                    after = track_from_json(a["full"], source=src, **shape)
-                else:
-                    if before is None:
-                        raise ValueError(f"a change of track {tid}, which does not exist")
-                    after = apply_diff(before, a["diff"], source=src, **shape)
-                changes.append(Change(tid, before, after))
-            cmd = Command.make(str(rec.get("label", "Edit")), changes)
+            cmd = self._command_from(rec, src)
             self.history.push(cmd)
             self._apply(cmd, forward=True)
             self._next_id = max(self._next_id, int(rec.get("next_id", 1)))
         else:  # read_journal already refused unknown kinds
             raise ValueError(f"unknown record kind {kind!r}")
+
+    def _command_from(self, rec: dict[str, Any], src: Path) -> Command:
+        """The command of an edit record (its ``before`` states as this document holds them now)."""
+        shape = {"num_frames": self.clip.num_frames, "height": self.clip.height, "width": self.clip.width}
+        changes = []
+        for ch in rec["changes"]:
+            tid = int(ch["id"])
+            if ch["before"] == "current":
+                before = self._tracks.get(tid)
+            else:
+                before = track_from_json(ch["before"], source=src, **shape)
+            a = ch["after"]
+            if a is None:
+                after = None
+            elif "full" in a:
+                after = track_from_json(a["full"], source=src, **shape)
+            else:
+                if before is None:
+                    raise ValueError(f"a change of track {tid}, which does not exist")
+                after = apply_diff(before, a["diff"], source=src, **shape)
+            changes.append(Change(tid, before, after))
+        return Command.make(str(rec.get("label", "Edit")), changes)
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike | None = None) -> Path:
@@ -721,6 +753,12 @@ class Document:
                          mode=run.get("mode", self.settings.mode),
                          extra={"project": str(self.path) if self.path else None, "tracks": len(self._tracks),
                                 "tracks_by_person": edited})
+
+
+def _inverse(cmd: Command) -> Command:
+    """The command that undoes ``cmd`` (its changes reversed, before and after swapped)."""
+    return Command(cmd.label, tuple(Change(c.track_id, c.after, c.before) for c in reversed(cmd.changes)),
+                   cmd.serial)
 
 
 def _n_tracks(n: int) -> str:

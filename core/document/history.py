@@ -39,8 +39,8 @@ class UndoStack:
     """Commands done (undoable) and undone (redoable); a new command clears the redo side.
 
     ``limit`` bounds the undo depth (oldest dropped first); ``position`` identifies the current
-    state (the serial of the last done command, 0 for none) so a document can tell whether it is back
-    at its saved state.
+    state (the serial of the last done command; 0 for none, or the newest one the limit dropped) so a
+    document can tell whether it is back at its saved state.
     """
 
     def __init__(self, limit: int = DEFAULT_UNDO_LIMIT) -> None:
@@ -49,11 +49,22 @@ class UndoStack:
         self.limit = limit
         self._done: list[Command] = []
         self._undone: list[Command] = []
+        self._floor = 0  # the serial of the newest command dropped by the limit (the state undo stops at)
 
     def push(self, command: Command) -> None:
         self._done.append(command)
         self._undone.clear()
+        self._trim()
+
+    def insert(self, command: Command, *, undone: bool) -> None:
+        """Add a command made elsewhere as done (top of the undo side) or undone (top of the redo side),
+        keeping the other side (a journal replaying an undo / redo of a command it did not record)."""
+        (self._undone if undone else self._done).append(command)
+        self._trim()
+
+    def _trim(self) -> None:
         if len(self._done) > self.limit:
+            self._floor = self._done[len(self._done) - self.limit - 1].serial
             del self._done[: len(self._done) - self.limit]
 
     def undo(self) -> Command | None:
@@ -71,6 +82,7 @@ class UndoStack:
         return cmd
 
     def clear(self) -> None:
+        self._floor = self.position
         self._done.clear()
         self._undone.clear()
 
@@ -92,7 +104,11 @@ class UndoStack:
 
     @property
     def position(self) -> int:
-        return self._done[-1].serial if self._done else 0
+        return self._done[-1].serial if self._done else self._floor
+
+    def serials(self) -> set[int]:
+        """The serials of every command held (done and undone)."""
+        return {c.serial for c in (*self._done, *self._undone)}
 
     def __len__(self) -> int:
         return len(self._done)

@@ -5,14 +5,18 @@ taken over the JSON's bytes. The first record is the header::
 
     {"format": "vpp-studio-journal", "version": 1, "clip": {path, num_frames, height, width, ...},
      "base": "/path/project.vppproj" | null, "base_sha256": "..." | null,
-     "settings": {...}, "categories": [[id, name], ...], "pid": 1234, "host": "...", "created": "..."}
+     "settings": {...}, "categories": [[id, name], ...], "tracks": [<track>, ...], "snapshot": false,
+     "next_id": n, "pid": 1234, "host": "...", "created": "..."}
 
 ``base`` is the project file the edits apply to (null: the clip with no tracks, for a document never
 saved); ``base_sha256`` is that file's hash when the journal started, so a journal is never applied
-to another version of the project. The records that follow are::
+to another version of the project. ``tracks`` holds a person's tracks of a document never saved, or
+every track when ``snapshot`` is true (a journal started on edits its project file does not hold).
+The records that follow are::
 
     {"kind": "edit", "label": "...", "changes": [{"id": 7, "before": ..., "after": ...}, ...], "next_id": n}
-    {"kind": "undo"} | {"kind": "redo"}
+    {"kind": "undo"} | {"kind": "redo"}       # plus "label", "changes", "next_id" as in an edit (for an undo,
+                                              # the inverse step) when the command predates the journal
     {"kind": "pass"}                          # a new model pass replaced the unreviewed model tracks
     {"kind": "settings", "settings": {...}}   # the run settings changed
     {"kind": "categories", "categories": [[id, name], ...]}
@@ -85,7 +89,7 @@ class JournalWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
-        flags |= os.O_CREAT | os.O_TRUNC if header is not None else os.O_APPEND
+        flags |= os.O_CREAT if header is not None else os.O_APPEND  # truncated below, once the lock is held
         fd = os.open(self.path, flags, 0o600)
         self._fd: int | None = fd
         if fcntl is not None:
@@ -95,6 +99,8 @@ class JournalWriter:
                 os.close(fd)
                 self._fd = None
                 raise DataError(f"{self.path}: the journal is in use by another VPP Studio window") from exc
+        if header is not None:
+            os.ftruncate(fd, 0)
         if header is None:
             data = self.path.read_bytes()
             end = data.rfind(b"\n") + 1

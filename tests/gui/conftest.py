@@ -74,9 +74,11 @@ def make_window(qtbot, isolated_settings):
 
     windows = []
 
-    def make(path=None):
+    def make(path=None, **kwargs):
         settings = Settings(QSettings(str(isolated_settings), QSettings.Format.IniFormat))
-        window = create_window(path, model_factory=tiny_factory, settings=settings, demo=False)
+        kwargs.setdefault("recover", False)
+        kwargs.setdefault("data_dir", isolated_settings.parent / "appdata")
+        window = create_window(path, model_factory=tiny_factory, settings=settings, demo=False, **kwargs)
         qtbot.addWidget(window)
         window.show()
         qtbot.waitExposed(window)
@@ -85,6 +87,8 @@ def make_window(qtbot, isolated_settings):
 
     yield make
     for w in windows:  # stop the worker before the next test (closeEvent does it; close twice is harmless)
+        if w.bridge.doc is not None:
+            w.bridge.doc.mark_clean()  # no "unsaved changes" prompt at teardown
         w.close()
 
 
@@ -96,6 +100,8 @@ def dialogs(monkeypatch):
 
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: shown.append((title, text)))
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a, **k: (
+        shown.append((title, text)), QMessageBox.StandardButton.Cancel)[1])
     monkeypatch.setattr(QMessageBox, "about", lambda parent, title, text: shown.append((title, text)))
     return shown
 
