@@ -103,6 +103,7 @@ class Document:
         self._passes = 0
         self._settings_serial = 0
         self._extra: dict[str, Any] = {}  # unknown keys of the project file, written back
+        self.journal_error: str | None = None  # why edits are not journalled (None: they are, or no journal)
         self._clean: tuple = self._token()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -406,6 +407,9 @@ class Document:
         m = check_mask(mask, self.clip.height, self.clip.width)
         if not m.any():
             raise ValueError("the drawn mask is empty; draw inside the frame to make a new track")
+        if self.categories and int(category_id) not in self.categories:
+            raise ValueError(f"unknown category {category_id}; known: "
+                             + ", ".join(f"{k} {v}" for k, v in sorted(self.categories.items())))
         new_id = self._next_id
         track = Track(new_id, int(category_id), "user", frames={self._frame(frame): FrameMask.from_mask(m, 1.0)},
                       note=note)
@@ -690,7 +694,10 @@ class Document:
         self._clean = self._token()
         if had_journal:
             self.stop_journal(delete=True)
-            self.start_journal()
+            try:
+                self.start_journal()
+            except (DataError, OSError) as exc:  # the project is saved; say that edits are not journalled now
+                self.journal_error = str(exc)
         if old_path != target:
             self._emit("path")
         self._emit("clean")
