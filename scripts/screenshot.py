@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     window.set_theme(args.theme)
     window.resize(1600, 960)
     window.show()
-    window.resizeDocks([window.controls_dock, window.tracks_dock], [430, 330], Qt.Orientation.Vertical)
     start = time.perf_counter()
     while window.controller.state in ("idle", "running") and time.perf_counter() - start < args.timeout:
         app.processEvents()
         time.sleep(0.01)
     print(f"pass {window.controller.state} after {time.perf_counter() - start:.1f} s", file=sys.stderr)
     window.timeline.set_frame(args.frame)
+    window.resizeDocks([window.controls_dock, window.tracks_dock], [380, 420], Qt.Orientation.Vertical)
     if args.import_file:
         ids = window.transfers.import_path(args.import_file)
         doc = window.bridge.doc

@@ -1,4 +1,8 @@
-"""The document: one clip, its run settings, the model's results, a person's edits, undo, journal, project."""
+"""The document: one clip, its run settings, the model's results, a person's edits, undo, journal, project.
+
+:class:`Document` holds the state and the edits; its journal side (records, replay, recovery) is in
+:mod:`core.document.recovery` and its read-only views (canvas frame, export) in :mod:`core.document.views`.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.document import edits
+from core.document import edits, recovery, views
 from core.document.clip import ClipInfo, RunSettings
-from core.document.codec import apply_diff, track_diff, track_from_json, track_to_json
 from core.document.history import DEFAULT_UNDO_LIMIT, Change, Command, UndoStack
-from core.document.journal import (
-    JournalWriter,
-    journal_path_for,
-    read_journal,
-    unsaved_journal_path,
-)
+from core.document.journal import JournalWriter
 from core.document.project import ProjectData, read_project, write_project
 from core.document.tracks import FrameMask, Review, Track, check_mask, fill_holes, rle_iou
+from core.document.views import Instance, TrackRow
 from core.errors import DataError
 from core.results import ClipResults, CompactFrame
 
@@ -38,42 +37,6 @@ class DocEvent:
     kind: EventKind
     tracks: frozenset[int] = frozenset()
     frames: frozenset[int] | None = None
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One track on one frame, for drawing."""
-
-    track_id: int
-    category_id: int
-    score: float
-    rle: dict
-    area: int
-    review: Review
-    edited: bool
-    origin: str
-
-    def mask(self) -> np.ndarray:
-        from core.data.rle import decode_rle
-
-        return decode_rle(self.rle)
-
-
-@dataclass(frozen=True)
-class TrackRow:
-    """One line of the tracks panel."""
-
-    id: int
-    category_id: int
-    category: str
-    score: float
-    first: int | None
-    last: int | None
-    num_frames: int
-    review: Review
-    edited: bool
-    origin: str
-    hidden: bool
 
 
 class Document:
@@ -177,29 +140,7 @@ class Document:
         instances are drawn under their pass ids next to the document's protected tracks. None when
         there is nothing to draw (no result and no track on the frame).
         """
-        model = self.results.get(index) if self.results is not None else None
-        items = [(i.track_id, i.category_id, i.score, i.rle, i.area) for i in self.frame_instances(index)]
-        base = model
-        if model is None and preview is not None:
-            base = preview
-            people = {i.track_id for i in self.frame_instances(index) if self._tracks[i.track_id].protected}
-            items = [it for it in items if it[0] in people]
-            items += [(-int(preview.track_ids[k]), int(preview.category_ids[k]), float(preview.scores[k]),
-                       preview.rles[k], int(preview.areas[k])) for k in range(preview.num_instances)]
-        if base is None and not items:
-            return None
-        _n, h, w = self.clip.shape
-        return CompactFrame(
-            index=index, height=h, width=w,
-            track_ids=np.asarray([it[0] for it in items], np.int64),
-            category_ids=np.asarray([it[1] for it in items], np.int64),
-            scores=np.asarray([it[2] for it in items], np.float32),
-            rles=tuple(it[3] for it in items), areas=np.asarray([it[4] for it in items], np.int64),
-            kept=base.kept if base is not None else np.zeros((0, 1, 1), bool),
-            stage_names=base.stage_names if base is not None else (),
-            keep_ratio=base.keep_ratio if base is not None else float("nan"),
-            gflops=base.gflops if base is not None else float("nan"),
-            ms=base.ms if base is not None else float("nan"))
+        return views.view_frame(self, index, preview)
 
     def mask(self, track_id: int, frame: int) -> np.ndarray:
         """Track ``track_id``'s mask on ``frame`` as ``[H, W]`` bool (all False where it is absent)."""
@@ -464,7 +405,7 @@ class Document:
             return None
         cmd = Command.make(label, changes)
         self._next_id = max(self._next_id, max(c.track_id for c in changes) + 1)
-        self._write_journal(self._edit_record(cmd))
+        self._write_journal(recovery.edit_record(self, cmd))
         self._journalled.add(cmd.serial)
         self.history.push(cmd)
         self._apply(cmd, forward=True)
@@ -473,24 +414,16 @@ class Document:
     def undo(self) -> Command | None:
         cmd = self.history.undo()
         if cmd is not None:
-            self._write_journal(self._history_record("undo", cmd))
+            self._write_journal(recovery.history_record(self, "undo", cmd))
             self._apply(cmd, forward=False)
         return cmd
 
     def redo(self) -> Command | None:
         cmd = self.history.redo()
         if cmd is not None:
-            self._write_journal(self._history_record("redo", cmd))
+            self._write_journal(recovery.history_record(self, "redo", cmd))
             self._apply(cmd, forward=True)
         return cmd
-
-    def _history_record(self, kind: str, cmd: Command) -> dict[str, Any]:
-        """An undo / redo record. A command made before the journal started (e.g. before a save) is not in
-        it, so the record carries that command's step (as an edit record would) for the replay."""
-        if self._journal is None or self._replaying or cmd.serial in self._journalled:
-            return {"kind": kind}
-        self._journalled.add(cmd.serial)
-        return {**self._edit_record(cmd if kind == "redo" else _inverse(cmd)), "kind": kind}
 
     def _apply(self, cmd: Command, *, forward: bool) -> None:
         live_docs = {d: p for p, d in self._live.items()}
@@ -517,37 +450,15 @@ class Document:
     # -- journal -----------------------------------------------------------------------------------
     def start_journal(self, data_dir: str | os.PathLike | None = None) -> Path:
         """Record every edit from now on (beside the project, else in ``<data_dir>/journals``)."""
-        if data_dir is not None:
-            self._journal_dir = Path(data_dir)
-        self.stop_journal(delete=False)
-        if self.path is not None:
-            path, base, sha = journal_path_for(self.path), str(self.path), _sha256(self.path)
-        elif self._journal_dir is not None:
-            path, base, sha = unsaved_journal_path(self._journal_dir, self.clip.name), None, None
-        else:
-            raise ValueError("an unsaved document needs a data_dir for its journal")
-        # a saved project with edits not in its file: the header holds every track (the state to replay onto)
-        snapshot = base is not None and self.dirty
-        self._journal = JournalWriter(path, {
-            "clip": self.clip.to_json(), "base": base, "base_sha256": sha, "settings": self.settings.to_json(),
-            "categories": [[k, v] for k, v in sorted(self.categories.items())],
-            "tracks": [track_to_json(t) for t in self._tracks.values() if snapshot or (base is None and t.protected)],
-            "snapshot": snapshot, "next_id": self._next_id,
-        })
-        self._journalled = set()
-        return path
+        return recovery.start_journal(self, data_dir)
 
     def resume_journal(self, path: str | os.PathLike) -> None:
         """Keep recording into the journal this document was recovered from (it holds its edits)."""
-        self.stop_journal(delete=False)
-        self._journal = JournalWriter(path, None)
-        self._journalled = self.history.serials()
+        recovery.resume_journal(self, path)
 
     def stop_journal(self, *, delete: bool = True) -> None:
         """Close the journal (``delete``: the edits are safe elsewhere, e.g. saved or discarded)."""
-        if self._journal is not None:
-            self._journal.close(delete=delete)
-            self._journal = None
+        recovery.stop_journal(self, delete=delete)
 
     @property
     def journal_path(self) -> Path | None:
@@ -556,19 +467,6 @@ class Document:
     def _write_journal(self, record: dict[str, Any]) -> None:
         if self._journal is not None and not self._replaying:
             self._journal.append(record)
-
-    def _edit_record(self, cmd: Command) -> dict[str, Any]:
-        changes = []
-        for ch in cmd.changes:
-            before = "current" if ch.before is None or ch.before.protected else track_to_json(ch.before)
-            if ch.after is None:
-                after = None
-            elif ch.before is None:
-                after = {"full": track_to_json(ch.after)}
-            else:
-                after = {"diff": track_diff(ch.before, ch.after)}
-            changes.append({"id": ch.track_id, "before": before, "after": after})
-        return {"kind": "edit", "label": cmd.label, "changes": changes, "next_id": self._next_id}
 
     @classmethod
     def recover(cls, journal: str | os.PathLike, *, clip: ClipInfo | None = None) -> Document:
@@ -579,101 +477,7 @@ class Document:
         journal's (same frames and size). The result is unsaved (``dirty``) and its undo history is
         the one before the crash; call :meth:`start_journal` to keep recording.
         """
-        contents = read_journal(journal)
-        h, src = contents.header, Path(journal)
-        try:
-            jclip = ClipInfo(**{k: h["clip"][k] for k in ("path", "num_frames", "height", "width")},
-                             names=tuple(h["clip"].get("names", ())), fps=float(h["clip"].get("fps", 25.0)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{src}: the journal's clip record is damaged ({exc})") from exc
-        if clip is not None and clip.shape != jclip.shape:
-            raise DataError(f"{src}: the journal is for {jclip.path} ({jclip.num_frames} frames of "
-                            f"{jclip.width}x{jclip.height}), not for the open clip {clip.path} "
-                            f"({clip.num_frames} frames of {clip.width}x{clip.height})")
-        if h.get("base"):
-            base = Path(h["base"])
-            if not base.is_file():
-                raise DataError(f"{src}: its project {base} no longer exists; the edits cannot be applied")
-            if _sha256(base) != h.get("base_sha256"):
-                raise DataError(f"{src}: the project {base} was changed after this journal started; the edits "
-                                "belong to an older version and are not applied")
-            doc = cls.load(base)
-            if h.get("snapshot"):  # started on unsaved edits: the header holds the tracks, not the file
-                doc._tracks = {}
-                doc.settings = RunSettings.from_json(h.get("settings", {}), src)
-                doc.categories = {int(k): str(v) for k, v in h.get("categories", [])}
-        else:
-            doc = cls(jclip, settings=RunSettings.from_json(h.get("settings", {}), src),
-                      categories={int(k): str(v) for k, v in h.get("categories", [])})
-        if not h.get("base") or h.get("snapshot"):
-            for t in h.get("tracks", []):
-                tr = track_from_json(t, num_frames=jclip.num_frames, height=jclip.height, width=jclip.width,
-                                     source=src)
-                doc._tracks[tr.id] = tr
-            doc._next_id = max([int(h.get("next_id", 1)), *(t + 1 for t in doc._tracks)])
-            doc.hidden &= set(doc._tracks)
-            doc.solo = doc.solo if doc.solo in doc._tracks else None
-        doc._replaying = True
-        try:
-            for number, rec in enumerate(contents.records, start=2):
-                try:
-                    doc._replay(rec, src)
-                except (KeyError, TypeError, ValueError, IndexError) as exc:
-                    raise DataError(f"{src}: line {number} ({rec.get('kind')}) does not apply: {exc}") from exc
-        finally:
-            doc._replaying = False
-        doc._clean = (None,)  # recovered edits are not in any file yet
-        return doc
-
-    def _replay(self, rec: dict[str, Any], src: Path) -> None:
-        kind = rec["kind"]
-        if kind in ("undo", "redo") and "changes" in rec:  # of a command made before the journal started
-            step = self._command_from(rec, src)
-            cmd = step if kind == "redo" else _inverse(step)
-            self.history.insert(cmd, undone=kind == "undo")
-            self._apply(cmd, forward=kind == "redo")
-        elif kind == "undo":
-            if self.undo() is None:
-                raise ValueError("nothing to undo")
-        elif kind == "redo":
-            if self.redo() is None:
-                raise ValueError("nothing to redo")
-        elif kind == "pass":
-            for tid in [t for t, tr in self._tracks.items() if not tr.protected]:
-                del self._tracks[tid]
-        elif kind == "settings":
-            self.settings = RunSettings.from_json(rec["settings"], src)
-        elif kind == "categories":
-            self.categories = {int(k): str(v) for k, v in rec["categories"]}
-        elif kind == "edit":
-            cmd = self._command_from(rec, src)
-            self.history.push(cmd)
-            self._apply(cmd, forward=True)
-            self._next_id = max(self._next_id, int(rec.get("next_id", 1)))
-        else:  # read_journal already refused unknown kinds
-            raise ValueError(f"unknown record kind {kind!r}")
-
-    def _command_from(self, rec: dict[str, Any], src: Path) -> Command:
-        """The command of an edit record (its ``before`` states as this document holds them now)."""
-        shape = {"num_frames": self.clip.num_frames, "height": self.clip.height, "width": self.clip.width}
-        changes = []
-        for ch in rec["changes"]:
-            tid = int(ch["id"])
-            if ch["before"] == "current":
-                before = self._tracks.get(tid)
-            else:
-                before = track_from_json(ch["before"], source=src, **shape)
-            a = ch["after"]
-            if a is None:
-                after = None
-            elif "full" in a:
-                after = track_from_json(a["full"], source=src, **shape)
-            else:
-                if before is None:
-                    raise ValueError(f"a change of track {tid}, which does not exist")
-                after = apply_diff(before, a["diff"], source=src, **shape)
-            changes.append(Change(tid, before, after))
-        return Command.make(str(rec.get("label", "Edit")), changes)
+        return recovery.recover(cls, journal, clip)
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike | None = None) -> Path:
@@ -714,69 +518,16 @@ class Document:
     # -- export ------------------------------------------------------------------------------------
     def to_clip_results(self, *, include_rejected: bool = False) -> ClipResults:
         """Every frame as the export sees it: the document's tracks (rejected ones left out)."""
-        n, h, w = self.clip.shape
-        out = ClipResults(n, h, w)
-        per_frame: list[list[tuple[Track, FrameMask]]] = [[] for _ in range(n)]
-        for t in sorted(self._tracks.values(), key=lambda t: t.id):
-            if t.review == "rejected" and not include_rejected:
-                continue
-            for i, f in t.frames.items():
-                if f.area > 0:
-                    per_frame[i].append((t, f))
-        for i, items in enumerate(per_frame):
-            model = self.results.get(i) if self.results is not None else None
-            out.add(CompactFrame(
-                index=i, height=h, width=w,
-                track_ids=np.asarray([t.id for t, _ in items], np.int64),
-                category_ids=np.asarray([t.category_id for t, _ in items], np.int64),
-                scores=np.asarray([f.score for _, f in items], np.float32),
-                rles=tuple(dict(f.rle) for _, f in items),
-                areas=np.asarray([f.area for _, f in items], np.int64),
-                kept=model.kept if model is not None else np.zeros((0, 1, 1), bool),
-                stage_names=model.stage_names if model is not None else (),
-                keep_ratio=model.keep_ratio if model is not None else float("nan"),
-                gflops=model.gflops if model is not None else float("nan"),
-                ms=model.ms if model is not None else float("nan")))
-        return out
+        return views.to_clip_results(self, include_rejected=include_rejected)
 
     def export(self, *, ytvis=None, zip=None, davis=None, coco=None, tool: str = "vpp-studio"):
         """Write the corrected results through :func:`core.export.export_results` (atomic, all or none)."""
-        from core.export import VideoExport, export_results
-
-        video = VideoExport(1, self.clip.name, self.clip.frame_names(), self.to_clip_results())
-        return export_results([video], ytvis=ytvis, zip=zip, davis=davis, coco=coco,
-                              categories=tuple(sorted(self.categories.items())), record=self.run_record(tool))
+        return views.export(self, ytvis=ytvis, zip=zip, davis=davis, coco=coco, tool=tool)
 
     def run_record(self, tool: str):
-        from core.export import RunRecord, file_sha256
+        return views.run_record(self, tool)
 
-        run = self.run or {}
-        model = run.get("model") or self.settings.model_path or self.settings.model_kind
-        sha = run.get("model_sha256")
-        if sha is None and model and Path(str(model)).is_file():
-            sha = file_sha256(model)
-        edited = sum(t.protected for t in self._tracks.values())
-        return RunRecord(tool=tool, model=str(model), model_sha256=sha, pkr=run.get("pkr", self.settings.pkr),
-                         mode=run.get("mode", self.settings.mode),
-                         extra={"project": str(self.path) if self.path else None, "tracks": len(self._tracks),
-                                "tracks_by_person": edited})
-
-
-def _inverse(cmd: Command) -> Command:
-    """The command that undoes ``cmd`` (its changes reversed, before and after swapped)."""
-    return Command(cmd.label, tuple(Change(c.track_id, c.after, c.before) for c in reversed(cmd.changes)),
-                   cmd.serial)
 
 
 def _n_tracks(n: int) -> str:
     return f"{n} track{'s' if n != 1 else ''}"
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -238,3 +238,40 @@ def test_recovery_offered_after_a_crash(make_window, shared_data, tmp_path, isol
     assert tid in _panel_ids(w)
     rec.undo()  # the undo history survived the crash too
     assert rec.track(tid).category_id == 5
+
+
+def test_edits_survive_re_inference_and_undo_reaches_across_it(window, shared_data, qtbot, wait_done):
+    w = window
+    doc = w.bridge.doc
+    tid = _imported(w, shared_data)
+    w.tracks.select([tid])
+    w.timeline.set_frame(3)
+    _stroke(w, [(20, 400), (60, 400)])
+    edited = {i: doc.mask(tid, i) for i in (0, 3, 39)}
+    model_before = {t for t, tr in doc.tracks.items() if not tr.protected}
+    first = w.controller.results
+    with qtbot.waitSignal(w.controller.stateChanged, timeout=5000, check_params_cb=lambda s: s == "running"):
+        w.controls.pkr_slider.setValue(0.8)
+    wait_done(w)
+    assert w.controller.results is not first and w.controller.results.is_complete
+    # the person's track is exactly as it was; the unreviewed model tracks were replaced
+    for i, m in edited.items():
+        assert np.array_equal(doc.mask(tid, i), m)
+    assert not (model_before & set(doc.tracks))
+    # undo after the re-inference takes back the brush stroke
+    w.actions_.undo.trigger()
+    assert not doc.mask(tid, 3)[400, 40]
+
+
+def test_import_of_another_clip_s_masks_is_refused_with_the_file_named(window, shared_data, tmp_path, dialogs):
+    import json
+
+    w = window
+    data = json.loads((shared_data / PRED).read_text())
+    data[0]["segmentations"] = data[0]["segmentations"][:39]
+    bad = tmp_path / "other_clip.json"
+    bad.write_text(json.dumps(data))
+    n = len(w.bridge.doc.tracks)
+    assert w.transfers.import_path(bad) == []
+    assert dialogs and "other_clip.json" in dialogs[-1][1] and "40" in dialogs[-1][1]
+    assert len(w.bridge.doc.tracks) == n
