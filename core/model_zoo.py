@@ -1,0 +1,382 @@
+"""The authors' released model files, and a resumable, checksum-aware downloader for them.
+
+The registry lists the eight files linked from the release README of GitHub
+PatGlan/Video-Patch-Pruning (head bf74be2): six ROVIS + ViT-Adapter + Mask2Former models trained on
+YouTube-VIS 2021 (Small / Tiny, dense and VPP at two PKRs) and the two COCO-2017-pretrained dense
+ViT-Adapter Mask2Former models the dense stage starts from. The README gives one OSF download link per
+file and nothing else about the file: **no checksum and no size are published**, so every entry has
+``sha256=None`` and ``size=None`` and a download of it is reported as unverified (its sha256 is still
+computed and recorded beside the file so later corruption or a changed upload can be noticed).
+
+Downloading needs internet access (osf.io); nothing here is exercised against the real server on the
+development machine, only against a loopback HTTP server in the tests.
+
+This module is Qt-free and imports neither torch nor anything outside the standard library and tqdm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from core.atomic import atomic_write_text
+from core.errors import VPPError
+
+RELEASE_REPO = "PatGlan/Video-Patch-Pruning"
+RELEASE_COMMIT = "bf74be2"
+RELEASE_FILES_PAGE = "https://osf.io/u2x34/files/osfstorage"  # README: "Checkpoints ... are available at"
+
+_NO_CHECKSUM = "The release README publishes no checksum and no file size for this file."
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One released model file. ``pkr`` is the patch keep ratio the release reports (1.0 = dense)."""
+
+    name: str
+    variant: str  # "tiny" | "small"
+    kind: str  # "vpp" (trained on YouTube-VIS 2021 with ROVIS tracking) | "dense-coco" (COCO 2017 init)
+    pkr: float | None  # measured PKR reported in the README table; None for the COCO models
+    url: str
+    sha256: str | None  # None: the release publishes none
+    size: int | None  # bytes, None when unknown
+    config: str | None  # the release's config file for this model (path inside the release repository)
+    notes: str
+    log_url: str | None = None  # the README's "LogFile" link
+    results: tuple[float, float, float] | None = None  # YTVIS-21 val AP_track, mAP_bbox, mAP_segm (README)
+    release_path: str | None = None  # where the release's configs expect the file, when they say
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.pth"
+
+
+def _vpp(name: str, variant: str, pkr: float, model_id: str, log_id: str, config: str,
+         results: tuple[float, float, float], notes: str, release_path: str | None = None) -> ZooEntry:
+    return ZooEntry(
+        name=name, variant=variant, kind="vpp", pkr=pkr, url=f"https://osf.io/{model_id}/?action=download",
+        sha256=None, size=None, config=config, notes=f"{notes} {_NO_CHECKSUM}".strip(),
+        log_url=f"https://osf.io/{log_id}/?action=download", results=results, release_path=release_path)
+
+
+_ROVIS = "configs/vis/rovis/rovis_mask2former_vitAda{}_ytvis21.py"
+_VPP = "configs/vis/vpp/vpp_vit{}_4xb2_6e_{}PKR_ytvis21.py"
+_COCO_PATH = "checkpoints/dense_vitAda_mask2former_coco2017/vitAda_{0}/vitAda_{0}_coco2017_dense_iter_368750.pth"
+
+#: The eight files of the release README, in its order (results table, then the COCO note).
+ZOO: tuple[ZooEntry, ...] = (
+    _vpp("small-dense", "small", 1.0, "kxfrd", "vhcqf", _ROVIS.format("Small"), (50.4, 57.3, 52.3),
+         "Dense ROVIS model (no pruning); the start of the Small sparse fine-tuning.",
+         "checkpoints/dense_vitAda_rovis_ytvis21/small/vitAda_small_ytvis21_dense_epoch_6.pth"),
+    _vpp("small-pkr51.5", "small", 0.515, "m8kjw", "kzy87", _VPP.format("Small", "0.55"), (49.8, 56.1, 51.3),
+         "VPP, config target PKR 0.55 (Map-SM keep 0.7, stage keep rates 0.56/0.448/0.358); the released "
+         "Small configs set the Map-SM / selective-module width to 192: read widths from the tensors."),
+    _vpp("small-pkr39.3", "small", 0.393, "yxjk6", "2kxcg", _VPP.format("Small", "0.4"), (48.5, 54.3, 49.9),
+         "VPP, config target PKR 0.4; the released config repeats the 0.55 keep values (Map-SM 0.7, "
+         "0.56/0.448/0.358), a release bug. The README's evaluation example pairs this checkpoint "
+         "(checkpoints/vpp_vitAda_rovis_ytvis21/small/PKR=0.4/epoch_6.pth) with the Tiny 0.4 config."),
+    _vpp("tiny-dense", "tiny", 1.0, "pq9jd", "75ucm", _ROVIS.format("Tiny"), (42.2, 49.1, 44.8),
+         "Dense ROVIS model (no pruning); the start of the Tiny sparse fine-tuning.",
+         "checkpoints/dense_vitAda_rovis_ytvis21/tiny/vitAda_tiny_ytvis21_dense_epoch_6.pth"),
+    _vpp("tiny-pkr52.7", "tiny", 0.527, "e6fa9", "v7jdc", _VPP.format("Tiny", "0.55"), (42.3, 49.9, 45.7),
+         "VPP, config target PKR 0.55 (Map-SM keep 0.7, stage keep rates 0.56/0.448/0.358)."),
+    _vpp("tiny-pkr40.9", "tiny", 0.409, "bwhge", "tg5ap", _VPP.format("Tiny", "0.4"), (40.9, 47.6, 43.6),
+         "VPP, config target PKR 0.4 (Map-SM keep 0.6, stage keep rates 0.42/0.294/0.206)."),
+    ZooEntry(
+        name="coco-tiny", variant="tiny", kind="dense-coco", pkr=None, url="https://osf.io/rywjc/?action=download",
+        sha256=None, size=None, config=None,
+        notes="Mask2Former + ViT-Adapter Tiny pretrained on COCO 2017 (dense); the init of "
+              f"{_ROVIS.format('Tiny')}. The release has no config or results for this pretraining. {_NO_CHECKSUM}",
+        release_path=_COCO_PATH.format("tiny")),
+    ZooEntry(
+        name="coco-small", variant="small", kind="dense-coco", pkr=None, url="https://osf.io/k5ymu/?action=download",
+        sha256=None, size=None, config=None,
+        notes="Mask2Former + ViT-Adapter Small pretrained on COCO 2017 (dense); the init of "
+              f"{_ROVIS.format('Small')}. The release has no config or results for this pretraining. {_NO_CHECKSUM}",
+        release_path=_COCO_PATH.format("small")),
+)
+
+
+class DownloadError(VPPError):
+    """A download failed: no network, an HTTP error, a checksum mismatch, a full disk, an interruption."""
+
+
+def get_entry(name: str) -> ZooEntry:
+    for entry in ZOO:
+        if entry.name == name:
+            return entry
+    raise VPPError(f"unknown model {name!r}; known models: {', '.join(e.name for e in ZOO)}")
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/vpp-studio/models``, else ``~/.cache/vpp-studio/models``.
+
+    ``env`` defaults to ``os.environ``; a relative ``XDG_CACHE_HOME`` is ignored, as the XDG spec says.
+    """
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CACHE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        base = Path(xdg)
+    else:
+        home = env.get("HOME")
+        base = (Path(home) if home else Path.home()) / ".cache"
+    return base / "vpp-studio" / "models"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".sha256")
+
+
+def read_sidecar(path: str | os.PathLike) -> str | None:
+    """The sha256 recorded beside a downloaded file (``sha256sum`` format), or None."""
+    try:
+        text = sidecar_path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    m = re.match(r"\s*([0-9a-fA-F]{64})\b", text)
+    return m.group(1).lower() if m else None
+
+
+def cached_path(entry: ZooEntry, dest_dir: str | os.PathLike | None = None) -> Path | None:
+    """The downloaded file of ``entry`` in ``dest_dir`` (default :func:`cache_dir`), or None."""
+    path = Path(dest_dir if dest_dir is not None else cache_dir()) / entry.filename
+    return path if path.is_file() else None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _filename_from_url(url: str) -> str:
+    parts = [p for p in urllib.parse.urlsplit(url).path.split("/") if p]
+    name = urllib.parse.unquote(parts[-1]) if parts else ""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise DownloadError(f"cannot derive a file name from {url}; pass filename=")
+    return name
+
+
+def _network_error(url: str, exc: BaseException) -> DownloadError:
+    host = urllib.parse.urlsplit(url).hostname or url
+    reason = getattr(exc, "reason", exc)
+    detail = "timed out" if isinstance(reason, TimeoutError) else (str(reason) or type(reason).__name__)
+    return DownloadError(f"downloading needs internet access; this machine cannot reach {host} ({detail})")
+
+
+def _disk_full(part: Path, written: int, total: int | None) -> DownloadError:
+    more = f"; about {total - written} more bytes are needed" if total is not None else ""
+    return DownloadError(f"disk full while writing {part} ({written} bytes written{more}); free space in "
+                         f"{part.parent} and run the download again: the partial file is kept and resumes")
+
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def download(
+    entry_or_url: ZooEntry | str,
+    dest_dir: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+    timeout: float = 30,
+    chunk: int = 1 << 20,
+    filename: str | None = None,
+    retries: int = 2,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Download a zoo entry (or a URL) into ``dest_dir`` and return the final file's path.
+
+    - Streams into ``<file>.part``; a partial file left by an earlier, interrupted run is resumed with an
+      HTTP ``Range`` request. A server that ignores Range (200 instead of 206), or a partial file that is
+      not shorter than the remote one (416), restarts the download from byte 0.
+    - ``sha256`` (default: the entry's) is checked before the ``.part`` file is renamed: on a mismatch the
+      file is deleted and :class:`DownloadError` names both hashes. Without a known checksum the computed
+      one is recorded in ``<file>.sha256`` and the download is reported as unverified.
+    - An existing final file is reused (a known checksum is checked against it, or its sidecar).
+    - ``retries`` automatic resumes after a connection that ends early; then the error says to run again.
+    - Progress goes to a tqdm bar on stderr; messages go to ``log`` (default: stderr when ``progress``).
+    """
+    if isinstance(entry_or_url, ZooEntry):
+        url = entry_or_url.url
+        expected = sha256 or entry_or_url.sha256
+        name = filename or entry_or_url.filename
+    else:
+        url = str(entry_or_url)
+        expected = sha256
+        name = filename or _filename_from_url(url)
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DownloadError(f"only http(s) URLs can be downloaded, not {url}")
+    expected = expected.lower() if expected else None
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise DownloadError(f"not a sha256 hex digest: {expected!r}")
+    if log is None:
+        log = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
+
+    folder = Path(dest_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create the download folder {folder}: {exc.strerror or exc}") from exc
+    final = folder / name
+    part = folder / (name + ".part")
+
+    if final.is_file():
+        recorded = read_sidecar(final)
+        if expected is None or recorded == expected or sha256_file(final, chunk) == expected:
+            log(f"{final}: already downloaded")
+            return final
+        log(f"{final}: cached file does not match sha256 {expected}; downloading again")
+        final.unlink()
+
+    attempt = 0
+    while True:
+        try:
+            _fetch_into(url, part, timeout=timeout, chunk=chunk, progress=progress, desc=name, log=log)
+            break
+        except _Interrupted as exc:
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(f"download of {url} was interrupted after {exc.have} of "
+                                    f"{exc.total if exc.total is not None else '?'} bytes; run the same command "
+                                    f"again to resume from {part}") from None
+            log(f"connection ended early at {exc.have} bytes; resuming ({attempt}/{retries})")
+
+    actual = sha256_file(part, chunk)
+    if expected is not None and actual != expected:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise DownloadError(f"sha256 mismatch for {url}: expected {expected}, got {actual}; the file was deleted")
+    os.replace(part, final)
+    try:
+        atomic_write_text(sidecar_path(final), f"{actual}  {final.name}\n")
+    except OSError as exc:  # the model itself is complete; a missing sidecar only costs a re-hash later
+        log(f"warning: could not record the checksum in {sidecar_path(final)}: {exc.strerror or exc}")
+    if expected is not None:
+        log(f"{final}: sha256 {actual} verified")
+    else:
+        log(f"{final}: sha256 {actual} unverified (the release publishes no checksum)")
+    return final
+
+
+class _Interrupted(Exception):
+    def __init__(self, have: int, total: int | None):
+        super().__init__(have, total)
+        self.have, self.total = have, total
+
+
+def _open(opener: urllib.request.OpenerDirector, url: str, start: int, timeout: float):
+    headers = {"User-Agent": "vpp-studio", "Accept-Encoding": "identity"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    try:
+        return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start:
+            return exc  # handled by the caller: the partial file is not shorter than the remote one
+        raise DownloadError(f"HTTP {exc.code} {exc.reason} for {url}") from None
+    except urllib.error.URLError as exc:
+        raise _network_error(url, exc) from None
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        raise _network_error(url, exc) from None
+
+
+def _fetch_into(url: str, part: Path, *, timeout: float, chunk: int, progress: bool, desc: str,
+                log: Callable[[str], None]) -> None:
+    """Complete ``part`` from ``url``; raises _Interrupted when the connection ends early."""
+    from tqdm import tqdm
+
+    opener = urllib.request.build_opener()  # reads the proxy settings of the environment now
+    start = part.stat().st_size if part.is_file() else 0
+    resp = _open(opener, url, start, timeout)
+    if isinstance(resp, urllib.error.HTTPError):  # 416 for a Range request
+        m = re.match(r"bytes\s+\*/(\d+)", resp.headers.get("Content-Range", ""))
+        resp.close()
+        if m and int(m.group(1)) == start:
+            return  # the partial file is already complete (an earlier run stopped before the rename)
+        log(f"{part}: partial file ({start} bytes) is not shorter than the remote file; restarting")
+        start = 0
+        resp = _open(opener, url, 0, timeout)
+    with resp:
+        status = resp.status
+        length = resp.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        total: int | None
+        if start and status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != start:
+                log(f"{url}: unexpected Content-Range {resp.headers.get('Content-Range')!r}; restarting")
+                resp.close()
+                part.unlink(missing_ok=True)
+                return _fetch_into(url, part, timeout=timeout, chunk=chunk, progress=progress, desc=desc, log=log)
+            total = int(m.group(3)) if m.group(3) != "*" else (start + length if length is not None else None)
+            mode = "ab"
+        else:
+            if start:
+                log(f"{url}: the server ignored the Range request; restarting from the beginning")
+            start, mode = 0, "wb"
+            total = length
+        have = start
+        try:
+            fh = open(part, mode)  # noqa: SIM115 - closed in the finally below
+        except OSError as exc:
+            raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from exc
+        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                   disable=not progress, file=sys.stderr, leave=False)
+        try:
+            while True:
+                try:
+                    block = resp.read(chunk)
+                except (http.client.IncompleteRead, ConnectionError, TimeoutError, OSError) as exc:
+                    if isinstance(exc, http.client.IncompleteRead) and exc.partial:
+                        _write(fh, exc.partial, part, have, total)
+                        have += len(exc.partial)
+                    raise _Interrupted(have, total) from None
+                if not block:
+                    break
+                _write(fh, block, part, have, total)
+                have += len(block)
+                bar.update(len(block))
+            _flush(fh, part, have, total)
+        finally:
+            bar.close()
+            with contextlib.suppress(OSError):
+                fh.close()
+    if total is not None and have < total:
+        raise _Interrupted(have, total)
+    if total is not None and have > total:
+        part.unlink(missing_ok=True)
+        raise DownloadError(f"{url} sent {have} bytes but announced {total}; the partial file was deleted")
+
+
+def _write(fh, block: bytes, part: Path, have: int, total: int | None) -> None:
+    try:
+        fh.write(block)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(part, have, total) from None
+        raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
+
+
+def _flush(fh, part: Path, have: int, total: int | None) -> None:
+    try:
+        fh.flush()
+        os.fsync(fh.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(part, have, total) from None
+        raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
