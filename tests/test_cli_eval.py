@@ -73,6 +73,12 @@ def _bad_results(shared_data, tmp_path):
         zf.writestr("answer.json", text)
     cases["noresults.zip"] = (tmp_path / "noresults.zip", "the zip must hold exactly one results.json")
     put("empty.json", "", "not valid JSON")
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED) as zf, zf.open("results.json", "w") as fh:
+        for _ in range(25):  # 100 MiB of spaces in about 100 KiB
+            fh.write(b" " * 2**22)
+    cases["bomb.zip"] = (tmp_path / "bomb.zip", "[results.json]: declares 100.0 MiB (104857600 bytes) uncompressed "
+                         "from a ")
+    put("deep.json", "[" * 100_000 + "]" * 100_000, "JSON nested more than 100 levels deep")
     return cases
 
 
@@ -93,3 +99,15 @@ def test_bad_gt_and_output_paths(shared_data, tmp_path, capsys):
     code, _, err = _run(capsys, "--gt", shared_data / MM_GT, "--results", shared_data / MM_RES,
                         "--json", tmp_path / "no" / "f.json")
     assert code == 2 and "f.json: cannot write the figures" in err
+
+
+def test_oversized_results_and_gt_are_refused_in_one_line(shared_data, tmp_path, capsys, monkeypatch):
+    import core.data.ytvis as ytvis
+
+    monkeypatch.setattr(ytvis, "MAX_JSON_BYTES", 50_000)  # the mmtracking results are 60 kB, its GT 10 kB
+    code, out, err = _run(capsys, "--gt", shared_data / MM_GT, "--results", shared_data / MM_RES)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{shared_data / MM_RES}: the file is 59.0 KiB (60453 bytes), over the 48.8 KiB (50000 bytes) limit" in err
+    monkeypatch.setattr(ytvis, "MAX_JSON_BYTES", 5_000)
+    code, _, err = _run(capsys, "--gt", shared_data / MM_GT, "--results", shared_data / MM_RES)
+    assert code == 2 and f"{shared_data / MM_GT}: the file is 9.5 KiB (9695 bytes), over the" in err

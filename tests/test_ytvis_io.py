@@ -306,3 +306,22 @@ def test_categories(shared_data):
     assert [(c.id, c.name) for c in ytvis_categories(2021)] == [(c["id"], c["name"]) for c in shipped["ytvis2021"]]
     with pytest.raises(ValueError, match="2019, 2021"):
         ytvis_categories("2020")
+
+
+def test_readers_keep_parsed_rles_but_parse_copies_the_callers(tmp_path):
+    """Reading keeps the RLE dicts it parsed (no second copy of every mask); the public parse_* functions
+    copy theirs, so a caller's later change to its dicts cannot reach the frozen results."""
+    from core.data.ytvis import parse_ytvis_gt, parse_ytvis_results
+
+    gt = _gt(tmp_path)
+    data = results_list(gt_dict())
+    parsed = parse_ytvis_results(data, gt)
+    data[0]["segmentations"][0]["counts"] = "0"
+    assert parsed[0].segmentations[0]["counts"] != "0"
+    gt_data = gt_dict()
+    parsed_gt = parse_ytvis_gt(gt_data)
+    gt_data["annotations"][0]["segmentations"][0]["size"][0] = 1
+    assert parsed_gt.annotations[0].segmentations[0]["size"] == [20, 30]
+    assert read_ytvis_results(dump(tmp_path / "r.json", results_list(gt_dict())), gt) == parse_ytvis_results(
+        results_list(gt_dict()), gt)
+    assert read_ytvis_gt(dump(tmp_path / "g.json", gt_dict())) == gt

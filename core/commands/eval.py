@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     gt = read_ytvis_gt(args.gt)
     results = read_ytvis_results(args.results, gt)
-    figures = evaluate(gt, results, area_ranges=args.area_ranges, frame_metrics=not args.no_frame_metrics)
+    figures = evaluate(gt, results, area_ranges=args.area_ranges, frame_metrics=not args.no_frame_metrics,
+                       source=f"{args.results} (against {args.gt})")
     seconds = time.perf_counter() - start
     print(format_table(figures))
     print(f"{len(gt.videos)} videos, {len(gt.annotations)} ground-truth tracks, {len(results)} result tracks; "

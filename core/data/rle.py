@@ -36,8 +36,12 @@ def encode_masks(masks: np.ndarray) -> list[RLE]:
     return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")} for r in rles]
 
 
-def to_compressed(rle: RLE) -> RLE:
-    """Any RLE dict (str/bytes/int-list counts) -> compressed RLE with str counts. Raises ValueError if bad."""
+def to_compressed(rle: RLE, *, reuse: bool = False) -> RLE:
+    """Any RLE dict (str/bytes/int-list counts) -> compressed RLE with str counts. Raises ValueError if bad.
+
+    With ``reuse``, an RLE already in that form (exactly ``size`` and ``counts``, a list and a str) is
+    returned itself rather than copied: for readers that own the parsed JSON (a results file may hold
+    millions of RLEs)."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError("an RLE must be an object with 'size' and 'counts'")
     size = rle["size"]
@@ -62,22 +66,57 @@ def to_compressed(rle: RLE) -> RLE:
         raise ValueError(f"RLE counts must be a string or a list of ints, not {type(counts).__name__}")
     if not _COUNTS_ALPHABET.fullmatch(counts):
         raise ValueError("RLE counts hold characters outside the COCO alphabet")
+    if reuse and len(rle) == 2 and type(size) is list and counts is rle["counts"]:
+        return rle
     return {"size": [h, w], "counts": counts}
+
+
+#: Characters of RLE ``counts`` decoded in one vectorised pass. The pass keeps about a dozen int64 arrays of
+#: this length, so this bounds its memory (about 30 MB) whatever the number or length of the strings.
+COUNTS_CHUNK = 1 << 18
 
 
 def counts_problems(rles: list[RLE]) -> list[str | None]:
     """For compressed RLEs (str counts), why each cannot be decoded to its size (None if it can).
 
-    All strings are decoded in one vectorised pass (the COCO 6-bit, sign-extended, delta-coded runs):
-    a number cut off at the end, a negative run, or runs not summing to height*width are reported.
+    Strings are decoded in vectorised passes over batches of at most :data:`COUNTS_CHUNK` characters (the
+    COCO 6-bit, sign-extended, delta-coded runs); a longer string is decoded piece by piece. A number cut
+    off at the end, a negative run, or runs not summing to height*width are reported.
     """
+    out: list[str | None] = [None] * len(rles)
+    batch: list[int] = []
+    size = 0
+    for i, r in enumerate(rles):
+        n = len(r["counts"])
+        if n > COUNTS_CHUNK:
+            out[i] = _long_counts_problem(r)
+            continue
+        if batch and size + n > COUNTS_CHUNK:
+            for j, why in zip(batch, _batch_problems([rles[j] for j in batch])):
+                out[j] = why
+            batch, size = [], 0
+        batch.append(i)
+        size += n
+    if batch:
+        for j, why in zip(batch, _batch_problems([rles[j] for j in batch])):
+            out[j] = why
+    return out
+
+
+def _expected(rle: RLE) -> int:
+    return int(rle["size"][0]) * int(rle["size"][1])
+
+
+def _batch_problems(rles: list[RLE]) -> list[str | None]:
+    """:func:`counts_problems` of strings decoded in one vectorised pass."""
     out: list[str | None] = [None] * len(rles)
     if not rles:
         return out
     blobs = [r["counts"].encode("ascii") for r in rles]
     lengths = np.fromiter((len(b) for b in blobs), np.int64, len(blobs))
     chars = np.frombuffer(b"".join(blobs), np.uint8).astype(np.int64) - 48
-    expected = np.array([int(r["size"][0]) * int(r["size"][1]) for r in rles], np.int64)
+    del blobs
+    expected = np.array([_expected(r) for r in rles], np.int64)
     if chars.size == 0:
         return [None if e == 0 else f"counts are empty, height*width = {e}" for e in expected]
     str_of_char = np.repeat(np.arange(len(rles)), lengths)
@@ -103,18 +142,16 @@ def counts_problems(rles: list[RLE]) -> list[str | None]:
     str_of_num = str_of_char[ends_at]
     first_num = np.searchsorted(str_of_num, np.arange(len(rles)))
     m = np.arange(len(x)) - first_num[str_of_num]
-    # runs[m] = x[m] + runs[m-2] for m > 2: a cumulative sum along each (string, parity) chain from m = 1, 2
-    key = str_of_num * 2 + (m & 1)
-    chain = m >= 1
+    # runs[m] = x[m] + runs[m-2] for m > 2: a cumulative sum along each (string, parity) chain from m = 1, 2,
+    # taken as one running sum per parity over all strings minus its value where each string starts (int64
+    # wraps the same way either way, so even absurd runs come out as a per-chain sum would give them)
     runs = x.copy()
-    idx = np.flatnonzero(chain)
-    order = idx[np.argsort(key[idx], kind="stable")]
-    csum = np.cumsum(x[order])
-    kk = key[order]
-    group_start = np.concatenate(([True], kk[1:] != kk[:-1]))
-    base = np.maximum.accumulate(np.where(group_start, np.arange(len(order)), 0))
-    offset = np.concatenate(([0], csum))[base]
-    runs[order] = csum - offset
+    before = first_num - 1  # the number before each string's first (-1: none)
+    for parity in (0, 1):
+        on = (m >= 1) & ((m & 1) == parity)
+        csum = np.cumsum(np.where(on, x, 0))
+        base = np.where(before >= 0, csum[np.maximum(before, 0)], 0)
+        runs[on] = csum[on] - base[str_of_num[on]]
     total = np.bincount(str_of_num, weights=runs, minlength=len(rles))  # float64: exact below 2**53
     negative = np.bincount(str_of_num, weights=runs < 0, minlength=len(rles)) > 0
     for i in range(len(rles)):
@@ -127,6 +164,55 @@ def counts_problems(rles: list[RLE]) -> list[str | None]:
         elif total[i] != expected[i]:
             out[i] = f"counts cover {int(total[i])} pixels, not height*width = {int(expected[i])}"
     return out
+
+
+def _long_counts_problem(rle: RLE) -> str | None:
+    """:func:`counts_problems` of one string longer than :data:`COUNTS_CHUNK`, decoded piece by piece.
+
+    Pieces end on a number's last character; the two delta chains (odd and even runs) carry over."""
+    counts: str = rle["counts"]
+    expected = _expected(rle)
+    carry = [0, 0]  # running sums of the chains of runs m = 2, 4, ... and m = 1, 3, ...
+    m0, total, negative, pos = 0, 0.0, False, 0
+    window = max(COUNTS_CHUNK, 64)  # a window with no number's end then holds a number too long (> 13 chars)
+    while pos < len(counts):
+        chars = np.frombuffer(counts[pos:pos + window].encode("ascii"), np.uint8).astype(np.int64) - 48
+        more = (chars & 0x20) != 0
+        last = pos + len(chars) >= len(counts)
+        if not last:
+            closed = np.flatnonzero(~more)
+            if not closed.size:
+                return "counts hold a number too long to be a run length"
+            chars, more = chars[: closed[-1] + 1], more[: closed[-1] + 1]
+        pos += len(chars)
+        ends = ~more
+        cut_off = bool(more[-1])
+        ends[-1] = True
+        starts = np.flatnonzero(np.concatenate(([True], ends[:-1])))
+        num_of_char = np.concatenate(([0], np.cumsum(ends)[:-1]))
+        k = np.arange(chars.size) - starts[num_of_char]
+        if k.max(initial=0) > 12:
+            return "counts hold a number too long to be a run length"
+        if cut_off:
+            return "counts end in the middle of a number"
+        x = np.add.reduceat((chars & 0x1F) << (5 * k), starts)
+        ends_at = np.flatnonzero(ends)
+        x = x - (((chars[ends_at] & 0x10) != 0).astype(np.int64) << (5 * (k[ends_at] + 1)))
+        m = m0 + np.arange(len(x))
+        runs = x.copy()
+        for parity in (0, 1):
+            sel = np.flatnonzero((m >= 1) & ((m & 1) == parity))
+            if sel.size:
+                runs[sel] = carry[parity] + np.cumsum(x[sel])
+                carry[parity] = int(runs[sel[-1]])
+        total += float(runs.sum(dtype=np.float64))
+        negative = negative or bool((runs < 0).any())
+        m0 += len(x)
+    if negative:
+        return "counts decode to a negative run length"
+    if total != expected:
+        return f"counts cover {int(total)} pixels, not height*width = {expected}"
+    return None
 
 
 def decode_rle(rle: RLE) -> np.ndarray:

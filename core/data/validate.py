@@ -8,6 +8,8 @@ Callers turn a non-empty list into :class:`core.data.errors.YtvisValidationError
 from __future__ import annotations
 
 import math
+from array import array
+from itertools import islice
 from typing import Any
 
 from core.data.rle import counts_problems, to_compressed
@@ -27,11 +29,19 @@ def _is_num(v: Any) -> bool:
 
 
 class _Checker:
-    """Collects problems; ``rles`` gathers (path, compressed RLE) for one batched counts check."""
+    """Collects problems; ``rles`` gathers the compressed RLEs for one batched counts check.
 
-    def __init__(self) -> None:
+    Where each RLE came from is kept as a reference to its owner's path and a frame number (not one
+    string per RLE: a results file may hold millions). ``reuse`` lets RLEs already in the canonical
+    form pass through unchanged (callers that own the parsed JSON).
+    """
+
+    def __init__(self, *, reuse: bool = False) -> None:
         self.problems: list[str] = []
-        self.rles: list[tuple[str, dict]] = []
+        self.rles: list[dict] = []
+        self.rle_owner: list[str] = []
+        self.rle_frame = array("q")
+        self.reuse = reuse
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
@@ -66,23 +76,25 @@ class _Checker:
             self.add(f"{path}.segmentations", f"has {len(segs)} entries but the video has {length} frames")
         out: list = []
         for t, s in enumerate(segs):
-            p = f"{path}.segmentations[{t}]"
             if s is None:
                 out.append(None)
                 continue
             try:
-                rle = to_compressed(s)
+                rle = to_compressed(s, reuse=self.reuse)
             except ValueError as exc:
-                self.add(p, f"bad RLE: {exc}")
+                self.add(f"{path}.segmentations[{t}]", f"bad RLE: {exc}")
                 out.append(None)
                 continue
             if hw is None:
                 hw = (rle["size"][0], rle["size"][1])
             elif tuple(rle["size"]) != hw:
-                self.add(p, f"RLE size {rle['size']} differs from the video's [height, width] {list(hw)}")
+                self.add(f"{path}.segmentations[{t}]",
+                         f"RLE size {rle['size']} differs from the video's [height, width] {list(hw)}")
                 out.append(None)
                 continue
-            self.rles.append((p, rle))
+            self.rles.append(rle)
+            self.rle_owner.append(path)
+            self.rle_frame.append(t)
             out.append(rle)
         return out
 
@@ -101,15 +113,22 @@ class _Checker:
 
     def finish(self) -> list[str]:
         if self.rles:
-            for (p, _), why in zip(self.rles, counts_problems([r for _, r in self.rles])):
+            for k, why in enumerate(counts_problems(self.rles)):
                 if why is not None:
-                    self.add(p, f"undecodable RLE: {why}")
+                    self.add(f"{self.rle_owner[k]}.segmentations[{self.rle_frame[k]}]", f"undecodable RLE: {why}")
+        self.rles, self.rle_owner, self.rle_frame = [], [], array("q")
         return self.problems
 
 
-def check_gt(data: Any) -> tuple[list[str], dict[int, tuple[int, int, int]]]:
-    """Problems of a ground-truth object; also returns video id -> (length, height, width)."""
-    c = _Checker()
+def check_gt(data: Any, *, segmentations_out: list | None = None,
+             reuse: bool = False) -> tuple[list[str], dict[int, tuple[int, int, int]]]:
+    """Problems of a ground-truth object; also returns video id -> (length, height, width).
+
+    With ``segmentations_out`` (a list), each annotation's segmentations, converted to compressed RLE,
+    are appended to it (None for an annotation that is not an object); ``reuse`` keeps RLE dicts that
+    are already compressed instead of copying them (for callers that own ``data``).
+    """
+    c = _Checker(reuse=reuse)
     videos: dict[int, tuple[int, int, int]] = {}
     if not isinstance(data, dict):
         return [f"top level: must be an object with videos/annotations/categories, got {type(data).__name__}"], {}
@@ -151,6 +170,8 @@ def check_gt(data: Any) -> tuple[list[str], dict[int, tuple[int, int, int]]]:
         p = f"annotations[{i}]"
         if not isinstance(a, dict):
             c.add(p, "must be an object")
+            if segmentations_out is not None:
+                segmentations_out.append(None)
             continue
         aid = c.id_field(a, "id", p)
         if aid is not None:
@@ -161,7 +182,9 @@ def check_gt(data: Any) -> tuple[list[str], dict[int, tuple[int, int, int]]]:
         _category_ref(c, a, p, cats)
         if a.get("iscrowd", 0) not in (0, 1) or isinstance(a.get("iscrowd"), float):
             c.add(f"{p}.iscrowd", f"must be 0 or 1, got {_short(a.get('iscrowd'))}")
-        c.segmentations(a, p, length, hw)
+        segs = c.segmentations(a, p, length, hw)
+        if segmentations_out is not None:
+            segmentations_out.append(segs)
         c.per_frame_numbers(a, "areas", p, length, 1)
         c.per_frame_numbers(a, "bboxes", p, length, 4)
     return c.finish(), {k: v for k, v in videos.items() if v[0] >= 0}
@@ -202,24 +225,31 @@ def _category_ref(c: _Checker, obj: dict, p: str, cats: set[int] | None) -> None
 
 
 def check_results(
-    data: Any, videos: dict[int, tuple[int, int, int]] | None = None, categories: set[int] | None = None
+    data: Any, videos: dict[int, tuple[int, int, int]] | None = None, categories: set[int] | None = None, *,
+    segmentations_out: list | None = None, reuse: bool = False,
 ) -> list[str]:
     """Problems of a results list; with ``videos`` (id -> (length, height, width)) and ``categories``
-    from the ground truth, ids, lengths and mask sizes are checked against it."""
+    from the ground truth, ids, lengths and mask sizes are checked against it.
+
+    ``segmentations_out`` and ``reuse`` work as in :func:`check_gt` (one entry per result)."""
     if not isinstance(data, list):
         return [f"top level: must be a list of results, got {type(data).__name__}"]
-    c = _Checker()
+    c = _Checker(reuse=reuse)
     for i, r in enumerate(data):
         p = f"[{i}]"
         if not isinstance(r, dict):
             c.add(p, f"must be an object, got {type(r).__name__}")
+            if segmentations_out is not None:
+                segmentations_out.append(None)
             continue
         length, hw = _video_ref(c, r, p, videos)
         _category_ref(c, r, p, categories)
         score = r.get("score")
         if not _is_num(score) or not 0.0 <= score <= 1.0:
             c.add(f"{p}.score", f"must be a finite number in [0, 1], got {_short(score)}")
-        c.segmentations(r, p, length, hw)
+        segs = c.segmentations(r, p, length, hw)
+        if segmentations_out is not None:
+            segmentations_out.append(segs)
     return c.finish()
 
 
@@ -230,5 +260,9 @@ def _good_entry(v: Any, width: int) -> bool:
 
 
 def _short(v: Any) -> str:
+    if isinstance(v, (str, bytes)) and len(v) > 60:  # no full repr of a huge value just to cut it
+        v = v[:60]
+    elif isinstance(v, (list, dict)) and len(v) > 20:
+        v = v[:20] if isinstance(v, list) else dict(islice(v.items(), 20))
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -5,18 +5,26 @@ Ground truth: ``{info, licenses, videos, annotations, categories}``; results: a 
 ``counts``) or ``null`` per frame; uncompressed RLE is accepted on read and converted. Keys this
 module does not know are kept in ``extra`` and written back, so a read -> write round trip keeps them.
 Results may be a ``.json`` file or a zip holding ``results.json`` (the evaluation server's format).
+
+Reading is bounded: a JSON file above :data:`MAX_JSON_BYTES`, a zip member that declares or inflates to
+more than :data:`MAX_ZIP_MEMBER_BYTES` (or a suspicious ratio, :data:`MAX_ZIP_RATIO`), JSON nested deeper
+than :data:`MAX_JSON_DEPTH` and running out of memory are each refused with one message naming the file.
+Bytes are read in chunks and counted (a zip member while it inflates); parsing needs about two to three
+times the file's size in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import stat
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -32,6 +40,18 @@ __all__ = [
 ]
 
 Segmentations = tuple[RLE | None, ...]
+
+#: Largest JSON file read (ground truth or results), in bytes.
+MAX_JSON_BYTES = 4 * 2**30
+#: Largest ``results.json`` unpacked from a zip, in bytes (declared or counted while inflating).
+MAX_ZIP_MEMBER_BYTES = 2 * 2**30
+#: Largest uncompressed : zip-file size ratio accepted for a member above :data:`ZIP_RATIO_FLOOR` bytes.
+#: YouTube-VIS results compress 3-40x; deflate tops out near 1032x, which is what zip bombs use.
+MAX_ZIP_RATIO = 500
+ZIP_RATIO_FLOOR = 64 * 2**20
+#: Deepest JSON nesting accepted (a YouTube-VIS file needs 5 or 6 levels).
+MAX_JSON_DEPTH = 100
+_READ_CHUNK = 1 << 24
 
 
 def _extra(d: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
@@ -178,7 +198,13 @@ def results_to_json(results: Iterable[YtvisResult]) -> list[dict[str, Any]]:
 
 def parse_ytvis_gt(data: Any, *, source: str | Path = "<memory>") -> YtvisGroundTruth:
     """Validate parsed JSON and build the dataclasses; raises :class:`YtvisValidationError`."""
-    problems, _ = check_gt(data)
+    return _parse_gt(data, source, owned=False)
+
+
+def _parse_gt(data: Any, source: str | Path, *, owned: bool) -> YtvisGroundTruth:
+    """``owned``: ``data`` is ours (just parsed), so its RLE dicts may be kept rather than copied."""
+    converted: list = []
+    problems, _ = check_gt(data, segmentations_out=converted, reuse=owned)
     if problems:
         raise YtvisValidationError(source, problems, "YouTube-VIS ground truth")
     videos = tuple(
@@ -188,9 +214,9 @@ def parse_ytvis_gt(data: Any, *, source: str | Path = "<memory>") -> YtvisGround
     )
     by_id = {v.id: v for v in videos}
     anns = []
-    for a in data["annotations"]:
+    for a, converted_segs in zip(data["annotations"], converted):
         v = by_id[a["video_id"]]
-        segs = tuple(None if s is None else to_compressed(s) for s in a["segmentations"])
+        segs = tuple(converted_segs)
         areas = a.get("areas")
         areas = tuple(areas) if areas is not None else tuple(None if s is None else rle_area(s) for s in segs)
         boxes = a.get("bboxes")
@@ -210,37 +236,160 @@ def parse_ytvis_gt(data: Any, *, source: str | Path = "<memory>") -> YtvisGround
 def parse_ytvis_results(data: Any, gt: YtvisGroundTruth | None = None, *,
                         source: str | Path = "<memory>") -> tuple[YtvisResult, ...]:
     """Validate parsed results JSON (against ``gt`` when given) and build the dataclasses."""
+    return _parse_results(data, gt, source, owned=False)
+
+
+def _parse_results(data: Any, gt: YtvisGroundTruth | None, source: str | Path, *,
+                   owned: bool) -> tuple[YtvisResult, ...]:
     shapes = gt.video_shapes() if gt is not None else None
     cats = set(gt.category_ids) if gt is not None else None
-    problems = check_results(data, shapes, cats)
+    converted: list = []
+    problems = check_results(data, shapes, cats, segmentations_out=converted, reuse=owned)
     if problems:
         raise YtvisValidationError(source, problems, "YouTube-VIS results")
     return tuple(
-        YtvisResult(r["video_id"], r["category_id"], float(r["score"]),
-                    tuple(None if s is None else to_compressed(s) for s in r["segmentations"]),
+        YtvisResult(r["video_id"], r["category_id"], float(r["score"]), tuple(segs),
                     _extra(r, ("video_id", "category_id", "score", "segmentations")))
-        for r in data
+        for r, segs in zip(data, converted)
     )
 
 
-def _load_json(path: Path, raw: bytes | None = None) -> Any:
-    if raw is None:
-        if not path.exists():
-            raise YtvisReadError(f"{path}: file does not exist; check the path")
-        if path.is_dir():
-            raise YtvisReadError(f"{path}: is a folder; pass the JSON file inside it")
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise YtvisReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+def _size(n: int) -> str:
+    """``3.0 GiB (3221225472 bytes)``: a size for messages."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
+def _read_capped(fh: IO[bytes], size_hint: int, check: Any) -> bytearray:
+    """Read ``fh`` to its end in chunks into one buffer; ``check(bytes_so_far)`` raises to stop early.
+
+    The buffer starts at ``size_hint`` + 1 bytes (the caller caps the hint), so an honest size costs
+    no copy; data beyond it grows the buffer chunk by chunk, each chunk checked first."""
+    buf = bytearray(size_hint + 1)
+    n = 0
+    while True:
+        if n == len(buf):
+            buf.extend(bytes(min(max(len(buf) // 2, 1 << 16), _READ_CHUNK)))
+        with memoryview(buf)[n:n + _READ_CHUNK] as view:
+            got = fh.readinto(view)
+        if not got:
+            break
+        n += got
+        check(n)
+    del buf[n:]
+    return buf
+
+
+def _read_file(path: Path) -> bytearray:
+    if not path.exists():
+        raise YtvisReadError(f"{path}: file does not exist; check the path")
+    if path.is_dir():
+        raise YtvisReadError(f"{path}: is a folder; pass the JSON file inside it")
     try:
-        return json.loads(raw)
+        st = path.stat()
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            raise YtvisReadError(f"{path}: is a device, not a JSON file; check the path")
+        limit = MAX_JSON_BYTES
+        if st.st_size > limit:
+            raise YtvisReadError(f"{path}: the file is {_size(st.st_size)}, over the {_size(limit)} limit for a "
+                                 "JSON file; refusing to read it (check the path, or split the results)")
+
+        def check(n: int) -> None:  # a file that grows while read, or a pipe
+            if n > limit:
+                raise YtvisReadError(f"{path}: holds more than {_size(limit)}, the limit for a JSON file; "
+                                     "refusing to read further (check the path, or split the results)")
+
+        with path.open("rb") as fh:
+            return _read_capped(fh, min(st.st_size, limit), check)
+    except OSError as exc:
+        raise YtvisReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests lists/objects more than ``limit`` levels (breadth first, no recursion)."""
+    level = [obj] if isinstance(obj, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        deeper = []
+        for o in level:
+            deeper += [v for v in (o.values() if isinstance(o, dict) else o) if isinstance(v, (dict, list))]
+        level = deeper
+    return False
+
+
+def _parse_json(path: str | Path, raw: bytearray) -> Any:
+    """Decode and parse ``raw`` (emptied as soon as it is decoded, to halve the peak memory)."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise YtvisReadError(f"{path}: not a UTF-8 JSON file ({exc})") from exc
+    finally:
+        raw.clear()
+    deep = (f"{path}: JSON nested more than {MAX_JSON_DEPTH} levels deep (a YouTube-VIS file needs about 6); "
+            "refusing it")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise YtvisReadError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); the file may be truncated"
         ) from exc
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise YtvisReadError(deep) from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise YtvisReadError(f"{path}: not a UTF-8 JSON file ({exc})") from exc
+    del text
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise YtvisReadError(deep)
+    return data
+
+
+def _out_of_memory(path: str | Path, what: str) -> YtvisReadError:
+    """The error for a MemoryError. Callers raise it after their ``except MemoryError`` block has ended, so
+    the new error holds no traceback (and no frame holding what was read): the memory is free again."""
+    return YtvisReadError(f"{path}: not enough memory to {what}; close other programs, or split the file")
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return _parse_json(path, _read_file(path))
+    except MemoryError:
+        pass
+    raise _out_of_memory(path, "read this JSON file")
+
+
+def _check_member_size(path: Path, member: str, declared: int, archive_size: int) -> None:
+    """Refuse a member by the sizes its zip declares, before inflating anything."""
+    limit = MAX_ZIP_MEMBER_BYTES
+    if declared > limit:
+        raise YtvisReadError(f"{path} [{member}]: declares {_size(declared)} uncompressed, over the {_size(limit)} "
+                             "limit for results.json in a zip; refusing to unpack it")
+    if declared > ZIP_RATIO_FLOOR and declared > MAX_ZIP_RATIO * archive_size:
+        raise YtvisReadError(
+            f"{path} [{member}]: declares {_size(declared)} uncompressed from a {_size(archive_size)} zip "
+            f"({declared / max(archive_size, 1):.0f}:1, over the {MAX_ZIP_RATIO}:1 limit); refusing to unpack "
+            "what looks like a zip bomb")
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, member: str) -> bytearray:
+    """Inflate ``member`` chunk by chunk, counting bytes: the declared size is checked but not trusted."""
+    info = zf.getinfo(member)
+    archive_size = path.stat().st_size
+    _check_member_size(path, member, info.file_size, archive_size)
+    limit = MAX_ZIP_MEMBER_BYTES
+
+    def check(n: int) -> None:
+        if n > limit or (n > ZIP_RATIO_FLOOR and n > MAX_ZIP_RATIO * archive_size):
+            raise YtvisReadError(
+                f"{path} [{member}]: inflates to more than {_size(n)} (declared {_size(info.file_size)}; limits "
+                f"{_size(limit)} and {MAX_ZIP_RATIO}:1 for a {_size(archive_size)} zip); refusing to unpack it")
+
+    with zf.open(info) as fh:
+        return _read_capped(fh, min(info.file_size, limit), check)
 
 
 def _load_results_json(path: Path) -> tuple[Any, str | Path]:
@@ -253,27 +402,47 @@ def _load_results_json(path: Path) -> tuple[Any, str | Path]:
         with zipfile.ZipFile(path) as zf:
             members = [n for n in zf.namelist() if n == "results.json" or n.endswith("/results.json")]
             if len(members) != 1:
-                found = "none" if not members else ", ".join(members)
+                found = "none" if not members else ", ".join(members[:8]) + (" ..." if len(members) > 8 else "")
                 raise YtvisReadError(
                     f"{path}: the zip must hold exactly one results.json (found {found}); the YouTube-VIS server "
                     "expects results.json at the top level of the zip")
-            raw = zf.read(members[0])
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            source = f"{path} [{members[0]}]"
+            raw = None
+            with contextlib.suppress(MemoryError):
+                raw = _read_member(path, zf, members[0])
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise YtvisReadError(f"{path}: not a readable zip archive ({exc})") from exc
-    source = f"{path} [{members[0]}]"
-    return _load_json(Path(source), raw), source
+    if raw is None:
+        raise _out_of_memory(source, "unpack results.json")
+    try:
+        return _parse_json(source, raw), source
+    except MemoryError:
+        pass
+    del raw
+    raise _out_of_memory(source, "parse results.json")
 
 
 def read_ytvis_gt(path: str | Path) -> YtvisGroundTruth:
     """Read and validate a YTVIS ground-truth JSON. Raises YtvisReadError / YtvisValidationError."""
     path = Path(path)
-    return parse_ytvis_gt(_load_json(path), source=path)
+    data = _load_json(path)
+    try:
+        return _parse_gt(data, path, owned=True)
+    except MemoryError:
+        pass
+    del data
+    raise _out_of_memory(path, "check and load this ground truth")
 
 
 def read_ytvis_results(path: str | Path, gt: YtvisGroundTruth | None = None) -> tuple[YtvisResult, ...]:
     """Read a results ``.json`` or a zip holding ``results.json``; with ``gt``, check ids, lengths, sizes."""
     data, source = _load_results_json(Path(path))
-    return parse_ytvis_results(data, gt, source=source)
+    try:
+        return _parse_results(data, gt, source, owned=True)
+    except MemoryError:
+        pass
+    del data
+    raise _out_of_memory(source, "check and load these results")
 
 
 def _dump(obj: Any, path: Path) -> str:

@@ -4,20 +4,28 @@ Every (video, frame) is one COCO image; every non-null, non-empty ground-truth m
 COCO annotation (its ``areas``/``bboxes`` entries when present, else computed from the RLE); every
 non-null, non-empty frame of a result track is one detection carrying the track's score. pycocotools'
 ``COCOeval`` then runs with its defaults (IoU .50:.05:.95, COCO area ranges, maxDets 1/10/100).
+
+To bound memory, ``COCOeval`` runs once per category (with only that category's annotations, detections
+and images) and its ``summarize`` runs on the per-category ``precision``/``recall`` put side by side. COCO
+evaluates categories independently (matching, maxDets and accumulation are all per category), so the
+figures are exactly those of one ``COCOeval`` over everything; the peak memory is one category's
+(its COCO indexes, IoUs and per-image records) instead of all of them at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from core.data.rle import as_coco
-from core.data.ytvis import YtvisGroundTruth, YtvisResult
+from core.data.ytvis import YtvisAnnotation, YtvisGroundTruth, YtvisResult
 
 #: The order of pycocotools' ``COCOeval.stats`` (and of the video-AP summary).
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -32,9 +40,9 @@ def _frame_images(gt: YtvisGroundTruth) -> tuple[list[dict], dict[int, int]]:
     return images, first
 
 
-def _gt_coco(gt: YtvisGroundTruth, images: list[dict], first: dict[int, int]) -> COCO:
+def _gt_anns(tracks: Sequence[YtvisAnnotation], first: dict[int, int]) -> list[dict]:
     anns = []
-    for a in gt.annotations:
+    for a in tracks:
         idx = [t for t, s in enumerate(a.segmentations) if s is not None]
         if not idx:
             continue
@@ -48,14 +56,24 @@ def _gt_coco(gt: YtvisGroundTruth, images: list[dict], first: dict[int, int]) ->
             box = list(a.bboxes[t]) if a.bboxes[t] is not None else [float(x) for x in boxes[k]]
             anns.append({"id": len(anns) + 1, "image_id": first[a.video_id] + t, "category_id": a.category_id,
                          "segmentation": rles[k], "area": float(area), "bbox": box, "iscrowd": int(a.iscrowd)})
+    return anns
+
+
+def _coco(images: list[dict], anns: list[dict], categories: list[dict]) -> COCO:
     coco = COCO()
-    coco.dataset = {"images": images, "annotations": anns,
-                    "categories": [{"id": c.id, "name": c.name} for c in gt.categories]}
+    coco.dataset = {"images": images, "annotations": anns, "categories": categories}
     coco.createIndex()
     return coco
 
 
-def _detections(results: Sequence[YtvisResult], first: dict[int, int], cats: set[int]) -> tuple[list, list]:
+def _gt_coco(gt: YtvisGroundTruth, images: list[dict], first: dict[int, int]) -> COCO:
+    """All ground truth as one COCO index (the single-``COCOeval`` reference the tests compare with)."""
+    return _coco(images, _gt_anns(gt.annotations, first), [{"id": c.id, "name": c.name} for c in gt.categories])
+
+
+def _detections(results: Sequence[YtvisResult], first: dict[int, int], cats: set[int],
+                iou_type: str = "") -> tuple[list, list]:
+    """(segm, bbox) detections; with ``iou_type`` "segm" or "bbox", only that list is filled."""
     segm, bbox = [], []
     for r in results:
         if r.category_id not in cats or r.video_id not in first:
@@ -65,29 +83,67 @@ def _detections(results: Sequence[YtvisResult], first: dict[int, int], cats: set
             continue
         rles = as_coco([r.segmentations[t] for t in idx])
         areas = mask_utils.area(rles)
-        boxes = mask_utils.toBbox(rles)
+        boxes = mask_utils.toBbox(rles) if iou_type != "segm" else None
         for k, t in enumerate(idx):
             if not areas[k]:
                 continue
             common = {"image_id": first[r.video_id] + t, "category_id": r.category_id, "score": float(r.score)}
-            segm.append({**common, "segmentation": rles[k]})
-            bbox.append({**common, "bbox": [float(x) for x in boxes[k]]})
+            if iou_type != "bbox":
+                segm.append({**common, "segmentation": rles[k]})
+            if boxes is not None:
+                bbox.append({**common, "bbox": [float(x) for x in boxes[k]]})
     return segm, bbox
 
 
-def _run(coco_gt: COCO, dets: list, iou_type: str) -> dict[str, float]:
-    if dets:
-        coco_dt = coco_gt.loadRes(dets)
-    else:  # loadRes refuses an empty list; an empty index scores 0 where there is ground truth
-        coco_dt = COCO()
-        coco_dt.dataset = {"images": coco_gt.dataset["images"], "annotations": [],
-                           "categories": coco_gt.dataset["categories"]}
-        coco_dt.createIndex()
+def _cocoeval(coco_gt: COCO, dets: list, iou_type: str, img_ids: list[int] | None = None,
+              cat_ids: list[int] | None = None) -> COCOeval:
+    """``COCOeval`` evaluated and accumulated (optionally on some images and categories only)."""
+    # loadRes refuses an empty list; an empty index scores 0 where there is ground truth
+    coco_dt = coco_gt.loadRes(dets) if dets else _coco(coco_gt.dataset["images"], [], coco_gt.dataset["categories"])
     ev = COCOeval(coco_gt, coco_dt, iou_type)
+    if img_ids is not None:
+        ev.params.imgIds = img_ids
+    if cat_ids is not None:
+        ev.params.catIds = cat_ids
     ev.evaluate()
     ev.accumulate()
+    return ev
+
+
+def _stats(ev: COCOeval) -> dict[str, float]:
     ev.summarize()  # stats: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl
     return {k: float(v) for k, v in zip(SUMMARY_KEYS, ev.stats)}
+
+
+def _run_by_category(gt: YtvisGroundTruth, results: Sequence[YtvisResult], images: list[dict],
+                     first: dict[int, int], iou_type: str) -> dict[str, float]:
+    """One ``COCOeval`` per category with ground truth; ``summarize`` over the side-by-side arrays."""
+    categories = [{"id": c.id, "name": c.name} for c in gt.categories]
+    cat_ids = gt.category_ids
+    gt_by_cat: dict[int, list[YtvisAnnotation]] = defaultdict(list)
+    for a in gt.annotations:
+        gt_by_cat[a.category_id].append(a)
+    res_by_cat: dict[int, list[YtvisResult]] = defaultdict(list)
+    for r in results:
+        res_by_cat[r.category_id].append(r)
+    p = COCOeval(iouType=iou_type).params
+    n_t, n_r, n_a, n_m = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
+    precision = -np.ones((n_t, n_r, len(cat_ids), n_a, n_m))
+    recall = -np.ones((n_t, len(cat_ids), n_a, n_m))
+    for k, c in enumerate(cat_ids):
+        anns = _gt_anns(gt_by_cat.get(c, []), first)
+        if not anns:  # no ground truth: COCOeval leaves the category at -1 (undefined)
+            continue
+        segm, bbox = _detections(res_by_cat.get(c, []), first, {c}, iou_type)
+        dets = segm if iou_type == "segm" else bbox
+        img_ids = sorted({a["image_id"] for a in anns} | {d["image_id"] for d in dets})
+        ev = _cocoeval(_coco(images, anns, categories), dets, iou_type, img_ids, [c])
+        precision[:, :, k], recall[:, k] = ev.eval["precision"][:, :, 0], ev.eval["recall"][:, 0]
+        del ev, anns, segm, bbox, dets
+    ev = COCOeval(iouType=iou_type)
+    ev.params.catIds = list(cat_ids)
+    ev.eval = {"precision": precision, "recall": recall}
+    return _stats(ev)
 
 
 def evaluate_frames(gt: YtvisGroundTruth, results: Sequence[YtvisResult]) -> dict[str, float]:
@@ -96,10 +152,9 @@ def evaluate_frames(gt: YtvisGroundTruth, results: Sequence[YtvisResult]) -> dic
     Area sub-ranges follow COCO's (32², 96²) here, as in a per-image COCO evaluation.
     """
     images, first = _frame_images(gt)
+    out = {}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        coco_gt = _gt_coco(gt, images, first)
-        segm, bbox = _detections(results, first, set(gt.category_ids))
-        out = {}
-        for iou_type, dets in (("bbox", bbox), ("segm", segm)):
-            out.update({f"{iou_type}_{k}": v for k, v in _run(coco_gt, dets, iou_type).items()})
+        for iou_type in ("bbox", "segm"):
+            figures = _run_by_category(gt, results, images, first, iou_type)
+            out.update({f"{iou_type}_{k}": v for k, v in figures.items()})
     return out

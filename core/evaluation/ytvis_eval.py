@@ -24,6 +24,7 @@ from pycocotools import mask as mask_utils
 
 from core.data.rle import RLE, as_coco
 from core.data.ytvis import YtvisGroundTruth, YtvisResult
+from core.errors import DataError
 from core.evaluation.coco_frame import SUMMARY_KEYS, evaluate_frames
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -230,13 +231,21 @@ def _summary(precision: np.ndarray, recall: np.ndarray) -> dict[str, float]:
 
 
 def evaluate(gt: YtvisGroundTruth, results: Sequence[YtvisResult], *,
-             area_ranges: Literal["ytvis", "coco"] = "ytvis", frame_metrics: bool = True) -> dict[str, float]:
+             area_ranges: Literal["ytvis", "coco"] = "ytvis", frame_metrics: bool = True,
+             source: str = "<memory>") -> dict[str, float]:
     """All figures: the video protocol (``AP`` ... ``ARl``, the seed's AP_track) and, with ``frame_metrics``,
-    the per-frame COCO ``bbox_*`` (mAP_bbox) and ``segm_*`` (mAP_segm) figures. -1 means undefined."""
-    figures = evaluate_tracks(gt, results, area_ranges=area_ranges)
-    if frame_metrics:
-        figures.update(evaluate_frames(gt, results))
-    return figures
+    the per-frame COCO ``bbox_*`` (mAP_bbox) and ``segm_*`` (mAP_segm) figures. -1 means undefined.
+
+    Running out of memory raises :class:`DataError` naming ``source`` (the files, for the message)."""
+    try:
+        figures = evaluate_tracks(gt, results, area_ranges=area_ranges)
+        if frame_metrics:
+            figures.update(evaluate_frames(gt, results))
+        return figures
+    except MemoryError:
+        pass  # raised below, once the failed evaluation's frames (and their memory) are released
+    raise DataError(f"{source}: not enough memory to evaluate {len(results)} result tracks on {len(gt.videos)} "
+                    "videos; close other programs, or evaluate fewer videos at a time")
 
 
 def format_table(figures: Mapping[str, float]) -> str:
