@@ -26,6 +26,7 @@ plain top-k: the same input gives the same output, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +38,11 @@ from core.model.selective import SelectiveModule
 from core.model.vit import VisionTransformer
 
 PruneMode = Literal["vpp", "random", "dense"]
+
+# ``hooks[i]`` gets the dense ``[B, N, C]`` token map before block ``i`` (``i == depth``: after the last
+# block) and returns the map to continue with, same shape; kept tokens are re-gathered from it, dropped
+# tokens keep the hook's values. The ViT-Adapter's injector/extractor interactions run here.
+BlockHooks = Mapping[int, Callable[[torch.Tensor], torch.Tensor]]
 
 
 @dataclass
@@ -145,17 +151,20 @@ class PrunedViT(nn.Module):
         *,
         keep: tuple[float, ...] | None = None,
         mode: PruneMode = "vpp",
+        hooks: BlockHooks | None = None,
     ) -> BackboneOutput:
         """Run one frame ``[B, 3, H, W]``; ``state`` is the previous frame's (None: first frame).
 
         ``keep``: absolute keep fraction per prune point, in order (Map-SM first); None keeps all tokens.
         ``mode``: "vpp" (learned), "random" (random drop at the same k: a baseline) or "dense".
+        ``hooks``: optional, see ``BlockHooks`` (None: the plain backbone).
         """
         keep = self._resolve_keep(keep, mode)
+        hooks = self._resolve_hooks(hooks)
         if self.training and self.masked_training and mode == "vpp":
-            return self.forward_masked(images, state, keep=keep, mode=mode)
+            return self.forward_masked(images, state, keep=keep, mode=mode, hooks=hooks)
         vit = self.vit
-        x, grid, flops, state = self._block0(images, state)
+        x, grid, flops, state = self._block0(images, state, hooks.get(0))
         b, n_all, _c = x.shape
         frame_index = 0 if state is None else state.frame_index
         tokens0 = x
@@ -170,7 +179,11 @@ class PrunedViT(nn.Module):
         if 0 in self._scatter_after:
             taps[0] = x
         keep_of = dict(zip(self.prune_points, keep))
+        scatter_after = self._scatter_after | {j - 1 for j in hooks}
         for i in range(1, len(vit.blocks)):
+            if i in hooks:  # the full map is current: the previous block scattered into it
+                full = hooks[i](full)
+                cur = full if idx is None else _gather(full, idx)
             if i in keep_of:
                 k = max(1, int(n_all * keep_of[i]))
                 n = cur.shape[1]
@@ -188,11 +201,13 @@ class PrunedViT(nn.Module):
             n = cur.shape[1]
             counts.append(n)
             flops += vit.blocks[i].flops(n)
-            if i in self._scatter_after:
+            if i in scatter_after:
                 full = cur if idx is None else _scatter(full, idx, cur)
                 taps[i] = full
                 if i == self.deep_block:
                     deep_kept = idx if idx is not None else torch.arange(n_all, device=x.device).expand(b, -1)
+        if len(vit.blocks) in hooks:
+            hooks[len(vit.blocks)](full)
         return self._output(tokens0, taps, deep_kept, grid, frame_index, kept_masks=kept_masks,
                             tokens_per_block=counts, keep_probs=keep_probs, flops=flops)
 
@@ -203,16 +218,18 @@ class PrunedViT(nn.Module):
         *,
         keep: tuple[float, ...] | None = None,
         mode: PruneMode = "vpp",
+        hooks: BlockHooks | None = None,
     ) -> BackboneOutput:
         """The training path: same selection rule and outputs as :meth:`forward`, decisions as masks.
 
         Every block runs on all N tokens; attention reads only the kept ones and only kept tokens take
-        the block's update. Costs a dense forward; exact top-k per stage as at inference. ``keep`` and
-        ``mode`` as in :meth:`forward`.
+        the block's update. Costs a dense forward; exact top-k per stage as at inference. ``keep``,
+        ``mode`` and ``hooks`` as in :meth:`forward`.
         """
         keep = self._resolve_keep(keep, mode)
+        hooks = self._resolve_hooks(hooks)
         vit = self.vit
-        x, grid, flops, state = self._block0(images, state)
+        x, grid, flops, state = self._block0(images, state, hooks.get(0))
         b, n_all, _c = x.shape
         frame_index = 0 if state is None else state.frame_index
         tokens0 = x
@@ -228,6 +245,8 @@ class PrunedViT(nn.Module):
         deep_kept: torch.Tensor | None = None
         keep_of = dict(zip(self.prune_points, keep))
         for i in range(1, len(vit.blocks)):
+            if i in hooks:
+                x = hooks[i](x)
             if i in keep_of:
                 k = max(1, int(n_all * keep_of[i]))
                 if mode != "dense" and k < n and (i != self.map_block or state is not None):
@@ -251,6 +270,8 @@ class PrunedViT(nn.Module):
             taps[i] = x
             if i == self.deep_block:
                 deep_kept = alive.nonzero()[:, 1].view(b, n)  # ascending per row, like the gather path
+        if len(vit.blocks) in hooks:
+            hooks[len(vit.blocks)](x)
         return self._output(tokens0, taps, deep_kept, grid, frame_index, kept_masks=kept_masks,
                             tokens_per_block=counts, keep_probs=keep_probs, keep_logp_full=keep_logp_full,
                             entering=entering, flops=flops)
@@ -261,11 +282,24 @@ class PrunedViT(nn.Module):
         state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
         return BackboneOutput(features=[taps[j] for j in self.out_indices], grid=grid, state=state, **fields)
 
+    def _resolve_hooks(self, hooks: BlockHooks | None) -> BlockHooks:
+        if not hooks:
+            return {}
+        depth = len(self.vit.blocks)
+        if any(not 0 <= i <= depth for i in hooks):
+            raise ValueError(f"hook positions {sorted(hooks)} must be in 0..{depth} (before block i)")
+        return hooks
+
     def _block0(
-        self, images: torch.Tensor, state: PruneState | None
+        self,
+        images: torch.Tensor,
+        state: PruneState | None,
+        hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[int, int], int, PruneState | None]:
         """Embed and run the dense block 0: tokens, grid, FLOPs so far, and ``state`` if still usable."""
         x, grid = self.vit.embed(images)
+        if hook is not None:
+            x = hook(x)
         n_all = x.shape[1]
         x = self.vit.blocks[0](x)
         flops = self.vit.patch_embed.flops(n_all) + self.vit.blocks[0].flops(n_all)
