@@ -6,8 +6,10 @@ Public API::
     RunRecord(tool, model, model_sha256=None, pkr=None, mode=None, version=<package>, created=<UTC now>, extra={})
     RunRecord.for_model(tool, model, *, pkr=None, mode=None, extra=None) -> RunRecord   # hashes a model file
     VideoExport(video_id, name, frame_names, results)       # results: a core.results.ClipResults
-    check_outputs(*, ytvis=None, zip=None, davis=None, coco=None) -> dict[str, Path]
-    export_results(videos, *, ytvis=None, zip=None, davis=None, coco=None, categories=(), record) -> ExportSummary
+    check_outputs(*, ytvis=None, zip=None, davis=None, coco=None, inputs=()) -> dict[str, Path]
+    export_results(videos, *, ytvis=None, zip=None, davis=None, coco=None, categories=(), record, inputs=())
+        -> ExportSummary
+    recover_exports(*outputs) -> list[str]       # finish or undo what a killed export left beside these outputs
     import_tracks(path, *, num_frames, height, width, video_id=None, category_id=1) -> ImportedTracks
     ImportedTracks(path, format, video_id, categories, tracks)  /  ImportedTrack(source_id, category_id, score, frames)
 
@@ -18,7 +20,8 @@ Example::
     video = VideoExport(1, "car-shadow", tuple(source.names), clip)     # clip: a complete ClipResults
     record = RunRecord.for_model("vpp infer", "model.safetensors", pkr=0.4, mode="vpp")
     summary = export_results([video], ytvis="out/results.json", zip="out/results.zip", davis="out/masks",
-                             coco="out/frames_coco.json", categories=[(1, "car")], record=record)
+                             coco="out/frames_coco.json", categories=[(1, "car")], record=record,
+                             inputs=[source.path])
     print(summary.message)
     back = import_tracks("out/results.json", num_frames=clip.num_frames, height=clip.height, width=clip.width)
 
@@ -31,15 +34,34 @@ Outputs:
   tracks use but the list lacks are added as "category <id>".
 - ``davis``: one palette PNG per frame, named by the frame's stem (objects 1..K = ``davis_objects()``).
   One video: PNGs straight into the folder; several: one sub-folder per video named by its ``name``;
-  a name used by several videos (or not a plain folder name) gets ``-<video_id>`` appended.
+  a name used by several videos (or not a plain folder name) gets ``-<video_id>`` appended, so every
+  video gets its own folder.
 - A run record next to every output: ``<stem>.run.json`` beside each file (a JSON and a zip of the same
   stem share one) and ``vpp_run.json`` inside the DAVIS folder (it also maps objects to track IDs).
 
-Every output is staged in its target's own folder (temporary names, fsync), read back with the reader
-that imports it, and only when all are staged committed together (``os.replace``; an existing DAVIS folder
-is moved aside, the new one renamed in, the old one deleted). Any failure removes the staging and restores
-what was replaced; existing files are never left half-written. A non-empty DAVIS folder without
-``vpp_run.json`` is never replaced (it is the user's, not ours): :class:`DataError`.
+Rules that always hold (:func:`check_outputs` refuses, with :class:`DataError`, before anything is computed):
+
+- Outputs never overwrite inputs: an output (or its run record) that is, lies inside, or contains one of
+  ``inputs`` (frame folders, videos, a split's annotation file and image folder, the model), symlinks
+  resolved, is refused naming both paths. An output path that is itself a symbolic link is refused.
+- A DAVIS folder is written only if it is new, empty, or an earlier export of ours: it holds
+  ``vpp_run.json`` and nothing but the PNGs and video folders that record lists. It is then replaced as
+  a whole, after the new masks are complete. A folder with any other file is never touched.
+- Every output folder must exist and take a new entry (tried by creating and removing an empty folder:
+  a read-only folder, ``/proc`` or ``/sys`` is refused), and no two outputs (run records included) share a path.
+
+Commit rule (kill-safe, :class:`core.atomic.MultiCommit`): every output is staged in its target's own
+folder under ``.vpp-commit.<token>.<i>.new`` (fsync'ed) and read back with the reader that imports it.
+Before staging, a manifest ``.vpp-commit.<token>.json`` (fsync'ed, locked while the process lives) is
+written in the first target's folder, with a copy in every other target folder. The commit creates the
+marker ``.vpp-commit.<token>.commit``, then per target keeps what stood there as ``.vpp-commit.<token>.<i>.old``
+(a folder moved aside, a file hard-linked) and renames the new output in; once all are in, the backups,
+the marker and the manifests are deleted. An error restores every old output. A process killed at any
+point leaves a manifest; the next :func:`export_results` into that folder (and ``vpp infer`` at its
+start) calls :func:`recover_exports`: with the commit marker, and every new output staged or in place,
+it rolls forward; otherwise it restores the backups. Then it removes the names that manifest recorded,
+never following a symlink and never touching another name. So after a crash the folder holds the
+complete old outputs or the complete new ones, and no leftovers once recovered.
 
 Imports (auto-detected): a YTVIS results JSON list or a zip holding ``results.json``, a YTVIS ground
 truth (``videos``/``annotations``), a COCO per-frame JSON as written here, or a folder of DAVIS PNGs.
@@ -52,11 +74,10 @@ from __future__ import annotations
 import builtins  # export_results has a parameter named zip
 import contextlib
 import hashlib
+import io
 import json
 import os
-import secrets
-import shutil
-import tempfile
+import stat
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -64,7 +85,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.data.ytvis import parse_ytvis_gt, parse_ytvis_results, read_ytvis_results, write_ytvis_results
+from core.atomic import CommitRefused, MultiCommit, fsync_dir, probe_writable, real_target, recover_commits
+from core.data.ytvis import parse_ytvis_gt, parse_ytvis_results, read_ytvis_results, results_to_json
 from core.errors import DataError
 from core.export_formats import (
     DAVIS_RECORD,
@@ -85,7 +107,7 @@ from core.export_formats import (
 )
 
 __all__ = ["ExportSummary", "ImportedTrack", "ImportedTracks", "RunRecord", "VideoExport", "check_outputs",
-           "export_results", "file_sha256", "import_tracks", "package_version"]
+           "davis_problem", "export_results", "file_sha256", "import_tracks", "package_version", "recover_exports"]
 
 _KINDS = ("ytvis", "zip", "coco", "davis")  # staging order; DAVIS (the slowest) last
 _LABELS = {"ytvis": "YTVIS results", "zip": "zipped results", "coco": "COCO JSON", "davis": "DAVIS folder"}
@@ -152,6 +174,7 @@ class ExportSummary:
     paths: tuple[Path, ...]  # every file or folder written, run records included
     tracks: dict[int, int] = field(hash=False)  # video id -> tracks exported
     message: str = ""
+    recovered: tuple[str, ...] = ()  # what recover_exports finished or undid first (one line each)
 
 
 # -- output locations -----------------------------------------------------------------------------
@@ -161,34 +184,131 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(f"{path.stem}.run.json")
 
 
-def _writable_parent(path: Path, what: str) -> None:
-    parent = path.parent
-    if not parent.is_dir():
-        raise DataError(f"{path}: output folder {parent} does not exist; create it or choose another {what}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise DataError(f"{path}: output folder {parent} is not writable; choose another {what}")
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
-def _is_ours(folder: Path) -> bool:
+def _same_node(a: Path, b: Path) -> bool:
     try:
-        return (folder / DAVIS_RECORD).is_file() or not any(folder.iterdir())
+        return os.path.samefile(a, b)
     except OSError:
         return False
 
 
+def _check_inputs(targets: Sequence[tuple[str, Path]], inputs: Iterable[str | os.PathLike]) -> None:
+    """DataError when an output (``targets``: (what, path)) is, lies inside, or contains an input."""
+    ins = [(Path(i), _real(Path(i))) for i in inputs]
+    for what, p in targets:
+        rp = _real(p)
+        for given, ri in ins:
+            if rp == ri or _same_node(p, given):
+                rel = "is"
+            elif ri in rp.parents:
+                rel = "lies inside"
+            elif rp in ri.parents:
+                rel = "contains"
+            else:
+                continue
+            links = [f"{x} resolves to {r}" for x, r in ((p, rp), (given, ri)) if Path(os.path.abspath(x)) != r]
+            via = f" ({'; '.join(links)})" if links else ""
+            raise DataError(f"{p}: the {what} {rel} the input {given}{via}; outputs never overwrite inputs, "
+                            "choose another location")
+
+
+def _writable_parent(path: Path, what: str, probed: set[Path]) -> None:
+    parent = real_target(path).parent
+    if not parent.is_dir():
+        raise DataError(f"{path}: output folder {path.parent} does not exist; create it or choose another {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"{path}: output folder {path.parent} is not writable; choose another {what}")
+    if parent in probed:
+        return
+    try:
+        probe_writable(parent)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot create files in the output folder {parent} ({exc.strerror or exc}); "
+                        f"choose another {what}") from None
+    probed.add(parent)
+
+
+def _record_folders(record: Path) -> set[str] | None:
+    """The video folders a DAVIS folder's ``vpp_run.json`` lists ("" = PNGs at the top), or None if it is not ours."""
+    try:
+        st = os.lstat(record)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
+            return None
+        data = json.loads(record.read_bytes())
+        folders = {v["folder"] for v in data["videos"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return folders if all(isinstance(f, str) for f in folders) else None
+
+
+def _is_png(entry: os.DirEntry) -> bool:
+    return entry.name.lower().endswith(".png") and entry.is_file(follow_symlinks=False)
+
+
+def _only_pngs(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as it:
+            return all(_is_png(e) for e in it)
+    except OSError:
+        return False
+
+
+def davis_problem(folder: str | os.PathLike) -> str | None:
+    """Why an export must not write the DAVIS folder ``folder``, or None: it is new, empty or one of our exports
+    (``vpp_run.json`` and only the PNGs and video folders it lists), which is replaced as a whole."""
+    folder = Path(folder)
+    choose = "choose an empty or new folder for the DAVIS masks"
+    if os.path.islink(folder):
+        return f"{folder}: is a symbolic link (to {os.path.realpath(folder)}); give the folder itself"
+    if not os.path.lexists(folder):
+        return None
+    if not folder.is_dir():
+        return f"{folder}: is a file, not a folder; {choose}"
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        return f"{folder}: cannot list the folder ({exc.strerror or exc}); {choose}"
+    if not entries:
+        return None
+    listed = _record_folders(folder / DAVIS_RECORD)
+    if listed is None:
+        return f"{folder}: the folder is not empty and holds no {DAVIS_RECORD} (it is not a VPP export); {choose}"
+    foreign = [e.name for e in entries
+               if not ((e.name == DAVIS_RECORD and e.is_file(follow_symlinks=False))
+                       or ("" in listed and _is_png(e))
+                       or (e.name in listed and e.is_dir(follow_symlinks=False) and _only_pngs(e.path)))]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        return (f"{folder}: holds {shown} besides an earlier export (an export replaces the folder as a whole); "
+                f"move them out or {choose}")
+    return None
+
+
+def _replaceable(final: Path, is_dir: bool) -> str | None:
+    return davis_problem(final) if is_dir else None
+
+
 def check_outputs(*, ytvis: str | os.PathLike | None = None, zip: str | os.PathLike | None = None,
-                  davis: str | os.PathLike | None = None,
-                  coco: str | os.PathLike | None = None) -> dict[str, Path]:
+                  davis: str | os.PathLike | None = None, coco: str | os.PathLike | None = None,
+                  inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
     """Check every output location before anything is computed or written; returns kind -> path.
 
-    Raises ValueError when no output is given and :class:`DataError` for a missing or read-only folder,
-    a path given twice (run records included), a file inside the DAVIS folder, or a DAVIS folder that
-    holds other files than one of our exports.
+    Raises ValueError when no output is given and :class:`DataError` for an output that is, lies inside
+    or contains one of ``inputs`` (symlinks resolved), a missing folder or one nothing can be created in,
+    a path given twice (run records included), a symbolic link, a file inside the DAVIS folder, or a DAVIS
+    folder that holds anything but one of our exports. Writes nothing (the write test leaves no trace).
     """
     given = {"ytvis": ytvis, "zip": zip, "coco": coco, "davis": davis}
     outputs = {k: Path(given[k]) for k in _KINDS if given[k] is not None}
     if not outputs:
         raise ValueError("export needs at least one output: ytvis, zip, coco or davis")
+    for kind, p in outputs.items():
+        if kind != "davis" and p.name in ("", ".", ".."):
+            raise DataError(f"{p}: not a file name; give a file name for the {_LABELS[kind]} output")
     seen: dict[Path, str] = {}
     for kind, p in outputs.items():
         key = p.resolve()
@@ -196,12 +316,16 @@ def check_outputs(*, ytvis: str | os.PathLike | None = None, zip: str | os.PathL
             raise DataError(f"{p}: given as both the {seen[key]} and the {_LABELS[kind]} output; "
                             "choose a different name for each")
         seen[key] = _LABELS[kind]
+    targets = [(f"{_LABELS[k]} output" if k != "davis" else _LABELS[k], p) for k, p in outputs.items()]
+    targets += [(f"run record of the {_LABELS[k]} output", _sidecar(p)) for k, p in outputs.items() if k != "davis"]
+    _check_inputs(targets, inputs)
     if "davis" in outputs:
         d = outputs["davis"].resolve()
         inside = [p for k, p in outputs.items() if k != "davis" and d in p.resolve().parents]
         if inside:
             raise DataError(f"{inside[0]}: lies inside the DAVIS folder {outputs['davis']}, which an export "
                             "replaces as a whole; write it elsewhere")
+    probed: set[Path] = set()
     for kind, p in outputs.items():
         if kind == "davis":
             continue
@@ -209,31 +333,36 @@ def check_outputs(*, ytvis: str | os.PathLike | None = None, zip: str | os.PathL
         if side in seen:
             raise DataError(f"{p}: its run record {_sidecar(p)} would overwrite the {seen[side]} output; "
                             "choose other names")
-        _writable_parent(p, "file name")
+        _writable_parent(p, "file name", probed)
         for q in (p, _sidecar(p)):
+            if os.path.islink(q):
+                raise DataError(f"{q}: is a symbolic link (to {os.path.realpath(q)}); give the real path, "
+                                f"not a link, for the {_LABELS[kind]} output")
             if q.is_dir():
                 raise DataError(f"{q}: is a folder; give a file name for the {_LABELS[kind]} output")
     if "davis" in outputs:
         d = outputs["davis"]
-        _writable_parent(d, "folder")
-        if d.exists() and not d.is_dir():
-            raise DataError(f"{d}: is a file, not a folder; choose an empty or new folder for the DAVIS masks")
-        if d.is_dir() and not _is_ours(d):
-            raise DataError(f"{d}: the folder is not empty and holds no {DAVIS_RECORD} (it is not a VPP export); "
-                            "choose an empty or new folder for the DAVIS masks")
+        _writable_parent(d, "folder", probed)
+        problem = davis_problem(d)
+        if problem:
+            raise DataError(problem)
     return outputs
 
 
-# -- staging and commit ---------------------------------------------------------------------------
+def recover_exports(*outputs: str | os.PathLike) -> list[str]:
+    """Finish or undo any export a killed process left beside ``outputs`` (files or DAVIS folders).
+
+    Looks for our commit manifests in each output's folder (see the module docstring); returns one line
+    per interrupted export handled. Exports still running in another process are left alone.
+    """
+    folders = []
+    for p in outputs:
+        with contextlib.suppress(OSError, ValueError):
+            folders.append(real_target(p).parent)
+    return recover_commits(folders, replaceable=_replaceable)
 
 
-@dataclass
-class _Staged:
-    tmp: Path
-    final: Path
-    is_dir: bool
-    old: Path | None = None  # what stood at ``final`` before, moved aside (folder) or hard-linked (file)
-    done: bool = False
+# -- staging --------------------------------------------------------------------------------------
 
 
 def _mode_for(final: Path, *, folder: bool = False) -> int:
@@ -244,91 +373,11 @@ def _mode_for(final: Path, *, folder: bool = False) -> int:
     return (0o777 if folder else 0o666) & ~_UMASK
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _stage_file(final: Path, staged: list[_Staged]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    staged.append(_Staged(Path(tmp), final, False))
-    return Path(tmp)
-
-
-def _stage_bytes(final: Path, data: bytes, staged: list[_Staged]) -> None:
-    tmp = _stage_file(final, staged)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, _mode_for(final))
-
-
-def _aside(path: Path) -> Path:
-    while True:
-        p = path.with_name(f".{path.name}.old-{secrets.token_hex(4)}")
-        if not os.path.lexists(p):
-            return p
-
-
-def _commit(staged: list[_Staged]) -> None:
-    """Move every staged output into place (folders first); on any failure put everything back."""
-    order = [s for s in staged if s.is_dir] + [s for s in staged if not s.is_dir]
-    try:
-        for s in order:
-            if s.is_dir:
-                if os.path.lexists(s.final):
-                    if not _is_ours(s.final):
-                        raise DataError(f"{s.final}: files appeared in the folder during the export; choose an "
-                                        "empty or new folder for the DAVIS masks")
-                    s.old = _aside(s.final)
-                    os.rename(s.final, s.old)
-                os.rename(s.tmp, s.final)
-            else:
-                if s.final.exists():
-                    s.old = _aside(s.final)
-                    try:
-                        os.link(s.final, s.old)
-                    except OSError:
-                        shutil.copy2(s.final, s.old)
-                os.replace(s.tmp, s.final)
-            s.done = True
-    except BaseException:
-        for s in reversed(order):  # the new output back to its staging name, the old one back in place
-            with contextlib.suppress(OSError):
-                if s.done:
-                    os.rename(s.final, s.tmp)
-                    s.done = False
-                if s.old is not None:
-                    os.replace(s.old, s.final)
-                    s.old = None
-        raise
-    for s in order:
-        if s.old is not None:
-            with contextlib.suppress(OSError):
-                if s.is_dir:
-                    shutil.rmtree(s.old)
-                else:
-                    os.unlink(s.old)
-            s.old = None
-    for folder in {s.final.parent for s in order}:
-        _fsync_dir(folder)
-
-
-def _cleanup(staged: list[_Staged]) -> None:
-    for s in staged:
-        if s.done:
-            continue
-        with contextlib.suppress(OSError):
-            if s.is_dir:
-                shutil.rmtree(s.tmp)
-            else:
-                os.unlink(s.tmp)
+def _zipped(member: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, data)
+    return buf.getvalue()
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -365,9 +414,16 @@ def _json_bytes(obj: Any) -> bytes:
 def export_results(videos: Iterable[VideoExport], *, ytvis: str | os.PathLike | None = None,
                    zip: str | os.PathLike | None = None, davis: str | os.PathLike | None = None,
                    coco: str | os.PathLike | None = None, categories: Iterable[tuple[int, str]] = (),
-                   record: RunRecord) -> ExportSummary:
-    """Write any subset of the formats for ``videos``, all or nothing; see the module docstring."""
-    outputs = check_outputs(ytvis=ytvis, zip=zip, davis=davis, coco=coco)
+                   record: RunRecord, inputs: Iterable[str | os.PathLike] = ()) -> ExportSummary:
+    """Write any subset of the formats for ``videos``, all or nothing; see the module docstring.
+
+    ``inputs``: the files and folders the results were computed from (frames, videos, the model); no
+    output may be, lie inside or contain one of them. A killed earlier export beside these outputs is
+    finished or undone first (:func:`recover_exports`; its lines are in ``ExportSummary.recovered``).
+    """
+    inputs = tuple(inputs)
+    recovered = tuple(recover_exports(*(p for p in (ytvis, zip, coco, davis) if p is not None)))
+    outputs = check_outputs(ytvis=ytvis, zip=zip, davis=davis, coco=coco, inputs=inputs)
     videos = tuple(videos)
     _check_videos(videos)
     cats = _categories(videos, categories)
@@ -376,28 +432,31 @@ def export_results(videos: Iterable[VideoExport], *, ytvis: str | os.PathLike | 
                        "tracks": tracks[v.video_id]} for v in videos]
     subs = check_davis_names(videos) if "davis" in outputs else []
     run = record.to_json()
-    staged: list[_Staged] = []
-    try:
+    sidecars: dict[Path, list[str]] = {}
+    for kind, p in outputs.items():
+        if kind != "davis":
+            sidecars.setdefault(_sidecar(p), []).append(p.name)
+    order = [k for k in _KINDS if k in outputs]
+    slot = {k: i for i, k in enumerate(order)}
+    targets = [(outputs[k], k == "davis") for k in order] + [(side, False) for side in sidecars]
+    objects: dict[int, list[int]] = {}
+    with MultiCommit(targets) as txn:
         if "ytvis" in outputs or "zip" in outputs:
             reference = ytvis_reference(videos, cats)
             parsed = parse_ytvis_results(ytvis_entries(videos), reference, source=outputs.get("ytvis", zip))
+            body = _json_bytes(results_to_json(parsed))
             for kind in ("ytvis", "zip"):
                 if kind in outputs:
-                    tmp = _stage_file(outputs[kind], staged)
-                    write_ytvis_results(tmp, parsed, gt=reference, zip=kind == "zip")
-                    os.chmod(tmp, _mode_for(outputs[kind]))
+                    data = _zipped("results.json", body) if kind == "zip" else body
+                    tmp = txn.stage_bytes(slot[kind], data, _mode_for(outputs[kind]))
                     if len(read_ytvis_results(tmp, reference)) != len(parsed):
                         raise DataError(f"{outputs[kind]}: the written results do not read back; check the disk")
         if "coco" in outputs:
             data = coco_dataset(videos, cats, run)
-            _stage_bytes(outputs["coco"], _json_bytes(data), staged)
-            check_coco(load_json_file(staged[-1].tmp), outputs["coco"])
-        objects: dict[int, list[int]] = {}
+            tmp = txn.stage_bytes(slot["coco"], _json_bytes(data), _mode_for(outputs["coco"]))
+            check_coco(load_json_file(tmp), outputs["coco"])
         if "davis" in outputs:
-            final = outputs["davis"]
-            tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-            staged.append(_Staged(tmp_dir, final, True))
-            os.chmod(tmp_dir, _mode_for(final, folder=True))
+            tmp_dir = txn.stage_dir(slot["davis"], _mode_for(outputs["davis"], folder=True))
             for v, sub in builtins.zip(videos, subs):
                 folder = tmp_dir / sub
                 folder.mkdir(exist_ok=True)
@@ -409,24 +468,21 @@ def export_results(videos: Iterable[VideoExport], *, ytvis: str | os.PathLike | 
                 fh.flush()
                 os.fsync(fh.fileno())
             for sub in {*subs, ""}:
-                _fsync_dir(tmp_dir / sub)
-        sidecars: dict[Path, list[str]] = {}
-        for kind, p in outputs.items():
-            if kind != "davis":
-                sidecars.setdefault(_sidecar(p), []).append(p.name)
-        for side, names in sidecars.items():
-            _stage_bytes(side, json.dumps({**run, "outputs": names, "videos": summary_videos}, indent=2).encode(),
-                         staged)
-        _commit(staged)
-    finally:
-        _cleanup(staged)
+                fsync_dir(tmp_dir / sub)
+        for i, (side, names) in enumerate(sidecars.items(), len(order)):
+            txn.stage_bytes(i, json.dumps({**run, "outputs": names, "videos": summary_videos}, indent=2).encode(),
+                            _mode_for(side))
+        try:
+            txn.commit(replaceable=_replaceable)
+        except CommitRefused as exc:
+            raise DataError(str(exc)) from None
     n = sum(tracks.values())
     where = ", ".join(str(outputs[k]) for k in _KINDS if k in outputs)
     k = max(map(len, objects.values()), default=0)
     davis_note = f" (DAVIS: {k} object{'s' if k != 1 else ''})" if objects else ""
     message = (f"exported {n} track{'s' if n != 1 else ''} of {len(videos)} video{'s' if len(videos) != 1 else ''} "
                f"to {where}{davis_note}")
-    return ExportSummary(tuple(s.final for s in staged), tracks, message)
+    return ExportSummary(tuple(outputs[k] for k in order) + tuple(sidecars), tracks, message, recovered)
 
 
 # -- import ---------------------------------------------------------------------------------------

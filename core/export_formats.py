@@ -108,23 +108,35 @@ def coco_dataset(videos: Sequence[VideoExport], categories: Sequence[tuple[int, 
             "categories": [{"id": int(i), "name": str(n)} for i, n in categories]}
 
 
+def _plain_folder_name(name: str) -> bool:
+    return (name not in ("", ".", "..") and PurePath(name).name == name and not any(c in name for c in "/\\\0")
+            and name.lower() != DAVIS_RECORD)
+
+
 def davis_folders(videos: Sequence[VideoExport]) -> list[str]:
     """Sub-folder per video ("" for a single video: PNGs go straight into the DAVIS folder).
 
-    A folder is named by the video's ``name``; names used by more than one video, and names that are
-    not a plain folder name, get ``-<video_id>`` appended (``video-<id>`` if the name is unusable).
+    A folder is named by the video's ``name``; names used by more than one video (compared without
+    case, as some file systems do), and names that are not a plain folder name, get ``-<video_id>``
+    appended (``video-<id>`` if the name is unusable), then ``-2``, ``-3`` ... until every folder is distinct.
     """
     if len(videos) == 1:
         return [""]
-    plain = [v.name if v.name not in ("", ".", "..") and PurePath(v.name).name == v.name
-             and "/" not in v.name and "\\" not in v.name else "" for v in videos]
+    plain = [v.name if _plain_folder_name(v.name) else "" for v in videos]
     counts: dict[str, int] = {}
     for n in plain:
         counts[n.lower()] = counts.get(n.lower(), 0) + 1
-    out = [n if n and counts[n.lower()] == 1 else f"{n or 'video'}-{v.video_id}" for n, v in zip(plain, videos)]
-    if len({n.lower() for n in out}) != len(out):
-        raise DataError(f"videos {', '.join(str(v.video_id) for v in videos)} do not get distinct DAVIS folder "
-                        f"names ({', '.join(out)}); give the videos distinct names")
+    wanted = [n if n and counts[n.lower()] == 1 else f"{n or 'video'}-{v.video_id}" for n, v in zip(plain, videos)]
+    taken = {n.lower() for n, w in zip(plain, wanted) if n == w}  # names kept as given win
+    out: list[str] = []
+    for n, w in zip(plain, wanted):
+        name, k = w, 1
+        if n != w:
+            while name.lower() in taken:
+                k += 1
+                name = f"{w}-{k}"
+            taken.add(name.lower())
+        out.append(name)
     return out
 
 

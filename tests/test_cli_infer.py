@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -153,3 +154,115 @@ def test_bad_arguments_give_one_line_errors(tmp_path, small_model, capsys, case)
     lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_help_says_what_happens_to_the_davis_folder(capsys):
+    with contextlib.suppress(SystemExit):  # argparse's own exit, where main does not return a code
+        main(["infer", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("--davis-png DIR", "must be a new or empty folder, or an earlier export of ours (it holds "
+                   "vpp_run.json and only the masks it lists)", "replaced as a whole, only after the new masks are "
+                   "complete", "A folder holding any other file is refused before inference starts",
+                   "the input's own folder"):
+        assert phrase in text, phrase
+
+
+def test_an_earlier_export_with_a_users_files_in_it_is_refused_before_the_model_loads(tmp_path, capsys):
+    from core.export import RunRecord, VideoExport, export_results
+    from core.results import ClipResults
+
+    frames = tmp_path / "f"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.zeros((32, 48, 3), np.uint8))
+    clip = ClipResults(1, 32, 48)
+    clip.add(_empty_frame(0, 32, 48))
+    exports = tmp_path / "exports"
+    export_results([VideoExport(1, "f", ("0.png",), clip)], davis=exports, record=RunRecord("t", "m"))
+    (exports / "notes.txt").write_text("keep me")
+    (exports / "other_run").mkdir()
+    (exports / "other_run" / "a.png").write_bytes(b"keep me too")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")
+    code, _, err = _infer(capsys, frames, "--model", junk, "--out", tmp_path / "r.json", "--davis-png", exports)
+    assert code == 2 and "junk" not in err and "Traceback" not in err
+    assert "exports: holds notes.txt, other_run besides an earlier export" in err
+    assert (exports / "notes.txt").read_text() == "keep me"
+    assert (exports / "other_run" / "a.png").read_bytes() == b"keep me too"
+    assert not (tmp_path / "r.json").exists()
+
+
+def _empty_frame(index, h, w):
+    """A frame with no instances."""
+    from types import SimpleNamespace
+
+    from core.results import CompactFrame
+
+    return CompactFrame.from_result(SimpleNamespace(
+        index=index, track_ids=np.zeros(0, np.int64), category_ids=np.zeros(0, np.int64),
+        scores=np.zeros(0, np.float32), masks=np.zeros((0, h, w), bool), kept=np.ones((1, 2, 2), bool),
+        stage_names=("Map-SM",), keep_ratio=1.0, gflops=0.0, ms=0.0))
+
+
+KILLED_EXPORT = r"""
+import os, signal, sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from core.export import RunRecord, VideoExport, export_results
+from core.results import ClipResults, CompactFrame
+
+out = Path(sys.argv[1])
+
+
+def clip(seed):
+    m = np.zeros((1, 32, 48), bool)
+    m[0, seed: seed + 9, 4:20] = True
+    c = ClipResults(1, 32, 48)
+    c.add(CompactFrame.from_result(SimpleNamespace(
+        index=0, track_ids=np.array([1]), category_ids=np.array([1]), scores=np.array([0.8], np.float32),
+        masks=m, kept=np.ones((1, 2, 2), bool), stage_names=("Map-SM",), keep_ratio=1.0, gflops=0.0, ms=0.0)))
+    return c
+
+
+real_rename = os.rename
+
+
+def rename(src, dst):  # SIGKILL right before the new masks folder is renamed in
+    if Path(dst) == out / "masks":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_rename(src, dst)
+
+
+for gen, seed in (("old", 2), ("new", 9)):
+    if gen == "new":
+        os.rename = rename
+    export_results([VideoExport(1, "f", ("0.png",), clip(seed))], ytvis=out / "r.json", davis=out / "masks",
+                   record=RunRecord("t", "m", extra={"gen": gen}))
+"""
+
+
+def test_vpp_infer_first_finishes_an_export_killed_mid_commit(tmp_path, capsys):
+    """SIGKILL after the new JSON went in and the old masks folder was moved aside: the next vpp infer into
+    the folder completes the new set before anything else (here it then stops at a junk model)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.run([sys.executable, "-c", KILLED_EXPORT, str(out)], cwd=Path(__file__).resolve().parents[1],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9, child.stderr
+    assert not (out / "masks").exists()  # the state a kill leaves: the new masks are still staged
+    frames = tmp_path / "f"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.zeros((32, 48, 3), np.uint8))
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")
+    code, _, err = _infer(capsys, frames, "--model", junk, "--out", out / "r.json", "--davis-png", out / "masks")
+    assert "note: finished an interrupted export" in err and code == 2  # then the junk model stops the run
+    assert sorted(p.name for p in out.iterdir()) == ["masks", "r.json", "r.run.json"]
+    for record in (out / "r.run.json", out / "masks" / "vpp_run.json"):
+        assert json.loads(record.read_text())["extra"] == {"gen": "new"}
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["0.png", "vpp_run.json"]

@@ -241,6 +241,63 @@ def test_an_earlier_export_folder_is_replaced_but_a_foreign_one_is_refused(tmp_p
     assert not (tmp_path / "r.json").exists()  # checked before anything was written
 
 
+def test_an_earlier_export_with_a_users_files_added_is_refused_whole(tmp_path, record):
+    """Only our own export is replaced: a notes file or another run's folder inside it stops the export."""
+    clip, *_ = random_clip(15, disjoint=True)
+    a, *_ = random_clip(16, disjoint=True)
+    exports = tmp_path / "exports"
+    export_results([video(clip)], davis=exports, record=record)
+    (exports / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"exports: holds notes\.txt besides an earlier export.*move them out"):
+        export_results([video(clip)], ytvis=tmp_path / "r.json", davis=exports, record=record)
+    (exports / "notes.txt").unlink()
+    (exports / "other_run").mkdir()
+    (exports / "other_run" / "00000.png").write_bytes(b"not ours")
+    with pytest.raises(DataError, match=r"holds other_run besides an earlier export"):
+        check_outputs(davis=exports)
+    assert (exports / "other_run" / "00000.png").read_bytes() == b"not ours"
+    assert not (tmp_path / "r.json").exists()
+    (exports / "other_run" / "00000.png").unlink()
+    (exports / "other_run").rmdir()
+    several = tmp_path / "several"  # an export of several videos: its listed sub-folders are ours
+    export_results([video(clip, 1, "a"), video(a, 2, "b")], davis=several, record=record)
+    (several / "a" / "extra.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"holds a besides an earlier export"):
+        check_outputs(davis=several)
+    (several / "a" / "extra.txt").unlink()
+    export_results([video(clip)], davis=several, record=record)  # now ours alone: replaced as a whole
+    assert _listing(several) == ["00000.png", "00001.png", "00002.png", "vpp_run.json"]
+
+
+def test_symlinked_outputs_are_refused(tmp_path, record):
+    clip, *_ = random_clip(17, disjoint=True)
+    export_results([video(clip)], davis=tmp_path / "real", ytvis=tmp_path / "real.json", record=record)
+    (tmp_path / "link").symlink_to("real")
+    (tmp_path / "link.json").symlink_to("real.json")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
+    with pytest.raises(DataError, match=r"link: is a symbolic link \(to .*real\); give the folder itself"):
+        export_results([video(clip)], davis=tmp_path / "link", record=record)
+    with pytest.raises(DataError, match=r"link\.json: is a symbolic link"):
+        export_results([video(clip)], ytvis=tmp_path / "link.json", record=record)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "link.json", "model.safetensors", "real",
+                                                          "real.json", "real.run.json"]
+
+
+def test_videos_whose_names_collide_each_get_their_own_davis_folder(tmp_path, record):
+    made = [random_clip(20 + i, disjoint=True) for i in range(4)]
+    clips = [c for c, *_ in made]
+    videos = [video(clips[0], 1, "x"), video(clips[1], 2, "X"), video(clips[2], 3, "x-1"), video(clips[3], 4, "..")]
+    export_results(videos, davis=tmp_path / "d", record=record)
+    run = json.loads((tmp_path / "d" / "vpp_run.json").read_text())
+    folders = [v["folder"] for v in run["videos"]]
+    assert folders[2] == "x-1" and len({f.lower() for f in folders}) == 4 and ".." not in folders
+    for (_, truth, _), f in zip(made, folders):  # each folder holds its own video's masks
+        back = import_tracks(tmp_path / "d" / f, num_frames=T, height=H, width=W)
+        _assert_same(_masks_of(back), [truth[2], truth[5], truth[9]])
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted([*folders, "vpp_run.json"])
+
+
 def test_output_locations_are_checked_before_writing(tmp_path):
     with pytest.raises(ValueError, match="at least one output"):
         check_outputs()

@@ -40,7 +40,8 @@ def _video(results: ClipResults, name: str, names: Sequence[str] | None, video_i
 
 
 def write_ytvis(results: ClipResults, path: str | Path, *, video_id: int = 1, zipped: bool | None = None,
-                record: RunRecord | None = None, categories: Sequence[tuple[int, str]] = ()) -> str:
+                record: RunRecord | None = None, categories: Sequence[tuple[int, str]] = (),
+                inputs: Sequence[str | Path] = ()) -> str:
     """Validate and write the YTVIS results of ``results`` (a zip holding results.json when ``zipped``, or by
     default when ``path`` ends in .zip); returns a one-line summary."""
     from core.export import export_results
@@ -49,22 +50,24 @@ def write_ytvis(results: ClipResults, path: str | Path, *, video_id: int = 1, zi
     as_zip = path.suffix.lower() == ".zip" if zipped is None else zipped
     target = {"zip": path} if as_zip else {"ytvis": path}
     return export_results([_video(results, path.stem, None, video_id)], **target, categories=categories,
-                          record=_record(record)).message
+                          record=_record(record), inputs=inputs).message
 
 
 def write_davis(results: ClipResults, folder: str | Path, names: Sequence[str], *,
-                record: RunRecord | None = None) -> str:
+                record: RunRecord | None = None, inputs: Sequence[str | Path] = ()) -> str:
     """One DAVIS palette PNG per frame (named like the frame) in ``folder``; objects = best tracks.
 
     ``folder`` must be new, empty or an earlier export (it is replaced as a whole)."""
     from core.export import export_results
 
     folder = Path(folder)
-    return export_results([_video(results, folder.name, names)], davis=folder, record=_record(record)).message
+    return export_results([_video(results, folder.name, names)], davis=folder, record=_record(record),
+                          inputs=inputs).message
 
 
 def write_coco(results: ClipResults, path: str | Path, names: Sequence[str], *, record: RunRecord | None = None,
-               categories: Sequence[tuple[int, str]] = (), video_name: str | None = None) -> str:
+               categories: Sequence[tuple[int, str]] = (), video_name: str | None = None,
+               inputs: Sequence[str | Path] = ()) -> str:
     """A COCO per-frame JSON (one image per frame, one annotation per present track); returns a summary.
 
     Image ``file_name`` is "<video_name>/<frame name>" (``video_name`` defaults to the file's stem)."""
@@ -72,7 +75,7 @@ def write_coco(results: ClipResults, path: str | Path, names: Sequence[str], *, 
 
     path = Path(path)
     return export_results([_video(results, video_name or path.stem, names)], coco=path, categories=categories,
-                          record=_record(record)).message
+                          record=_record(record), inputs=inputs).message
 
 
 def incomplete_message(results: ClipResults | None) -> str | None:
