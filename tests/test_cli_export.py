@@ -82,3 +82,11 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
     bad.write_text('{"format": "vpp-studio-project", "version": 99}')
     assert main(["export", str(bad), "--out", str(tmp_path / "y.json")]) == 2
     assert "newer" in capsys.readouterr().err
+
+
+def test_export_never_overwrites_the_project(tmp_path, capsys):
+    _doc, path, _ = _project(tmp_path)
+    before = path.read_bytes()
+    assert main(["export", str(path), "--out", str(path)]) == 2
+    assert "review.vppproj" in capsys.readouterr().err
+    assert path.read_bytes() == before

@@ -39,6 +39,11 @@ class Transfers:
             return False
         return True
 
+    def _inputs(self) -> tuple[str, ...]:
+        """What an export must never overwrite: the clip and the open project."""
+        doc = self.doc
+        return tuple(str(p) for p in (doc.clip.path, doc.path) if p)
+
     def _snapshot(self):
         doc = self.doc
         return (doc.to_clip_results(), doc.run_record("vpp-gui"), tuple(sorted(doc.categories.items())),
@@ -62,7 +67,7 @@ class Transfers:
         self.window.settings.set_folder("export", str(path.parent))
         results, record, categories, _names = self._snapshot()
         return self.window.exporter.start(write_ytvis, results, path, zipped=zipped, record=record,
-                                          categories=categories)
+                                          categories=categories, inputs=self._inputs())
 
     def davis_dialog(self) -> None:
         if not self.ready():
@@ -77,7 +82,7 @@ class Transfers:
             return False
         self.window.settings.set_folder("export", str(Path(folder)))
         results, record, _categories, names = self._snapshot()
-        return self.window.exporter.start(write_davis, results, folder, names, record=record)
+        return self.window.exporter.start(write_davis, results, folder, names, record=record, inputs=self._inputs())
 
     def coco_dialog(self) -> None:
         if not self.ready():
@@ -94,7 +99,7 @@ class Transfers:
         self.window.settings.set_folder("export", str(Path(path).parent))
         results, record, categories, names = self._snapshot()
         return self.window.exporter.start(write_coco, results, path, names, record=record, categories=categories,
-                                          video_name=self.doc.clip.name)
+                                          video_name=self.doc.clip.name, inputs=self._inputs())
 
     # -- import ------------------------------------------------------------------------------------
     def import_dialog(self) -> None:

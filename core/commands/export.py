@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not any((args.out, args.zip, args.davis_png, args.coco)):
         raise VPPError("nothing to write: give --out, --zip, --davis-png and/or --coco")
     outputs = {"ytvis": args.out, "zip": args.zip, "davis": args.davis_png, "coco": args.coco}
-    check_outputs(**outputs)  # a clear error before reading a large project
+    check_outputs(**outputs, inputs=(project,))  # a clear error before reading a large project
     journal = journal_path_for(project)
     if args.recover:
         if not journal.is_file():
@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         doc = Document.load(project)
     clip = doc.to_clip_results(include_rejected=args.include_rejected)
     video = VideoExport(1, doc.clip.name, doc.clip.frame_names(), clip)
+    inputs = (project, *([doc.clip.path] if Path(doc.clip.path).exists() else []))
     summary = export_results([video], **outputs, categories=tuple(sorted(doc.categories.items())),
-                             record=doc.run_record("vpp export"))
+                             record=doc.run_record("vpp export"), inputs=inputs)
     report = {"project": str(project), "tracks": summary.tracks.get(1, 0), "written": [str(p) for p in summary.paths]}
     if journal.is_file() and not args.recover:
         report["warning"] = (f"{journal} holds edits not saved in the project (a crash?); "

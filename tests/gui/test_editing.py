@@ -275,3 +275,16 @@ def test_import_of_another_clip_s_masks_is_refused_with_the_file_named(window, s
     assert w.transfers.import_path(bad) == []
     assert dialogs and "other_clip.json" in dialogs[-1][1] and "40" in dialogs[-1][1]
     assert len(w.bridge.doc.tracks) == n
+
+
+def test_app_export_into_the_clip_folder_is_refused(make_window, shared_data, qtbot, wait_done, tmp_path):
+    import shutil
+
+    frames = tmp_path / "frames"
+    shutil.copytree(shared_data / CLIP, frames)
+    w = make_window(frames)
+    wait_done(w)
+    with qtbot.waitSignal(w.exporter.failed, timeout=60_000) as blocker:
+        assert w.export_davis(frames)
+    assert str(frames) in blocker.args[0]
+    assert sorted(p.name for p in frames.iterdir()) == sorted(p.name for p in (shared_data / CLIP).iterdir())
