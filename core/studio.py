@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from core.errors import CheckpointError, VPPError
 from core.results import ClipResults, CompactFrame
 
 ModelKind = Literal["default", "tiny", "small", "file"]
@@ -200,20 +201,54 @@ def guarded_pass(request: RunRequest, models: ModelStore, channel: PreviewChanne
     try:
         yield from inference_pass(request, models, channel, open_clip)
     except Exception as exc:
-        yield PassError(request.id, user_message(exc), traceback.format_exc())
+        # our errors say what went wrong and where: no traceback (the log would show it to the user);
+        # anything unexpected keeps its traceback, for the debug log only
+        expected = isinstance(exc, VPPError) and not isinstance(exc, ModelLoadError)
+        yield PassError(request.id, user_message(exc), "" if expected else traceback.format_exc())
     else:
         yield PassDone(request.id)
 
 
 def user_message(exc: BaseException) -> str:
     """A one-line message: our errors already name the file and the fix; others get their type."""
-    from core.errors import VPPError
-
     if isinstance(exc, VPPError):
         return str(exc)
     if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         return f"out of memory while running the model ({exc}); try a smaller model or the CPU"
     return f"{type(exc).__name__}: {exc}"
+
+
+def model_file(spec: ModelSpec) -> str | None:
+    """The checkpoint file ``spec`` loads, or None for a model built in memory (untrained variants)."""
+    if spec.kind == "file":
+        return spec.path
+    if spec.kind == "default":
+        from core.resources import DEFAULT_MODEL
+
+        return str(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else None
+    return None
+
+
+class ModelLoadError(CheckpointError):
+    """An unexpected exception while loading a model, with the file named (see :func:`load_for_pass`)."""
+
+
+def load_for_pass(models: ModelStore, spec: ModelSpec, device: str):
+    """``models.get``, every failure turned into a :class:`core.errors.CheckpointError` naming the file.
+
+    A checkpoint's own errors (``CheckpointError`` from ``core.checkpoint`` / ``core.build``) already
+    name it and pass unchanged; anything else (a ``ZeroDivisionError`` from an absurd config, a
+    ``RuntimeError`` from torch ...) becomes a :class:`ModelLoadError` "<file>: cannot load the model:
+    <type>: <what>".
+    """
+    try:
+        return models.get(spec, device)
+    except Exception as exc:
+        path = model_file(spec)
+        where = path if path is not None else f"the {spec.label} model"
+        if isinstance(exc, VPPError) and (path is None or Path(path).stem in str(exc)):  # names it (or its .json)
+            raise
+        raise ModelLoadError(f"{where}: cannot load the model: {user_message(exc)}") from exc
 
 
 def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
@@ -222,7 +257,7 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
     from core.session import InferenceSession, resolve_device
 
     resolve_device(request.device)  # a clear message ("CUDA is not available ...") before loading anything
-    loaded = models.get(request.spec, request.device)
+    loaded = load_for_pass(models, request.spec, request.device)
     cfg = loaded.config
     session = InferenceSession(loaded.model, cfg, device=request.device, pkr=request.pkr,
                                score_threshold=resolve_threshold(request.threshold, loaded.trained))

@@ -119,3 +119,102 @@ def test_model_store_keeps_the_last_models():
     for kind in ("tiny", "small", "tiny", "default", "small"):
         store.get(ModelSpec(kind), "cpu")
     assert calls == ["tiny", "small", "default", "small"]
+
+
+# -- model-load failures name the file (issue 12: "ZeroDivisionError" without the file) --------------------
+def test_model_load_failures_name_the_checkpoint(tmp_path):
+    from core.errors import CheckpointError
+
+    path = tmp_path / "weird.safetensors"
+
+    def zero_division(spec, device):
+        return 1 // 0
+
+    def named(spec, device):
+        raise CheckpointError(f"{path}: tensor 'x' holds NaN")
+
+    req = RunRequest(3, "clip", ModelSpec("file", str(path)), "cpu", 0.5, None)
+    msgs = list(guarded_pass(req, ModelStore(zero_division), PreviewChannel(), lambda _p: ListSource([])))
+    assert len(msgs) == 1 and isinstance(msgs[0], PassError)
+    assert msgs[0].message.startswith(f"{path}: cannot load the model: ZeroDivisionError"), msgs[0].message
+    assert "ZeroDivisionError" in msgs[0].detail  # the traceback is kept for the debug log only
+    msgs = list(guarded_pass(req, ModelStore(named), PreviewChannel(), lambda _p: ListSource([])))
+    assert msgs[0].message == f"{path}: tensor 'x' holds NaN" and msgs[0].detail == ""  # named already: as is
+    built = RunRequest(4, "clip", ModelSpec("tiny"), "cpu", 0.5, None)
+    msgs = list(guarded_pass(built, ModelStore(zero_division), PreviewChannel(), lambda _p: ListSource([])))
+    assert msgs[0].message.startswith("the Tiny (untrained) model: cannot load the model: ZeroDivisionError")
+
+
+def test_data_errors_carry_no_traceback(frames):
+    from core.data.errors import FrameReadError
+
+    class Corrupt(ListSource):
+        def frame(self, i):
+            if i == 1:
+                raise FrameReadError("clip/00001.jpg", 1, "not a decodable image") from ValueError("inner")
+            return super().frame(i)
+
+    req = RunRequest(5, "clip", ModelSpec("tiny"), "cpu", 0.5, 0.0)
+    msgs = list(guarded_pass(req, ModelStore(tiny), PreviewChannel(), lambda _p: Corrupt(frames)))
+    assert isinstance(msgs[-1], PassError) and "00001.jpg" in msgs[-1].message and msgs[-1].detail == ""
+
+
+# -- instance selection: one instance per object (issue 12: duplicate low-score tracks at "auto") ----------
+def _query_logits(masks, scores, grid=(12, 16)):
+    """Decoder-like inputs: class logits giving ``scores`` (class 0 of 2), mask logits of ``masks``."""
+    k = len(masks)
+    probs = torch.tensor(scores, dtype=torch.float32)
+    cls = torch.stack([torch.log(probs), torch.log((1 - probs) / 2), torch.log((1 - probs) / 2)], dim=1)
+    logits = torch.full((k, *grid), -8.0)
+    for i, (y0, y1, x0, x1) in enumerate(masks):
+        logits[i, y0:y1, x0:x1] = 8.0
+    return cls, logits, torch.randn(k, 4)
+
+
+def _old_select(class_logits, mask_logits, embeddings, score_threshold=0.25, nms_iou=0.7, max_instances=20):
+    """The selection before the containment rule (mask-NMS on the stride-8 grid), for comparison."""
+    probs = class_logits.float().softmax(-1)[:, :-1]
+    cls_score, _ = probs.max(-1)
+    mask_prob = mask_logits.float().sigmoid()
+    binary = mask_prob > 0.5
+    area = binary.flatten(1).sum(-1)
+    scores = cls_score * (mask_prob * binary).flatten(1).sum(-1) / area.clamp(min=1)
+    order = torch.nonzero((scores >= score_threshold) & (area > 0)).flatten()
+    order = order[scores[order].argsort(descending=True)]
+    chosen, flat = [], binary.flatten(1).float()
+    for q in order.tolist():
+        if len(chosen) >= max_instances:
+            break
+        if chosen:
+            inter = flat[chosen] @ flat[q]
+            if (inter / (area[chosen] + area[q] - inter).clamp(min=1)).max() > nms_iou:
+                continue
+        chosen.append(q)
+    return chosen
+
+
+def test_select_instances_drops_parts_and_wholes_found_twice():
+    from core.model.postprocess import select_instances
+
+    boxes = [(2, 10, 2, 10),  # an object (64 cells)
+             (3, 7, 3, 7),  # a part of it, lower score: IoU 0.25 passed mask-NMS before
+             (0, 12, 0, 12),  # the object around it, lower score: IoU 0.44
+             (2, 10, 11, 15),  # another object beside it (touching nothing)
+             (8, 12, 8, 13)]  # another one across the corners of both (8 of its 20 cells)
+    cls, logits, emb = _query_logits(boxes, [0.9, 0.5, 0.4, 0.8, 0.6])
+    assert sorted(_old_select(cls, logits, emb)) == [0, 1, 2, 3, 4]  # the duplicates were shown before
+    det = select_instances(cls, logits, emb)
+    assert sorted(det.queries.tolist()) == [0, 3, 4]
+    assert det.scores.tolist() == sorted(det.scores.tolist(), reverse=True)
+
+
+def test_select_instances_without_the_new_rules_is_the_old_mask_nms():
+    from core.model.postprocess import select_instances
+
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        cls = torch.randn(20, 4, generator=gen) * 2
+        logits = torch.randn(20, 9, 13, generator=gen) * 4
+        emb = torch.randn(20, 8, generator=gen)
+        det = select_instances(cls, logits, emb, score_threshold=0.05, containment=2.0, overlap_upsample=1)
+        assert det.queries.tolist() == _old_select(cls, logits, emb, score_threshold=0.05)

@@ -9,8 +9,10 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QLabel,
+    QScrollArea,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -19,7 +21,7 @@ from superqt import QLabeledDoubleSlider
 
 from core.resources import default_pkr
 from core.studio import ModelSpec
-from vpp_gui.overlay import DEPTH_STAGE
+from vpp_gui.overlay import DEPTH_STAGE, heat_legend
 
 PKR_MIN, PKR_MAX, PKR_STEP = 0.2, 1.0, 0.05
 PKR_DEBOUNCE_MS = 250
@@ -43,7 +45,16 @@ class ControlsPanel(QWidget):
 
     def __init__(self, cuda_available: bool, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll = QScrollArea(self)  # the dock may be shorter than the controls (the legend is last)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer.addWidget(self.scroll)
+        inner = QWidget(self.scroll)
+        self.scroll.setWidget(inner)
+        layout = QVBoxLayout(inner)
         layout.setContentsMargins(8, 8, 8, 8)
 
         # -- model ------------------------------------------------------------------------------------
@@ -122,14 +133,26 @@ class ControlsPanel(QWidget):
         self.stage_combo = QComboBox(overlay_box)
         self.stage_combo.setToolTip("Which prune point the heatmap shows; 'survival depth' colours each token\n"
                                     "by how many prune points it survived (dark = pruned first).")
+        self.legend = QLabel("", overlay_box)
+        self.legend.setObjectName("heatmapLegend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self._stage_names: tuple[str, ...] = ()
         self.set_stages(DEFAULT_STAGES)
-        self.stage_combo.currentIndexChanged.connect(lambda _i: self.stageChanged.emit(self.stage()))
+        self.stage_combo.currentIndexChanged.connect(self._on_stage_changed)
         grid.addRow("Heatmap stage", self.stage_combo)
-        self.legend = QLabel("Heatmap: dark = pruned, clear = kept.", overlay_box)
-        self.legend.setWordWrap(True)
         grid.addRow(self.legend)
         layout.addWidget(overlay_box)
         layout.addStretch(1)
+        self._show_legend = False
+        self._legend_timer = QTimer(self, singleShot=True, interval=500)
+        self._legend_timer.timeout.connect(lambda: setattr(self, "_show_legend", False))
+        self.scroll.verticalScrollBar().rangeChanged.connect(self._scroll_to_legend)
+
+    def showEvent(self, event) -> None:
+        """As wide as the controls need (fonts and notes are known now): the area only scrolls vertically."""
+        super().showEvent(event)
+        bar_width = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(self.scroll.widget().minimumSizeHint().width() + bar_width)
 
     # -- model --------------------------------------------------------------------------------------
     def _add_spec(self, spec: ModelSpec) -> int:
@@ -218,6 +241,11 @@ class ControlsPanel(QWidget):
         self.opacity[name].setValue(round(value * 100))
 
     def set_stages(self, names: tuple[str, ...]) -> None:
+        """The model's prune points (the heatmap's choices, plus survival depth)."""
+        names = tuple(names)
+        if names == self._stage_names:
+            return
+        self._stage_names = names
         current = self.stage_combo.currentText()
         self.stage_combo.blockSignals(True)
         self.stage_combo.clear()
@@ -225,6 +253,43 @@ class ControlsPanel(QWidget):
         i = self.stage_combo.findText(current)
         self.stage_combo.setCurrentIndex(i if i >= 0 else 0)
         self.stage_combo.blockSignals(False)
+        self._update_legend()
+
+    def stage_names(self) -> tuple[str, ...]:
+        return self._stage_names
+
+    def _on_stage_changed(self, _index: int) -> None:
+        self._update_legend()
+        if self.stage() == DEPTH_STAGE:  # the legend is the last thing in the dock: bring it into view
+            self._show_legend = True  # until the legend is laid out (a few layout passes)
+            self._scroll_to_legend()
+            self._legend_timer.start()
+        self.stageChanged.emit(self.stage())
+
+    def _scroll_to_legend(self, *_range) -> None:
+        """Scroll to the bottom once the new legend is laid out (the range grows when it is)."""
+        if self._show_legend:
+            bar = self.scroll.verticalScrollBar()
+            bar.setValue(bar.maximum())
+
+    def _update_legend(self) -> None:
+        """Swatches of the chosen heatmap: pruned / kept, or how many prune points a token survived.
+
+        Lines are broken here (no word wrap: a wrapping label in a scroll area is cut off)."""
+        stage = self.stage()
+        levels = heat_legend(self._stage_names, stage)
+        cells = "".join(f'<td bgcolor="#{r:02x}{g:02x}{b:02x}" align="center">&nbsp;{level}&nbsp;</td>'
+                        for level, (r, g, b), _ in levels)
+        if stage == DEPTH_STAGE:
+            title = "Survival depth (prune points survived):"
+            short = [f"{level} {text if i in (0, len(levels) - 1) else text.replace('pruned ', '')}"
+                     for i, (level, _, text) in enumerate(levels)]
+        else:
+            title = "Heatmap: dark = pruned, clear = kept"
+            short = [text for _, _, text in levels]
+        lines = "<br>".join(" · ".join(short[i:i + 2]) for i in range(0, len(short), 2))
+        self.legend.setText(f"{title}<table cellspacing='1' style='color:white'><tr>{cells}</tr></table>{lines}")
+        self.legend.setToolTip("\n".join(f"{level}: {text}" for level, _, text in levels))
 
     def stage(self) -> int | str:
         i = self.stage_combo.currentIndex()

@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
         self.timeline = Timeline(self)
         self.plots = PlotsPanel(self)
         self.status = StatusPanel(self)
-        self.statusBar().addPermanentWidget(self.status, 1)
+        self.statusBar().addPermanentWidget(self.status)  # no stretch: messages get the rest of the bar
         self.controller = InferenceController(runner, parent=self)
         self.exporter = Exporter(self)
         self.bridge = DocumentBridge(self)
@@ -189,10 +189,10 @@ class MainWindow(QMainWindow):
         self.source, self.clip_path = source, str(Path(path).resolve())
         self.settings.add_recent(self.clip_path)
         self._update_recent_menu()
+        self.timeline.set_clip(len(source), source.fps, source.names)  # first: what follows shows its frame
+        self.plots.set_clip(len(source))
         self.bridge.set_document(doc)
         self.controller.set_clip(self.clip_path, len(source), clip.height, clip.width)
-        self.timeline.set_clip(len(source), source.fps, source.names)
-        self.plots.set_clip(len(source))
         self.show_frame()
         self.view.fit()
         if document is not None and document.tracks:
@@ -317,7 +317,9 @@ class MainWindow(QMainWindow):
         self.controls.model_note.setToolTip(source)
 
     def _on_failed(self, message: str, detail: str, model_failed: bool) -> None:
-        log.warning("inference failed: %s\n%s", message, detail)
+        log.warning("inference failed: %s", message)  # the message names the file; no traceback
+        if detail:
+            log.debug("%s", detail)
         self.show_error("Inference failed", message)
         good = self.controller.last_good
         if model_failed and good is not None and good != (self.controller.spec, self.controller.device):
@@ -333,7 +335,7 @@ class MainWindow(QMainWindow):
     def show_frame(self) -> None:
         if self.source is None:
             return
-        index = self.timeline.frame
+        index = min(self.timeline.frame, len(self.source) - 1)
         self.plots.set_cursor(index)
         try:
             rgb = self.source.frame(index)
@@ -351,6 +353,8 @@ class MainWindow(QMainWindow):
             self.view.set_layers(None)
             self.view.set_badge("computing…" if self.controller.running else "")
             return
+        if result.stage_names:
+            self.controls.set_stages(tuple(result.stage_names))  # the legend follows the model's prune points
         on = {n: a.isChecked() for n, a in self.actions_.layers.items()}
         long_side, patch = self._geometry
         names = {**self._names, **(doc.categories if doc is not None else {})}

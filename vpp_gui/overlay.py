@@ -35,10 +35,11 @@ def track_color(track_id: int) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class Label:
-    x: float
+    x: float  # top-left corner, frame pixels
     y: float
     text: str
     color: tuple[int, int, int]
+    width: float = 0.0  # estimated, frame pixels (see labels())
 
 
 def rle_runs(counts: bytes | str) -> np.ndarray:
@@ -150,6 +151,31 @@ def heat_lut(levels: int) -> np.ndarray:
     return lut
 
 
+def heat_legend(stage_names: tuple[str, ...], stage: int | str, background: tuple[int, int, int] = (110, 110, 110)
+                ) -> list[tuple[str, tuple[int, int, int], str]]:
+    """(level, colour, meaning) per heatmap level, for the controls' legend.
+
+    Survival depth: level ``v`` = the token survived ``v`` of the ``S`` prune points ("0", pruned at
+    the first, ... "S", kept to the end). One prune point: "pruned" / "kept" there. Colours are the
+    heatmap's, blended over ``background`` with their own alpha.
+    """
+    names = tuple(stage_names)
+    if stage == DEPTH_STAGE:
+        n = len(names)
+        lut = heat_lut(n)
+        rows = [(str(v), f"pruned at {names[v]}") for v in range(n)] + [(str(n), "kept to the end")]
+    else:
+        at = names[int(stage)] if 0 <= int(stage) < len(names) else f"prune point {stage}"
+        lut = heat_lut(1)
+        rows = [("pruned", f"pruned at {at}"), ("kept", f"kept at {at}")]
+    out = []
+    for v, (level, meaning) in enumerate(rows):
+        a = float(lut[v, 3]) / 255.0
+        rgb = tuple(round(c * a + b * (1 - a)) for c, b in zip(lut[v, :3].tolist(), background))
+        out.append((level, rgb, meaning))
+    return out
+
+
 def render_heatmap(kept: np.ndarray, stage: int | str, height: int, width: int, *, long_side: int,
                    patch: int) -> np.ndarray:
     """Kept/pruned tokens mapped back onto an ``height x width`` frame (see the module docstring)."""
@@ -162,27 +188,66 @@ def render_heatmap(kept: np.ndarray, stage: int | str, height: int, width: int, 
     return np.take(np.take(small, rows, axis=0), cols, axis=1)
 
 
-def labels(frame: CompactFrame, names: dict[int, str] | None = None) -> list[Label]:
-    """One label per instance, "category #track score", at the top-left of its box (inside the frame).
+def mask_top(counts: bytes | str, height: int) -> tuple[int, int] | None:
+    """(x, y) of the mask's top-most pixel (the left-most one of that row), from its RLE; None if empty."""
+    runs = rle_runs(counts)
+    starts = np.cumsum(runs) - runs
+    fg = np.flatnonzero((np.arange(len(runs)) % 2 == 1) & (runs > 0))
+    if not len(fg):
+        return None
+    p, n = starts[fg], runs[fg]
+    col, row = p // height, p % height
+    wraps = row + n > height  # the run goes on at the top of the next column
+    top_row = np.where(wraps, 0, row)
+    top_col = np.where(wraps & (row > 0), col + 1, col)
+    y = int(top_row.min())
+    return int(top_col[top_row == y].min()), y
 
-    Labels are placed best score first; one that would start on top of an earlier label moves down a
-    line (a line being 1/40 of the frame height), so boxes sharing a corner do not hide each other.
+
+#: How far (in label lines) a label may move from its place to avoid an earlier one: down, up, down ...
+LABEL_SHIFTS = (0, 1, -1, 2, -2, 3)
+LABEL_CHAR_WIDTH = 0.55  # of a line: an estimate of the text's width in frame pixels
+
+
+def label_line(height: int) -> float:
+    """Height of one label in frame pixels (the stacking step)."""
+    return max(12.0, height / 40)
+
+
+def _covers(taken: list[tuple[float, float, float]], x: float, y: float, width: float, line: float) -> bool:
+    return any(abs(y - ty) < line and x < tx + tw and tx < x + width for tx, ty, tw in taken)
+
+
+def labels(frame: CompactFrame, names: dict[int, str] | None = None) -> list[Label]:
+    """One label per instance, "category #track score", next to its mask.
+
+    A label sits just above the top-most pixel of its mask (starting at that pixel's column), or on it
+    when there is no room above, kept inside the frame (moved left as far as its estimated width
+    needs at the right edge). Labels are placed best score first; one that would
+    cover an earlier label tries a line down, a line up, two down ... (:data:`LABEL_SHIFTS`) and, if
+    every place near its mask is taken, stays at its own place: it never drifts away from its mask.
     """
     out: list[Label] = []
-    boxes = frame.bboxes()
-    line = max(12.0, frame.height / 40)
-    taken: list[tuple[float, float]] = []
+    h, w = frame.height, frame.width
+    line = label_line(h)
+    taken: list[tuple[float, float, float]] = []  # x, y, width
     for k in np.argsort(-frame.scores, kind="stable"):
         if frame.areas[k] == 0:
+            continue
+        top = mask_top(frame.rles[k]["counts"], h)
+        if top is None:
             continue
         cid = int(frame.category_ids[k])
         name = (names or {}).get(cid, f"class {cid}")
         tid = int(frame.track_ids[k])
-        x, y = float(boxes[k, 0]), float(boxes[k, 1])
-        while any(abs(x - tx) < 6 * line and abs(y - ty) < line for tx, ty in taken) and y < frame.height - line:
-            y += line
-        taken.append((x, y))
-        out.append(Label(x, y, f"{name} #{tid} {float(frame.scores[k]):.2f}", track_color(tid)))
+        text = f"{name} #{tid} {float(frame.scores[k]):.2f}"
+        width = len(text) * LABEL_CHAR_WIDTH * line
+        x = float(min(max(0.0, top[0]), max(0.0, w - width)))
+        y0 = float(top[1] - line if top[1] >= line else top[1])
+        places = [min(max(0.0, y0 + s * line), max(0.0, h - line)) for s in LABEL_SHIFTS]
+        y = next((p for p in places if not _covers(taken, x, p, width, line)), places[0])
+        taken.append((x, y, width))
+        out.append(Label(x, y, text, track_color(tid), width))
     return out
 
 
