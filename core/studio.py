@@ -317,3 +317,28 @@ class ResultCache:
     @property
     def nbytes(self) -> int:
         return sum(r.nbytes for r in self._items.values())
+
+
+SYNTHETIC_MODEL_NOTICE = (
+    "The default model was trained on this project's synthetic shapes (circles, stars, crosses…), not on "
+    "real video: on this clip its categories and masks are not meaningful. For real footage use the "
+    "authors' YouTube-VIS models (README, \"Using the authors' models\"; downloading needs internet), or "
+    "correct the masks by hand: every edit is kept.")
+
+
+def synthetic_model_notice(model_source: str | None, clip: str | Path | None) -> str | None:
+    """The one-time notice for the default synthetic model on a real clip (None: nothing to say).
+
+    ``model_source`` is the loaded model's file (``ModelInfo.source``); the notice is for the embedded
+    default model only, on any clip but the project's own demo clip (made of the same shapes).
+    """
+    from core.resources import DEFAULT_MODEL, DEMO_CLIP
+
+    if not model_source or clip is None:
+        return None
+    try:
+        is_default = Path(model_source).resolve() == DEFAULT_MODEL.resolve()
+        is_demo = Path(clip).resolve() == DEMO_CLIP.resolve()
+    except OSError:
+        return None
+    return SYNTHETIC_MODEL_NOTICE if is_default and not is_demo else None

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindo
 
 from core.document import ClipInfo, DocEvent, Document
 from core.errors import VPPError
-from core.studio import ModelInfo, ModelSpec
+from core.studio import ModelInfo, ModelSpec, synthetic_model_notice
 from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController
@@ -24,6 +24,7 @@ from vpp_gui.document_bridge import DocumentBridge
 from vpp_gui.editing import EditController
 from vpp_gui.export import Exporter
 from vpp_gui.frame_view import FrameView
+from vpp_gui.notice_bar import NoticeBar
 from vpp_gui.plots import PlotsPanel
 from vpp_gui.project_io import ProjectIO
 from vpp_gui.settings import Settings
@@ -60,7 +61,14 @@ class MainWindow(QMainWindow):
         self.resize(1600, 960)
 
         self.view = FrameView(self)
-        self.setCentralWidget(self.view)
+        self.notice = NoticeBar(self)
+        central = QWidget(self)
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.notice)
+        column.addWidget(self.view, 1)
+        self.setCentralWidget(central)
         self.controls = ControlsPanel(cuda_available, self)
         self.timeline = Timeline(self)
         self.plots = PlotsPanel(self)
@@ -309,6 +317,7 @@ class MainWindow(QMainWindow):
             self.bridge.doc.set_categories(self._names)
         self._geometry = (info.input_long_side, info.patch)
         self._set_untrained_note(not info.trained, info.source)
+        self.notice.notify(synthetic_model_notice(info.source, self.clip_path) or "")
 
     def _set_untrained_note(self, untrained: bool, source: str = "") -> None:
         note = UNTRAINED_NOTE if untrained else ""
