@@ -135,6 +135,7 @@ def test_frames_of_another_size_are_resized_and_reported(tmp_path):
     src = FolderSource(tmp_path)
     assert src.frame(1).shape == (12, 16, 3) and src.frame(2).shape == (12, 16, 3)
     assert src.resized == (1,)
+    assert src.resized_note == "frame 1.png is 32x24, the clip is 16x12: resized"
 
 
 def test_corrupt_frame_raises_naming_file_and_index_or_is_skipped(tmp_path):
@@ -149,8 +150,8 @@ def test_corrupt_frame_raises_naming_file_and_index_or_is_skipped(tmp_path):
     assert info.value.index == 2 and info.value.path.name == "2.png" and isinstance(info.value, DataError)
     with pytest.raises(FrameReadError, match=r"3\.png: frame 3 cannot be read \(the file is empty\)"):
         src.frame(3)
-    with pytest.raises(FrameReadError, match=r"2\.png"):
-        src.scan()
+    with pytest.raises(FrameReadError, match=r"2 frames cannot be read: 2\.png \(frame 2: .*\); 3\.png \(frame 3: "):
+        src.scan()  # every bad frame is named, not only the first
     skip = FolderSource(tmp_path, on_corrupt="skip")
     assert skip.scan() == ("2.png", "3.png")
     assert len(skip) == 2 and skip.names == ("0.png", "1.png")

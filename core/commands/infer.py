@@ -137,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
             bar.close()
             _report_skipped(source)
+            if source.resized_note:  # frames of another size than the first were resized to it
+                print(f"warning: {source.resized_note}", file=sys.stderr)
             videos.append(VideoExport(vid, name, tuple(source.names), clip))
     model = Path(args.model) if args.model else (DEFAULT_MODEL if loaded.trained else loaded.source)
     record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=getattr(session, "mode", args.mode),

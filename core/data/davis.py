@@ -11,6 +11,7 @@ taken as indices) and RGB PNGs drawn in the DAVIS palette.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from core.atomic import atomic_write_bytes
+from core.data.imageio import ImageDecodeError, check_image_size, image_size, read_image_bytes
 from core.data.rle import RLE, decode_rle
 from core.data.sources import natural_key
 from core.errors import DataError
@@ -63,25 +65,49 @@ def write_davis_png(path: str | Path, labels: np.ndarray) -> None:
 
 
 def read_davis_png(path: str | Path) -> np.ndarray:
-    """A DAVIS mask PNG -> label map ``[H, W]`` uint8 (0 = background)."""
+    """A DAVIS mask PNG -> label map ``[H, W]`` uint8 (0 = background).
+
+    Bounded like frames (:mod:`core.data.imageio`): a mask whose header claims more than
+    ``MAX_FRAME_PIXELS`` pixels is refused before it is decoded, and only a regular file is read."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im)
+        data = read_image_bytes(path)
     except FileNotFoundError:
         raise DataError(f"{path}: mask file does not exist") from None
+    except ImageDecodeError as exc:
+        raise DataError(f"{path}: cannot read the mask ({exc})") from None
+    try:
+        size = image_size(data)
+        if size is not None:
+            check_image_size(*size, what="the mask is")
+    except ImageDecodeError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check above replaces it
+            with Image.open(io.BytesIO(data)) as im:
+                check_image_size(*im.size, what="the mask is")
+                im.load()
+                mode = im.mode
+                arr = np.asarray(im)
+    except ImageDecodeError as exc:
+        raise DataError(f"{path}: {exc}") from None
     except Exception as exc:  # Pillow raises many types for bad files
         raise DataError(f"{path}: not a readable PNG mask ({type(exc).__name__}: {exc})") from None
     if mode == "P":
         return arr.astype(np.uint8)
-    if mode in ("L", "I", "I;16", "1"):
-        arr = arr.astype(np.int64)
-        if mode == "1" or set(np.unique(arr).tolist()) <= {0, 255}:
+    if mode == "1":
+        return arr.astype(np.uint8)
+    if mode in ("L", "I", "I;16"):
+        if arr.dtype == np.uint8:
+            if not np.any((arr != 0) & (arr != 255)):  # 0/255 masks, without a copy as int64
+                return (arr > 0).astype(np.uint8)
+            return arr.copy()
+        if not np.any((arr != 0) & (arr != 255)):
             return (arr > 0).astype(np.uint8)
-        if arr.max() > MAX_OBJECTS:
-            raise DataError(f"{path}: greyscale mask values go up to {arr.max()}, more than {MAX_OBJECTS} objects")
+        top = int(arr.max(initial=0))
+        if top > MAX_OBJECTS or int(arr.min(initial=0)) < 0:
+            raise DataError(f"{path}: greyscale mask values go up to {top}, more than {MAX_OBJECTS} objects")
         return arr.astype(np.uint8)
     if mode in ("RGB", "RGBA"):
         return _rgb_to_labels(path, arr[..., :3])

@@ -21,6 +21,26 @@ class FrameReadError(DataError):
         super().__init__(f"{path}: frame {index} cannot be read ({reason})")
 
 
+class CorruptFramesError(FrameReadError):
+    """Several frames of a source cannot be decoded; ``frames`` holds (index, name, reason) of each.
+
+    As a :class:`FrameReadError` it names the first (``path``, ``index``, ``reason``); the message lists
+    the first :data:`MAX_LISTED_PROBLEMS` and counts the rest. ``complete`` is False when counting stopped
+    early (the message then says "at least")."""
+
+    def __init__(self, source: str | Path, first_path: str | Path,
+                 frames: Sequence[tuple[int, str, str]], *, complete: bool = True) -> None:
+        self.path = Path(first_path)
+        self.source = Path(source)
+        self.frames = tuple(frames)
+        self.index, _, self.reason = self.frames[0]
+        self.complete = complete
+        listed = [f"{name} (frame {i}: {why})" for i, name, why in self.frames]
+        n = f"{len(self.frames)}" if complete else f"at least {len(self.frames)}"
+        DataError.__init__(self, f"{source}: {n} frames cannot be read: {format_problems(listed)}; "
+                                 "replace or remove them")
+
+
 class YtvisReadError(DataError):
     """A YouTube-VIS JSON (or results zip) cannot be read or parsed."""
 

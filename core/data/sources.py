@@ -7,14 +7,26 @@ can show it at once, whatever the length.
 
 Frames whose size differs from the first frame are resized to it (area interpolation when
 shrinking, linear when enlarging) and their indices are recorded in ``resized``: a model needs one
-size per clip, and refusing would make one odd frame spoil a long folder.
+size per clip, and refusing would make one odd frame spoil a long folder. ``resized_note`` says so in
+one line, naming the first odd frame and both sizes (``vpp infer`` prints it as a warning).
 
-A frame that cannot be decoded raises :class:`FrameReadError` naming the file and the index. With
-``on_corrupt="skip"``, call :meth:`FrameSource.scan` once: it decodes every frame, drops the bad
+A frame that cannot be decoded raises :class:`FrameReadError` naming the file and the index. Reading
+the frames in order (iterating, as a run does) or :meth:`FrameSource.scan` in ``"raise"`` mode names
+every unreadable frame, not only the first (:class:`CorruptFramesError`: the first few and a count).
+With ``on_corrupt="skip"``, call :meth:`FrameSource.scan` once: it decodes every frame, drops the bad
 ones (listed in ``skipped``) and renumbers the rest; before a scan, bad frames still raise.
 
+Decoding is bounded (:mod:`core.data.imageio`): an image or video frame of more than
+``MAX_FRAME_PIXELS`` pixels is refused from its header, before it is decoded; only regular files are
+read (never a device or a pipe), of at most ``MAX_IMAGE_FILE_BYTES``.
+
 :func:`load_ytvis_dataset` reads a YTVIS split (annotations + ``JPEGImages``) and gives one
-:class:`FolderSource` per video, its frames listed by the video's ``file_names``.
+:class:`FolderSource` per video, its frames listed by the video's ``file_names``. Every name must stay
+inside the split's image folder: names with ``..``, absolute paths, drive letters or backslashes are
+refused when the split is loaded (one :class:`DataError` naming the annotation file, each video and
+name), so an annotation file can never make us read outside the folder. Symlinks inside the folder are
+the user's own layout (datasets often link video folders to another disk) and are followed; devices and
+pipes are never read, whatever a link points to.
 """
 
 from __future__ import annotations
@@ -26,21 +38,29 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from core.data.cache import ByteLRU
-from core.data.errors import FrameReadError
-from core.data.imageio import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
+from core.data.errors import CorruptFramesError, FrameReadError, format_problems
+from core.data.imageio import (
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    check_image_size,
+    decode_image,
+    read_image_bytes,
+)
 from core.data.ytvis import YtvisGroundTruth, read_ytvis_gt
 from core.errors import DataError
 
 OnCorrupt = Literal["raise", "skip"]
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DEFAULT_FPS = 25.0
+#: When a run hits an unreadable frame, the rest is checked to name every bad one; counting stops here.
+MAX_COUNTED_BAD_FRAMES = 1000
 
 
 def natural_key(name: str) -> list:
@@ -60,6 +80,7 @@ class FrameSource(ABC):
         self._cache = ByteLRU(cache_bytes)
         self._size: tuple[int, int] | None = None
         self._resized: set[int] = set()
+        self._first_odd: tuple[int, tuple[int, int]] | None = None  # (stored frame, its own size)
         self._skipped: list[tuple[str, str]] = []
         self._closed = False
 
@@ -96,6 +117,18 @@ class FrameSource(ABC):
         return tuple(sorted(pos[r] for r in self._resized if r in pos))
 
     @property
+    def resized_note(self) -> str | None:
+        """One line about frames of another size decoded so far, naming the first and both sizes, or None:
+        ``"frame 00012.jpg is 640x480, the clip is 1280x720: resized (and 3 more frames of another size)"``."""
+        if self._first_odd is None or self._size is None:
+            return None
+        raw, (w, h) = self._first_odd
+        tw, th = self._size
+        more = len(self._resized) - 1
+        tail = f" (and {more} more frame{'s' if more != 1 else ''} of another size)" if more else ""
+        return f"frame {self._raw_name(raw)} is {w}x{h}, the clip is {tw}x{th}: resized{tail}"
+
+    @property
     def skipped(self) -> tuple[tuple[str, str], ...]:
         """(name, reason) of frames :meth:`scan` dropped (``on_corrupt="skip"``)."""
         return tuple(self._skipped)
@@ -120,19 +153,32 @@ class FrameSource(ABC):
         return self.frame(i)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Frames in order. At the first unreadable frame the rest are checked too (not cached) and the
+        error names every bad one (up to :data:`MAX_COUNTED_BAD_FRAMES`)."""
         for i in range(len(self)):
-            yield self.frame(i)
+            try:
+                img = self.frame(i)
+            except FrameReadError as exc:
+                self._raise_all_bad(i, exc, limit=MAX_COUNTED_BAD_FRAMES)
+                raise  # pragma: no cover - _raise_all_bad always raises
+            yield img
 
     def scan(self) -> tuple[str, ...]:
         """Decode every frame once (not cached). With ``on_corrupt="skip"`` drop unreadable frames and
-        return their names; with ``"raise"`` raise :class:`FrameReadError` at the first one."""
+        return their names; with ``"raise"`` raise a :class:`FrameReadError` naming every bad frame
+        (:class:`CorruptFramesError` when there are several)."""
+        if self.on_corrupt == "raise":
+            for i, raw in enumerate(list(self._order)):
+                try:
+                    self._checked(raw)
+                except FrameReadError as exc:
+                    self._raise_all_bad(i, exc)
+            return ()
         bad = []
-        for i, raw in enumerate(list(self._order)):
+        for raw in list(self._order):
             try:
                 self._checked(raw)
             except FrameReadError as exc:
-                if self.on_corrupt == "raise":
-                    raise FrameReadError(exc.path, i, exc.reason) from exc
                 bad.append((raw, exc.reason))
         if bad:
             dropped = {r for r, _ in bad}
@@ -160,12 +206,34 @@ class FrameSource(ABC):
     def _frame_path(self, raw: int) -> Path:
         return self.path
 
+    def _raise_all_bad(self, i: int, first: FrameReadError, *, limit: int | None = None) -> None:
+        """Frame ``i`` failed with ``first``: check frames ``i+1 ..`` (up to ``limit`` bad ones in all) and
+        raise one error naming all of them (``first`` itself when it is the only one)."""
+        bad = [(i, self._raw_name(self._order[i]), first.reason)]
+        complete = True
+        for j in range(i + 1, len(self._order)):
+            raw = self._order[j]
+            if self._cache.get(raw) is not None:
+                continue
+            try:
+                self._checked(raw)
+            except FrameReadError as exc:
+                bad.append((j, self._raw_name(raw), exc.reason))
+                if limit is not None and len(bad) >= limit and j + 1 < len(self._order):
+                    complete = False
+                    break
+        if len(bad) == 1:
+            raise FrameReadError(first.path, i, first.reason) from first
+        raise CorruptFramesError(self.path, first.path, bad, complete=complete) from first
+
     def _checked(self, raw: int) -> np.ndarray:
+        index = bisect.bisect_left(self._order, raw)
         try:
             img = self._decode(raw)
+            h, w = img.shape[:2]
+            check_image_size(w, h)  # a decoder that gave no size beforehand (see also VideoSource)
         except ImageDecodeError as exc:
-            raise FrameReadError(self._frame_path(raw), bisect.bisect_left(self._order, raw), str(exc)) from exc
-        h, w = img.shape[:2]
+            raise FrameReadError(self._frame_path(raw), index, str(exc)) from exc
         if self._size is None:
             self._size = (w, h)
         elif (w, h) != self._size:
@@ -173,6 +241,8 @@ class FrameSource(ABC):
             interp = cv2.INTER_AREA if w * h > tw * th else cv2.INTER_LINEAR
             img = cv2.resize(img, (tw, th), interpolation=interp)
             self._resized.add(raw)
+            if self._first_odd is None or raw < self._first_odd[0]:
+                self._first_odd = (raw, (w, h))
         return img
 
     def _open_first(self) -> None:
@@ -197,12 +267,16 @@ class FolderSource(FrameSource):
         fps: frames per second to report (folders have none; default 25).
         cache_bytes: budget of the decoded-frame cache.
         on_corrupt: "raise" or "skip" (see :meth:`scan`).
+        files, names: an explicit frame list and the names to report (see :meth:`from_files`).
+        confine: a folder every frame must resolve inside (symlinks followed), checked at each read; a
+            frame that resolves elsewhere is a :class:`FrameReadError` and is never opened.
     """
 
     def __init__(self, path: str | Path, *, fps: float = DEFAULT_FPS, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  on_corrupt: OnCorrupt = "raise", files: Sequence[str | Path] | None = None,
-                 names: Sequence[str] | None = None) -> None:
+                 names: Sequence[str] | None = None, confine: str | Path | None = None) -> None:
         folder = Path(path)
+        self._confine = Path(confine).resolve() if confine is not None else None
         if files is None:
             if not folder.exists():
                 raise DataError(f"{folder}: folder does not exist; check the path")
@@ -255,12 +329,15 @@ class FolderSource(FrameSource):
 
     def _decode(self, raw: int) -> np.ndarray:
         path = self._files[raw]
+        if self._confine is not None:
+            real = Path(os.path.realpath(path))
+            if not real.is_relative_to(self._confine):
+                raise ImageDecodeError(f"the path resolves outside {self._confine} (to {real}); refused")
+            path = real
         try:
-            data = path.read_bytes()
+            data = read_image_bytes(path)
         except FileNotFoundError:
             raise ImageDecodeError("the file is missing") from None
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
         return decode_image(data)
 
 
@@ -287,6 +364,13 @@ class VideoSource(FrameSource):
         self._lock = threading.Lock()
         self._cap = self._open(path)
         self._next = 0
+        width, height = self._cap.get(cv2.CAP_PROP_FRAME_WIDTH), self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if np.isfinite(width) and np.isfinite(height) and width > 0 and height > 0:
+            try:  # from the container header: before a frame is decoded (or counted by decoding)
+                check_image_size(int(width), int(height), what="video frames are")
+            except ImageDecodeError as exc:
+                self._cap.release()
+                raise DataError(f"{path}: {exc}") from None
         header = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
         count = int(header) if count_frames == "auto" and np.isfinite(header) and 0 < header < 2**31 else -1
         if count < 0:
@@ -373,6 +457,53 @@ def open_source(path: str | Path, **kwargs) -> FrameSource:
 
 # -- YouTube-VIS datasets on disk ---------------------------------------------------------------------
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def frame_name_problem(name: object) -> str | None:
+    """Why a YTVIS ``file_names`` entry is not a plain relative path inside the image folder, or None.
+
+    Only the spelling is judged here (``..``, absolute, drive letter, backslash, empty, a folder);
+    :func:`resolve_frame_name` also follows symlinks."""
+    if not isinstance(name, str) or not name:
+        return "is empty"
+    if "\x00" in name:
+        return "contains a NUL character"
+    if "\\" in name:
+        return "contains a backslash (YTVIS file names separate folders with '/')"
+    if _DRIVE.match(name):
+        return "starts with a drive letter (file names must be relative to the image folder)"
+    if name.startswith("/"):
+        return "is an absolute path (file names must be relative to the image folder)"
+    if ".." in name.split("/"):
+        return "goes up a folder with '..'"
+    if name.split("/")[-1] in ("", ".") or not PurePosixPath(name).parts:
+        return "names a folder, not a frame"
+    return None
+
+
+def resolve_frame_name(root: Path, name: str, parents: dict[str, Path] | None = None) -> Path:
+    """``name`` under the resolved folder ``root``, symlinks followed; ValueError(reason) if its spelling escapes.
+
+    ``parents`` caches resolved sub-folders between calls (a video's frames share one)."""
+    why = frame_name_problem(name)
+    if why is not None:
+        raise ValueError(why)
+    rel = PurePosixPath(name)
+    key = str(rel.parent)
+    parent = parents.get(key) if parents is not None else None
+    try:
+        if parent is None:
+            parent = (root / rel.parent).resolve()
+            if parents is not None:
+                parents[key] = parent
+        path = parent / rel.name
+        if path.is_symlink():
+            path = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long
+        raise ValueError(f"cannot be resolved ({exc})") from None
+    return path
+
 
 def find_ytvis_split(root: str | Path, split: str) -> tuple[Path, Path]:
     """(annotation file, ``JPEGImages`` folder) of ``split`` under ``root``; DataError listing what was tried.
@@ -413,6 +544,29 @@ class YtvisDatasetSource:
     image_root: Path
     gt: YtvisGroundTruth
 
+    def __post_init__(self) -> None:
+        """Resolve every frame under the image folder; one DataError lists every name that escapes it."""
+        try:
+            root = Path(self.image_root).resolve()
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"{self.image_root}: the frame folder cannot be resolved ({exc})") from None
+        parents: dict[str, Path] = {}
+        paths: dict[int, tuple[Path, ...]] = {}
+        problems: list[str] = []
+        for v in self.gt.videos:
+            resolved = []
+            for k, name in enumerate(v.file_names):
+                try:
+                    resolved.append(resolve_frame_name(root, name, parents))
+                except ValueError as why:
+                    problems.append(f"video {v.id} file_names[{k}] {name!r} {why}")
+            paths[v.id] = tuple(resolved)
+        if problems:
+            raise DataError(f"{self.annotation_path}: frame paths must stay inside the split's image folder "
+                            f"{self.image_root} ({len(problems)} refused): {format_problems(problems)}")
+        object.__setattr__(self, "_root", root)
+        object.__setattr__(self, "_paths", paths)
+
     @classmethod
     def find(cls, path: str | Path) -> YtvisDatasetSource | None:
         """``path`` as a split folder (``instances.json`` + ``JPEGImages/``) -> the split, else None."""
@@ -426,7 +580,9 @@ class YtvisDatasetSource:
         return [v.id for v in self.gt.videos]
 
     def frame_paths(self, video_id: int) -> list[Path]:
-        return [self.image_root / f for f in self.gt.video(video_id).file_names]
+        """The video's frames, resolved (symlinks followed) and checked to lie inside the image folder."""
+        self.gt.video(video_id)  # unknown ids raise as before
+        return list(self._paths[video_id])
 
     def video_name(self, video_id: int) -> str:
         names = self.gt.video(video_id).file_names

@@ -58,7 +58,14 @@ class YtvisClips:
                 (int(a.get("id", len(by_video))), cat_index[a["category_id"]], a["segmentations"])
             )
         self.videos: list[_Video] = []
+        from core.data.sources import frame_name_problem
+
         for v in data.get("videos", []):
+            for k, f in enumerate(v["file_names"]):
+                why = frame_name_problem(f)
+                if why is not None:  # never read outside the image folder because of a name in the file
+                    raise DataError(f"{ann_file}: video {v['id']} file_names[{k}] {f!r} {why}; "
+                                    f"names must be relative to {image_root}")
             files = [image_root / f for f in v["file_names"]]
             if len(files) >= 1:
                 self.videos.append(_Video(v["id"], files, v["height"], v["width"], by_video.get(v["id"], [])))
