@@ -130,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
     for vid, name, source in _videos(source_path, split, args.skip_corrupt):
         with source:
             clip = ClipResults(len(source), source.size[1], source.size[0])
-            bar = tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame", file=sys.stderr)
-            for index, res in enumerate(session.run_clip(source)):
-                clip.add(CompactFrame.from_result(res, index))
-                bar.update(1)
-                bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
-            bar.close()
+            # the bar is closed (its line ended) before any error message is printed
+            with tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame",
+                      file=sys.stderr) as bar:
+                for index, res in enumerate(session.run_clip(source)):
+                    clip.add(CompactFrame.from_result(res, index))
+                    bar.update(1)
+                    bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
             _report_skipped(source)
             if source.resized_note:  # frames of another size than the first were resized to it
                 print(f"warning: {source.resized_note}", file=sys.stderr)
