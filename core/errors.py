@@ -13,3 +13,10 @@ class CheckpointError(VPPError):
 
 class DataError(VPPError):
     """A frame, video, dataset or annotation file cannot be used."""
+
+
+class ConfigError(VPPError, ValueError):
+    """A model or training config has a key of the wrong type or outside its allowed range.
+
+    Also a ``ValueError``, so callers that validated configs with ``except ValueError`` keep working.
+    """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from core.checkpoint import load_checkpoint
+from core.errors import CheckpointError, ConfigError
 from core.training.losses import FrameTargets, LossWeights, hungarian_match, sparsity_loss
 from core.training.trainer import TrainConfig, Trainer
 
@@ -92,7 +94,7 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tiny_data, tmp_path):
     assert rows[0]["checksum"] == pytest.approx(rows[1]["checksum"], rel=1e-9)  # averaged gradients
     assert all(len(r["losses"]) == 4 for r in rows if r["rank"] == 0)
     files = sorted(p.name for p in (tmp_path / "ddp").iterdir())
-    assert files == ["last.json", "last.safetensors", "last_state.pt", "train_config.json"]
+    assert files == ["last.json", "last.safetensors", "last_state.safetensors", "train_config.json"]
 
 
 def test_init_with_reinit_resets_only_the_named_submodules(tiny_data, tmp_path):
@@ -107,7 +109,7 @@ def test_init_with_reinit_resets_only_the_named_submodules(tiny_data, tmp_path):
     t_state, f_state = trained.state_dict(), fresh.state_dict()
     changed = {k for k in t_state if not torch.equal(t_state[k], f_state[k])}
     assert changed and all(k.startswith("backbone.selective.") for k in changed), sorted(changed)[:5]
-    with pytest.raises(ValueError, match=r"no submodule 'backbone\.nope'"):
+    with pytest.raises(ValueError, match=r"no submodule 'backbone\.nope'"):  # a ConfigError, also a ValueError
         Trainer(config(tiny_data, tmp_path / "c", init=init, reinit=("backbone.nope",)), log=lambda m: None)
 
 
@@ -139,3 +141,119 @@ def test_objectness_weight_adds_a_loss_term(tiny_data, tmp_path):
     dense = [h for h in history if h.get("stage") == "dense" and "objectness" in h]
     assert sparse and all(h["objectness"] > 0 for h in sparse)
     assert all(h["objectness"] == 0 for h in dense)
+
+
+# -- the resume state is never a pickle -------------------------------------------------------------------
+class _Evil:
+    """Unpickling this would create a marker file (nothing here must ever unpickle it)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _trained_run(tiny_data, out):
+    Trainer(config(tiny_data, out), log=lambda m: None).train()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory):
+    return _trained_run(tiny_data, tmp_path_factory.mktemp("finished") / "run")
+
+
+def _copy_run(src, dst):
+    shutil.copytree(src, dst)
+    for name in ("last_state.pt", "last_state.safetensors"):
+        (dst / name).unlink(missing_ok=True)
+    return dst
+
+
+def test_resume_state_is_safetensors_not_a_pickle(finished_run):
+    state = finished_run / "last_state.safetensors"
+    head = state.read_bytes()[:16]
+    assert not head.startswith(b"PK") and head[:1] != b"\x80"  # neither a torch.save zip nor a pickle
+    from safetensors import safe_open
+
+    with safe_open(str(state), framework="pt") as fh:
+        assert fh.metadata()["format"] == "vpp-train-state/1" and "torch_rng" in fh.keys()  # noqa: SIM118
+    assert not (finished_run / "last_state.pt").exists()
+
+
+@pytest.mark.parametrize("kind", ["torch.save", "pickle"])
+def test_a_pickled_last_state_is_refused_plainly_and_never_unpickled(tiny_data, finished_run, tmp_path, kind):
+    import pickle
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    marker = tmp_path / "unpickled"
+    payload = {"optimizer": _Evil(marker), "step": 3}
+    if kind == "torch.save":
+        torch.save(payload, run / "last_state.pt")
+    else:
+        (run / "last_state.pt").write_bytes(pickle.dumps(payload))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(CheckpointError) as err:
+        Trainer(config(tiny_data, run, sparse_steps=4), log=lambda m: None)
+    msg = str(err.value)
+    assert "\n" not in msg and "last_state.pt" in msg
+    assert "pickle" in msg and "for safety" in msg  # what it is and why it is not loaded
+    assert "delete it" in msg and "another --out" in msg  # what to do
+    assert "weights_only" not in msg and "Unpickl" not in msg
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing in the run folder was touched
+
+
+@pytest.mark.parametrize(("content", "pattern"), [
+    (b"not a safetensors file at all", "not a readable safetensors file"),
+    ("pickle", "a Python pickle"),
+    ("wrong format", "its format is"),
+    ("nan", "NaN or Inf"),
+])
+def test_a_damaged_resume_state_is_refused(tiny_data, finished_run, tmp_path, content, pattern):
+    import pickle
+
+    from safetensors.torch import save_file
+
+    run = _copy_run(finished_run, tmp_path / "run")
+    state = run / "last_state.safetensors"
+    if content == "pickle":
+        state.write_bytes(pickle.dumps({"step": 1}))
+    elif content == "wrong format":
+        save_file({"torch_rng": torch.get_rng_state()}, str(state), metadata={"format": "something else"})
+    elif content == "nan":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        good = finished_run / "last_state.safetensors"
+        tensors = {k: v.clone() for k, v in load_file(str(good)).items()}
+        with safe_open(str(good), framework="pt") as fh:
+            meta = fh.metadata()
+        key = next(k for k in tensors if k.endswith("exp_avg"))
+        tensors[key] = torch.full_like(tensors[key], float("nan"))
+        save_file(tensors, str(state), metadata=meta)
+    else:
+        state.write_bytes(content)
+    with pytest.raises(CheckpointError, match=pattern) as err:
+        Trainer(config(tiny_data, run, sparse_steps=4), log=lambda m: None)
+    assert "last_state.safetensors" in str(err.value) and "start this run over" in str(err.value)
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"batch_size": 0}, "batch_size"), ({"log_every": 0}, "log_every"), ({"checkpoint_every": 0}, "checkpoint_every"),
+    ({"sparse_pkrs": [1.5]}, "sparse_pkrs"), ({"lr": "0.1"}, "lr"), ({"clip_len": 2.5}, "clip_len"),
+    ({"masked_training": "yes"}, "masked_training"), ({"variant": "huge"}, "variant"), ({"model": [1]}, "model"),
+    ({"reinit": "backbone"}, "reinit"), ({"dense_steps": 0, "sparse_steps": 0}, "dense_steps + sparse_steps"),
+])
+def test_training_config_values_are_validated(tiny_data, tmp_path, change, key):
+    data = {**json.loads(json.dumps(config(tiny_data, tmp_path / "x").__dict__)), **change}
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        TrainConfig.from_dict(data)
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_model_overrides_are_refused_before_anything_is_written(tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match=r"training config 'model': depth = 10000: must be an integer in 2\.\.64"):
+        Trainer(config(tiny_data, tmp_path / "x", model={**MODEL, "depth": 10000}), log=lambda m: None)
+    assert not (tmp_path / "x").exists()

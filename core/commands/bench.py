@@ -12,7 +12,10 @@ import torch
 from core import __version__
 from core.atomic import atomic_write_text
 from core.bench import format_table, rows_to_json, run_bench
-from core.errors import VPPError
+from core.cli import int_range, pkr_value, writable_output
+from core.session import resolve_device
+
+MAX_SIDE = 4096  # the model's input_long_side is the frame's long side; the config allows 256 tokens of 16 px
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -22,28 +25,31 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must look like 960x540, got {text!r}") from None
     if w < 16 or h < 16:
         raise argparse.ArgumentTypeError(f"size {text} is too small (at least 16x16)")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"size {text} is too large (at most {MAX_SIDE} pixels per side)")
     return w, h
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time dense vs pruned inference (backbone and end to end)")
     p.add_argument("--variants", nargs="+", default=["tiny", "small"], choices=["tiny", "small"])
-    p.add_argument("--pkr", nargs="+", type=float, default=[0.7, 0.55, 0.4], help="PKRs to time besides dense")
+    p.add_argument("--pkr", nargs="+", type=pkr_value, default=[0.7, 0.55, 0.4],
+                   help="PKRs in (0, 1] to time besides dense")
     p.add_argument("--size", type=_size, default=(960, 540), help="frame size WxH (default 960x540)")
-    p.add_argument("--repeats", type=int, default=7, help="timed rounds (medians are reported)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--repeats", type=int_range(1, 100_000), default=7, help="timed rounds (medians are reported)")
+    p.add_argument("--warmup", type=int_range(0, 100_000), default=2, help="untimed rounds first")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int_range(1, 1024), default=None,
+                   help="torch intra-op threads, 1..1024 (default: torch's)")
     p.add_argument("--no-random", action="store_true", help="skip the random-drop baseline")
     p.add_argument("--json", dest="json_out", default=None, help="write the figures to this JSON file")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if any(not 0 < p <= 1 for p in args.pkr):
-        raise VPPError(f"--pkr values must be in (0, 1], got {args.pkr}")
-    if args.repeats < 1:
-        raise VPPError("--repeats must be at least 1")
+    resolve_device(args.device)  # an unknown or missing device is refused before minutes of timing
+    if args.json_out:
+        writable_output(args.json_out, "--json")
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = run_bench(

@@ -25,9 +25,11 @@ import torch
 from core import __version__
 from core.atomic import atomic_write_text
 from core.bench import bench_model
+from core.cli import float_range, int_range, writable_output
 from core.errors import VPPError
 from core.evaluation.bootstrap import BootstrapDelta, paired_bootstrap
 from core.resources import load_model
+from core.session import resolve_device
 from core.training.validate import open_split, score_model
 
 
@@ -35,10 +37,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("model-card", help="accuracy and speed of a model at several PKRs on a YTVIS split")
     p.add_argument("--split", required=True, help="split folder with instances.json and JPEGImages/")
     p.add_argument("--model", default=None, help="checkpoint (default: the embedded default model)")
-    p.add_argument("--pkr", nargs="+", type=float, default=[0.7, 0.55, 0.4], help="PKRs besides dense")
-    p.add_argument("--max-videos", type=int, default=None, help="only the first N videos")
-    p.add_argument("--repeats", type=int, default=15, help="timed rounds of the speed measurement")
-    p.add_argument("--bootstrap", type=int, default=1000,
+    p.add_argument("--pkr", nargs="+", type=float_range(0.0, 1.0, lo_open=True, hi_open=True),
+                   default=[0.7, 0.55, 0.4], help="PKRs in (0, 1) besides dense (which is always included)")
+    p.add_argument("--max-videos", type=int_range(1), default=None, help="only the first N videos")
+    p.add_argument("--repeats", type=int_range(1, 100_000), default=15, help="timed rounds of the speed measurement")
+    p.add_argument("--bootstrap", type=int_range(1, 1_000_000), default=1000,
                    help="video resamples for the interval of AP_track(vpp) - AP_track(random) at the lowest PKR")
     p.add_argument("--device", default="cpu")
     p.add_argument("--markdown", default=None, help="write the table as Markdown to this file")
@@ -47,11 +50,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.bootstrap < 1:
-        raise VPPError(f"--bootstrap must be >= 1, got {args.bootstrap}")
-    if any(not 0 < p < 1 for p in args.pkr):
-        raise VPPError(f"--pkr values must be in (0, 1) (dense is always included), got {args.pkr}")
+    resolve_device(args.device)  # checked before the split is read and the model loaded
+    for path, option in ((args.markdown, "--markdown"), (args.json_out, "--json")):
+        if path:
+            writable_output(path, option)  # before the minutes of scoring, not after
     split_dir = Path(args.split)
+    if not (split_dir / "instances.json").is_file():
+        raise VPPError(f"{split_dir}: not a YTVIS split folder (expected {split_dir / 'instances.json'} "
+                       "and JPEGImages/ inside it)")
     split = open_split(split_dir / "instances.json", split_dir / "JPEGImages")
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:

@@ -10,17 +10,21 @@ We do not wrap the model in DistributedDataParallel because each step runs sever
 passes before one backward, and which parameters are used varies by frame (no Map-SM on a clip's
 first frame), which DDP's reducer does not allow. Only rank 0 writes checkpoints and logs.
 
-Resumable: ``<out>/last.safetensors`` (+ JSON config) and ``<out>/last_state.pt`` (optimizer, step,
-RNG; loaded with ``weights_only=True``) are written atomically every ``checkpoint_every`` steps.
+Resumable: ``<out>/last.safetensors`` (+ JSON config) and ``<out>/last_state.safetensors`` (optimizer
+tensors, step, RNG states, history; plain tensors and JSON metadata) are written atomically every
+``checkpoint_every`` steps, and a run into the same ``out_dir`` continues from them. No pickle is ever
+loaded: a ``last_state.pt`` (the pickled state of earlier versions, or any file from elsewhere) or a
+state file that is not a vpp-studio safetensors state is refused with a message saying what to do,
+before anything in the folder is overwritten.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,11 +33,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes, atomic_write_text
-from core.build import VPPConfig, build_vpp, keep_for
+from core.build import VARIANTS, VPPConfig, build_vpp, keep_for
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.errors import CheckpointError, ConfigError, DataError
 from core.model.backbone import PruneMode
 from core.session import resolve_device
 from core.training.dataset import YtvisClips, collate
@@ -54,7 +62,7 @@ def reinitialise(model: torch.nn.Module, names: tuple[str, ...]) -> None:
         try:
             sub = model.get_submodule(name)
         except AttributeError as exc:
-            raise ValueError(f"reinit: the model has no submodule {name!r}") from exc
+            raise ConfigError(f"reinit: the model has no submodule {name!r}") from exc
         for m in sub.modules():
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
@@ -90,12 +98,88 @@ class TrainConfig:
     device: str = "auto"
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
+    def from_dict(cls, data: dict, *, source: str = "training config") -> TrainConfig:
+        """A validated config from a JSON object; errors are :class:`ConfigError` lines naming ``source``."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: the training config must be a JSON object, got {type(data).__name__}")
         names = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - names)
+        unknown = sorted(str(k) for k in set(data) - names)
         if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; valid keys are {sorted(names)}")
-        return cls(**{k: tuple(v) if k in ("sparse_pkrs", "reinit") else v for k, v in data.items()})
+            raise ConfigError(f"{source}: unknown training config keys {unknown}; valid keys are {sorted(names)}")
+        missing = [k for k in ("train_ann", "train_images", "out_dir") if k not in data]
+        if missing:
+            raise ConfigError(f"{source}: missing {', '.join(missing)}")
+        fixed = {}
+        for k, v in data.items():
+            if k in ("sparse_pkrs", "reinit") and isinstance(v, list):
+                v = tuple(v)
+            elif k in _TRAIN_FLOATS and type(v) is int:
+                v = float(v)
+            fixed[k] = v
+        return cls(**fixed).validate(source=source)
+
+    def validate(self, *, source: str = "training config") -> TrainConfig:
+        """Check every key's type and range; returns ``self`` or raises one :class:`ConfigError` line."""
+        problems = _train_problems(self)
+        if problems:
+            raise ConfigError(f"{source}: " + "; ".join(problems))
+        return self
+
+
+# allowed ranges (inclusive) of the training config's numbers
+_TRAIN_INTS: dict[str, tuple[int, int]] = {
+    "dense_steps": (0, 10**9), "sparse_steps": (0, 10**9), "batch_size": (1, 4096), "clip_len": (1, 1000),
+    "warmup_steps": (0, 10**9), "num_points": (1, 10**6), "seed": (0, 2**32 - 1), "checkpoint_every": (1, 10**9),
+    "log_every": (1, 10**9), "val_every": (0, 10**9),
+}
+# (low, high, low included)
+_TRAIN_FLOATS: dict[str, tuple[float, float, bool]] = {
+    "lr": (0.0, 10.0, False), "weight_decay": (0.0, 10.0, True), "grad_clip": (0.0, 1e6, False),
+    "objectness": (0.0, 1e3, True),
+}
+
+
+def _train_problems(c: TrainConfig) -> list[str]:
+    def show(v) -> str:
+        text = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    out = []
+    for key in ("train_ann", "train_images", "out_dir", "device"):
+        v = getattr(c, key)
+        if not isinstance(v, str) or not v:
+            out.append(f"{key} = {show(v)}: must be a non-empty string")
+    for key in ("init", "val_ann", "val_images"):
+        v = getattr(c, key)
+        if v is not None and (not isinstance(v, str) or not v):
+            out.append(f"{key} = {show(v)}: must be a non-empty string or null")
+    if not isinstance(c.variant, str) or c.variant not in VARIANTS:
+        out.append(f"variant = {show(c.variant)}: must be one of {', '.join(sorted(VARIANTS))}")
+    if not isinstance(c.model, dict):
+        out.append(f"model = {show(c.model)}: must be an object of model config keys")
+    if not isinstance(c.masked_training, bool):
+        out.append(f"masked_training = {show(c.masked_training)}: must be true or false")
+    for key, (lo, hi) in _TRAIN_INTS.items():
+        v = getattr(c, key)
+        if not is_int(v) or not lo <= v <= hi:
+            out.append(f"{key} = {show(v)}: must be an integer in {lo}..{hi}")
+    for key, (lo, hi, lo_in) in _TRAIN_FLOATS.items():
+        v = getattr(c, key)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or not (lo <= v if lo_in else lo < v) or v > hi:
+            out.append(f"{key} = {show(v)}: must be a number in {'[' if lo_in else '('}{lo:g}, {hi:g}]")
+    pkrs = c.sparse_pkrs
+    if not isinstance(pkrs, (list, tuple)) or not 1 <= len(pkrs) <= 100 or any(
+            not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1 for p in pkrs):
+        out.append(f"sparse_pkrs = {show(pkrs)}: must be a list of 1 to 100 numbers in (0, 1]")
+    if not isinstance(c.reinit, (list, tuple)) or any(not isinstance(n, str) or not n for n in c.reinit):
+        out.append(f"reinit = {show(c.reinit)}: must be a list of submodule names")
+    if not out and c.dense_steps + c.sparse_steps < 1:
+        out.append("dense_steps + sparse_steps must be at least 1")
+    return out
 
 
 def _dist_info() -> tuple[int, int]:
@@ -195,18 +279,29 @@ def clip_loss(
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] | None = None) -> None:
+        cfg.validate()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.out = Path(cfg.out_dir)
+        # the model keys and any saved state are checked before the data is read or a file is written
+        source = "training config 'model'"
+        classless = {k: v for k, v in cfg.model.items() if k not in ("num_classes", "categories", "category_ids")}
+        probe = VPPConfig.for_variant(cfg.variant, source=source, **classless)
+        refuse_unsafe_state(self.out)
         self.rank, self.world = setup_distributed(self.device)
         self.log = (log or _print_flush) if self.rank == 0 else (lambda m: None)
-        self.out = Path(cfg.out_dir)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.data = YtvisClips(cfg.train_ann, cfg.train_images, clip_len=cfg.clip_len,
-                               long_side=int(cfg.model.get("input_long_side", 384)))
-        names = _category_names(cfg.train_ann)
+        try:
+            self.data = YtvisClips(cfg.train_ann, cfg.train_images, clip_len=cfg.clip_len,
+                                   long_side=int(cfg.model.get("input_long_side", 384)), patch=probe.patch)
+            names = _category_names(cfg.train_ann)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # a malformed annotation file
+            raise DataError(f"{cfg.train_ann}: not a usable YTVIS annotation file ({type(exc).__name__}: {exc})") \
+                from exc
         self.model_cfg = VPPConfig.for_variant(
             cfg.variant,
+            source=source,
             **{
                 "num_classes": self.data.num_classes,
                 "categories": names,
@@ -231,36 +326,43 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def _resume(self) -> None:
-        weights, state_file = self.out / "last.safetensors", self.out / "last_state.pt"
+        weights, state_file = self.out / "last.safetensors", self.out / STATE_FILE
         if not (weights.is_file() and state_file.is_file()):
             return
+        state = read_train_state(state_file)
         model, _ = load_checkpoint(weights, device="cpu", config=self.model_cfg)
         self.model.load_state_dict(model.state_dict())
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        self.opt.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.rng.setstate(_tuple_state(state["rng"]))
-        torch.set_rng_state(state["torch_rng"])
-        self.history = json.loads(state.get("history", "[]"))
+        opt = state["optimizer"]
+        for pid, entries in opt["state"].items():
+            if not 0 <= pid < len(self.params):
+                raise CheckpointError(f"{state_file}: optimizer state for parameter {pid}, but the model has "
+                                      f"{len(self.params)}; {_start_over(self.out)}")
+            want = tuple(self.params[pid].shape)
+            for name, value in entries.items():
+                if torch.is_tensor(value) and value.ndim and tuple(value.shape) != want:
+                    raise CheckpointError(f"{state_file}: optimizer tensor {name} of parameter {pid} has shape "
+                                          f"{tuple(value.shape)}, the parameter {want}; it belongs to another "
+                                          f"model. {_start_over(self.out)}")
+        try:
+            self.opt.load_state_dict(opt)
+            self.rng.setstate(_tuple_state(state["rng"]))
+            torch.set_rng_state(state["torch_rng"])
+        except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(f"{state_file}: the training state does not fit this run ({exc}). "
+                                  f"{_start_over(self.out)}") from exc
+        self.step = state["step"]
+        self.history = state["history"]
         self.log(f"resumed from {weights} at step {self.step}")
 
     def save(self) -> None:
         if self.rank != 0:
             return
         save_checkpoint(self.model, self.model_cfg, self.out / "last.safetensors", metadata={"step": self.step})
-        buf = io.BytesIO()
         rng_state = self.rng.getstate()
-        torch.save(
-            {
-                "optimizer": self.opt.state_dict(),
-                "step": self.step,
-                "rng": [rng_state[0], list(rng_state[1]), rng_state[2]],
-                "torch_rng": torch.get_rng_state(),
-                "history": json.dumps(self.history),
-            },
-            buf,
-        )
-        atomic_write_bytes(self.out / "last_state.pt", buf.getvalue())
+        data = train_state_bytes(self.opt.state_dict(), step=self.step,
+                                 rng=[rng_state[0], list(rng_state[1]), rng_state[2]],
+                                 torch_rng=torch.get_rng_state(), history=self.history)
+        atomic_write_bytes(self.out / STATE_FILE, data)
         atomic_write_text(self.out / "train_config.json", json.dumps(asdict(self.cfg), indent=2) + "\n")
 
     # -- the loop ----------------------------------------------------------------------------
@@ -321,6 +423,131 @@ def _to(t, device):
 
 def _tuple_state(s):
     return (s[0], tuple(s[1]), s[2])
+
+
+# -- the resume state: safetensors (tensors) + JSON metadata; never a pickle ---------------------------
+STATE_FILE = "last_state.safetensors"
+LEGACY_STATE_FILE = "last_state.pt"  # the pickled state of earlier versions: refused, never loaded
+STATE_FORMAT = "vpp-train-state/1"
+
+
+def _start_over(out: Path) -> str:
+    """What to do when ``out``'s resume state cannot be used."""
+    weights = out / "last.safetensors"
+    if not weights.is_file():
+        return "To start this run over, delete it, or train into another --out folder."
+    return (f"To start this run over, delete it and {weights.name} in {out}, or train into another --out folder "
+            f"(with --init {weights} to start from its weights).")
+
+
+def _pickle_kind(path: Path) -> str | None:
+    """What pickle ``path`` is ("a PyTorch pickle archive (torch.save)", "a Python pickle"), or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "a PyTorch pickle archive (torch.save)"
+    if head[:1] == b"\x80":
+        return "a Python pickle"
+    return None
+
+
+def _pickle_refusal(path: Path, what: str, out: Path) -> str:
+    return (f"{path}: this is {what}, not a vpp-studio training state; pickles are never loaded, for safety "
+            f"(unpickling a file can run any code its author put in it), so this run cannot resume from it. "
+            + _start_over(out))
+
+
+def refuse_unsafe_state(out: Path) -> None:
+    """Refuse an ``out`` folder whose resume state is a pickle (``last_state.pt``) before it is touched.
+
+    Training over it would silently start again from step 0 and overwrite the folder's
+    ``last.safetensors``; the message says how to start over or where to train instead.
+    """
+    legacy = out / LEGACY_STATE_FILE
+    if (legacy.exists() or legacy.is_symlink()) and not (out / STATE_FILE).exists():
+        what = _pickle_kind(legacy) or "a file in the old pickled format's place"
+        raise CheckpointError(_pickle_refusal(legacy, what, out))
+
+
+def train_state_bytes(optimizer: dict, *, step: int, rng: list, torch_rng: torch.Tensor, history: list) -> bytes:
+    """The resume state as safetensors bytes: optimizer tensors, the torch RNG, and JSON metadata."""
+    tensors = {"torch_rng": torch_rng.detach().cpu().contiguous()}
+    scalars: dict[str, dict] = {}
+    for pid, entries in optimizer["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{int(pid)}.{name}"] = value.detach().cpu().contiguous()
+            elif value is None or isinstance(value, (bool, int, float)):
+                scalars.setdefault(str(int(pid)), {})[name] = value
+            else:
+                raise TypeError(f"optimizer state {name!r} of type {type(value).__name__} cannot be saved")
+    meta = {"format": STATE_FORMAT, "step": str(int(step)), "param_groups": json.dumps(optimizer["param_groups"]),
+            "optimizer_scalars": json.dumps(scalars), "rng": json.dumps(rng), "history": json.dumps(history)}
+    return save_safetensors(tensors, metadata=meta)
+
+
+_OPT_KEY = re.compile(r"optimizer\.(\d+)\.(\w+)")
+
+
+def read_train_state(path: Path) -> dict:
+    """The resume state written by :func:`train_state_bytes`, checked; a :class:`CheckpointError` otherwise.
+
+    Returns ``{"optimizer": state dict, "step": int, "rng": list, "torch_rng": uint8 tensor, "history": list}``.
+    """
+    out = path.parent
+    what = _pickle_kind(path)
+    if what:
+        raise CheckpointError(_pickle_refusal(path, what, out))
+
+    def bad(reason: str) -> CheckpointError:
+        return CheckpointError(f"{path}: not a usable vpp-studio training state ({reason}). "
+                               + _start_over(out))
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise bad(f"not a readable safetensors file: {exc}") from exc
+    if meta.get("format") != STATE_FORMAT:
+        raise bad(f"its format is {meta.get('format')!r}, expected {STATE_FORMAT!r}")
+    try:
+        step = int(meta["step"])
+        groups = json.loads(meta["param_groups"])
+        scalars = json.loads(meta["optimizer_scalars"])
+        rng = json.loads(meta["rng"])
+        history = json.loads(meta["history"])
+    except (KeyError, ValueError, RecursionError) as exc:
+        raise bad(f"its metadata is damaged: {type(exc).__name__} {exc}") from None
+    if step < 0 or not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                                           for g in groups):
+        raise bad("its step or parameter groups are damaged")
+    if not isinstance(scalars, dict) or not isinstance(history, list) or not isinstance(rng, list) or len(rng) != 3:
+        raise bad("its RNG state, history or optimizer scalars are damaged")
+    torch_rng = tensors.pop("torch_rng", None)
+    if torch_rng is None or torch_rng.dtype != torch.uint8 or torch_rng.ndim != 1:
+        raise bad("its torch RNG state is missing or damaged")
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        m = _OPT_KEY.fullmatch(key)
+        if not m:
+            raise bad(f"unexpected tensor {key!r}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise bad(f"tensor {key} holds NaN or Inf values (the run diverged)")
+        state.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    for pid, entries in scalars.items():
+        if not str(pid).isdigit() or not isinstance(entries, dict):
+            raise bad("its optimizer scalars are damaged")
+        state.setdefault(int(pid), {}).update(entries)
+    for g in groups:  # JSON gave lists where the optimizer had tuples (betas)
+        for k, v in list(g.items()):
+            if k != "params" and isinstance(v, list):
+                g[k] = tuple(v)
+    return {"optimizer": {"state": state, "param_groups": groups}, "step": step, "rng": rng,
+            "torch_rng": torch_rng, "history": history}
 
 
 def _category_names(ann_file: str) -> tuple[str, ...]:

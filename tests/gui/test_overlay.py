@@ -135,7 +135,7 @@ def test_labels_stay_next_to_their_masks(where):
     for lab in labs:
         k = by_track[int(lab.text.split("#")[1].split()[0])]
         assert _box_distance(lab, line, boxes[k]) <= 3 * line, (lab, boxes[k])
-        assert 0 <= lab.x and lab.x + lab.width <= w and 0 <= lab.y <= h - line
+        assert lab.x >= 0 and lab.x + lab.width <= w and 0 <= lab.y <= h - line
         assert 0 < lab.width < w
     spots = {(round(lab.x), round(lab.y)) for lab in labs}
     # stacked near their masks, not piled at one place (ten boxes sharing a corner fill the four places near it)
