@@ -18,7 +18,7 @@ from core.training.trainer import TrainConfig, Trainer
 MAX_CONFIG_BYTES = 1 << 20
 
 _FLAGS = {
-    "train_ann": str, "train_images": str, "out_dir": str, "variant": str, "init": str,
+    "train_ann": str, "train_images": str, "out_dir": str, "variant": str, "init": str, "init_backbone": str,
     "dense_steps": int_range(0), "sparse_steps": int_range(0), "batch_size": int_range(1, 4096),
     "clip_len": int_range(1, 1000), "lr": float_range(0.0, 10.0, lo_open=True), "num_points": int_range(1, 10**6),
     "seed": int_range(0, 2**32 - 1), "checkpoint_every": int_range(1), "log_every": int_range(1),
@@ -81,7 +81,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     for key in ("train_ann", "train_images"):
         if not Path(data[key]).exists():
             raise VPPError(f"{data[key]}: not found (given as {key})")
-    for key in ("init", "val_ann", "val_images"):
+    for key in ("init", "init_backbone", "val_ann", "val_images"):
         if data.get(key) is not None and not Path(data[key]).exists():
             raise VPPError(f"{data[key]}: not found (given as {key})")
     return cfg

@@ -76,6 +76,9 @@ class TrainConfig:
     variant: str = "tiny"
     model: dict = field(default_factory=dict)  # VPPConfig overrides (input_long_side, decoder sizes, ...)
     init: str | None = None  # start from this checkpoint
+    # start the ViT from a timm ViT file (DeiT / AugReg; .safetensors / .pth / .bin) or from the ViT part of a release
+    # / COCO-pretrained Mask2Former checkpoint (core.model.timm_import); the rest of the model starts fresh
+    init_backbone: str | None = None
     masked_training: bool = True  # prune decisions as masks over all tokens (False: the older gather path)
     objectness: float = 0.0  # weight of the objectness loss on the prune decisions (0: the paper's losses)
     reinit: tuple[str, ...] = ()  # submodules to re-initialise after loading init, e.g. "backbone.selective"
@@ -152,10 +155,13 @@ def _train_problems(c: TrainConfig) -> list[str]:
         v = getattr(c, key)
         if not isinstance(v, str) or not v:
             out.append(f"{key} = {show(v)}: must be a non-empty string")
-    for key in ("init", "val_ann", "val_images"):
+    for key in ("init", "init_backbone", "val_ann", "val_images"):
         v = getattr(c, key)
         if v is not None and (not isinstance(v, str) or not v):
             out.append(f"{key} = {show(v)}: must be a non-empty string or null")
+    if c.init is not None and c.init_backbone is not None:
+        out.append("init and init_backbone are both given: init starts the whole model from a vpp checkpoint, "
+                   "init_backbone only its ViT from a timm / release file; give one of them")
     if not isinstance(c.variant, str) or c.variant not in VARIANTS:
         out.append(f"variant = {show(c.variant)}: must be one of {', '.join(sorted(VARIANTS))}")
     if not isinstance(c.model, dict):
@@ -288,6 +294,7 @@ class Trainer:
         classless = {k: v for k, v in cfg.model.items() if k not in ("num_classes", "categories", "category_ids")}
         probe = VPPConfig.for_variant(cfg.variant, source=source, **classless)
         refuse_unsafe_state(self.out)
+        backbone = _read_init_backbone(cfg, probe)  # a bad backbone file is refused before anything is written
         self.rank, self.world = setup_distributed(self.device)
         self.log = (log or _print_flush) if self.rank == 0 else (lambda m: None)
         if self.rank == 0:
@@ -306,6 +313,7 @@ class Trainer:
                 "num_classes": self.data.num_classes,
                 "categories": names,
                 "category_ids": tuple(self.data.category_ids),
+                **({} if backbone is None else {"pos_grid": backbone[1].pos_grid}),
                 **cfg.model,
             },
         )
@@ -314,6 +322,9 @@ class Trainer:
             self.model, _ = load_checkpoint(cfg.init, device="cpu", config=self.model_cfg)
         else:
             self.model = build_vpp(self.model_cfg)
+        if backbone is not None:
+            self.model.backbone.vit.load_state_dict(backbone[0], strict=True)
+            self.log(f"init_backbone {cfg.init_backbone}: " + "; ".join(backbone[1].lines()))
         reinitialise(self.model, cfg.reinit)
         self.model.backbone.masked_training = cfg.masked_training
         self.model.to(self.device).train()
@@ -410,6 +421,18 @@ class Trainer:
         bar.close()
         self.model.eval()
         return self.history
+
+
+def _read_init_backbone(cfg: TrainConfig, probe: VPPConfig):
+    """``(our ViT's state dict, report)`` from ``cfg.init_backbone``, or None. The position table keeps the file's
+    grid unless the training config's ``model`` sets ``pos_grid`` (then it is resized to it)."""
+    if cfg.init_backbone is None:
+        return None
+    from core.model.timm_import import read_backbone_file
+
+    return read_backbone_file(cfg.init_backbone, embed_dim=probe.embed_dim, depth=probe.depth,
+                              num_heads=probe.num_heads, patch=probe.patch, mlp_ratio=probe.mlp_ratio,
+                              pos_grid=probe.pos_grid if "pos_grid" in cfg.model else None)
 
 
 def _print_flush(message: str) -> None:
