@@ -4,7 +4,7 @@
 a lone file still loads. ``model.json`` (same stem) is::
 
     {"kind": "release", "format": 1,
-     "config": {... ReleaseConfig.to_dict() ...},
+     "config": {... ReleaseConfig.to_dict() ..., "selection": "topk" | "release"},
      "categories": [{"id": 1, "name": "airplane"}, ...],       # class index i -> categories[i]
      "source": {...}, "conversion": {...}}                    # provenance, free-form
 
@@ -13,6 +13,10 @@ project's own :class:`~core.model.vpp.VPPModel` read by ``core.checkpoint``). Lo
 sidecar that is not such a JSON object (or is larger than 1 MiB), a config with unknown keys or a wrong kind,
 categories that are not ``{id: int, name: str}`` (one per class), tensors that are missing, unexpected, of
 another shape or dtype family, or not finite (``core.checkpoint.load_state_strict``).
+
+``config.selection`` says how the file's model selects tokens by default ("topk": the project's static top-k;
+"release": the release's thresholded gates, see ``core.model.backbone``); files written before it existed have
+none and mean "topk". A loaded model runs with it unless a call passes ``selection``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ class ReleaseFile:
     conversion: dict[str, Any]
 
     @property
+    def selection(self) -> str:
+        """"topk" or "release": the selection rule the file records ("topk" for files from before it was recorded)."""
+        return self.config.selection
+
+    @property
     def names(self) -> dict[int, str]:
         """Class index (0..K-1, the head's output) -> category name."""
         return {i: c.name for i, c in enumerate(self.categories)}
@@ -65,11 +74,12 @@ def sidecar_path(weights: str | Path) -> Path:
 
 
 def _sidecar_dict(model: ReleaseVPPModel, categories: Sequence[Category | tuple[int, str] | dict], *,
-                  source: dict | None, conversion: dict | None) -> dict[str, Any]:
+                  source: dict | None, conversion: dict | None, selection: str | None = None) -> dict[str, Any]:
     cats = [_category(c, i, "categories") for i, c in enumerate(categories)]
     if len(cats) != model.config.num_classes:
         raise ValueError(f"{len(cats)} categories for a model of {model.config.num_classes} classes")
-    return {"kind": KIND, "format": FORMAT, "config": model.config.to_dict(),
+    config = model.config if selection is None else model.config.replace(selection=selection)  # validated
+    return {"kind": KIND, "format": FORMAT, "config": config.to_dict(),
             "categories": [{"id": c.id, "name": c.name} for c in cats],
             "source": dict(source or {}), "conversion": dict(conversion or {})}
 
@@ -81,12 +91,16 @@ def save_release_checkpoint(
     categories: Sequence[Category | tuple[int, str] | dict],
     source: dict | None = None,
     conversion: dict | None = None,
+    selection: str | None = None,
 ) -> Path:
-    """Write ``path`` (.safetensors) and its JSON sidecar atomically; returns the weights path."""
+    """Write ``path`` (.safetensors) and its JSON sidecar atomically; returns the weights path.
+
+    ``selection``: "topk" / "release" to record instead of ``model.config.selection`` (None: the model's).
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
-    side = _sidecar_dict(model, categories, source=source, conversion=conversion)
+    side = _sidecar_dict(model, categories, source=source, conversion=conversion, selection=selection)
     text = json.dumps(side, indent=1)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write_bytes(path, save(state, metadata={KIND_KEY: KIND, SIDECAR_KEY: json.dumps(side)}))
@@ -174,8 +188,11 @@ def read_release_file(path: str | Path) -> ReleaseFile:
         raise CheckpointError(f"{source}: kind is {data.get('kind')!r}, not {KIND!r}: not a release model file")
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{source}: format {data.get('format')!r} is not supported (this version reads {FORMAT})")
+    raw_config = data.get("config")
+    if isinstance(raw_config, dict) and "selection" not in raw_config:
+        raw_config = {**raw_config, "selection": "topk"}  # written before the selection was recorded
     try:
-        config = ReleaseConfig.from_dict(data.get("config"))
+        config = ReleaseConfig.from_dict(raw_config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: invalid model config ({exc})") from None
     raw = data.get("categories")

@@ -18,8 +18,9 @@ VPP is the backbone's (:class:`~core.model.backbone.PrunedViT`): Map-SM before b
 selective modules before blocks 3, 6, 9, static top-k per stage. The interactions run through its
 ``hooks`` on the dense map, as in the release: pruned tokens get the injector's update too and keep it,
 the selective modules score tokens after the injector, and Map-SM's values are the block-5 map before
-the next injector. The selection itself is the backbone's (static top-k, argmax at inference, keys =
-block-0 tokens), not the release's thresholded gates.
+the next injector. The selection itself is the backbone's, chosen per call with ``selection``: "topk" (static
+top-k, the default) or "release" (the release's thresholded gates and Map-SM scoring, see
+:mod:`core.model.backbone`); either way argmax association at inference and keys = block-0 tokens.
 
 State-dict keys: ``spm.*``, ``level_embed``, ``interactions.{i}.injector.*``,
 ``interactions.{i}.extractor.*``, ``interactions.{last}.extra_extractors.{0,1}.*``, ``up.*`` and
@@ -44,7 +45,7 @@ from core.model.adapter_modules import (
     init_adapter_weights,
     level_shapes,
 )
-from core.model.backbone import BackboneOutput, PrunedViT, PruneMode, PruneState
+from core.model.backbone import BackboneOutput, PrunedViT, PruneMode, PruneState, Selection
 from core.model.deform_attn import MSDeformAttn
 
 TOKEN_STRIDE = 16  # the ViT's tokens are the adapter's middle level (c3)
@@ -190,8 +191,10 @@ class ViTAdapter(nn.Module):
         *,
         keep: tuple[float, ...] | None = None,
         mode: PruneMode = "vpp",
+        selection: Selection = "topk",
     ) -> AdapterOutput:
-        """One frame ``[B, 3, H, W]`` (H, W multiples of 32); ``state``, ``keep``, ``mode`` as :class:`PrunedViT`."""
+        """One frame ``[B, 3, H, W]`` (H, W multiples of 32); ``state``, ``keep``, ``mode``, ``selection`` as
+        :class:`PrunedViT`."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
         b, _, h, w = images.shape
@@ -205,7 +208,8 @@ class ViTAdapter(nn.Module):
         c = torch.cat([c2 + embed[0], c3 + embed[1], c4 + embed[2]], dim=1)
 
         run = _InteractionRun(self.interactions, c, inject_inputs, extract_inputs, grid)
-        out = self.backbone(images, state, keep=keep, mode=mode, hooks=run.hooks(self.interaction_indexes))
+        out = self.backbone(images, state, keep=keep, mode=mode, hooks=run.hooks(self.interaction_indexes),
+                            selection=selection)
         x, c = run.x, run.c
 
         dim = self.embed_dim

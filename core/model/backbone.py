@@ -22,6 +22,25 @@ In training the ranking adds logistic (Gumbel-difference) noise and the kept tok
 straight-through factor 1 + p - stop_grad(p) (p = soft keep probability), so forward values are those
 of hard top-k while gradients reach Map-SM and the selective modules. At inference the ranking is a
 plain top-k: the same input gives the same output, bit for bit.
+
+Two selection rules, a per-call argument like the keep fractions (``forward(..., selection=...)``):
+
+- "topk" (the default, this project's): every stage keeps exactly ``int(N * keep[i])`` tokens (static counts, real
+  speed); Map-SM ranks by its dilated keep log-probability and keeps ``background_share`` of its budget on a
+  shifting lattice (:func:`~core.model.map_sm.background_positions`).
+- "release" (the authors' release, PatGlan/Video-Patch-Pruning head bf74be2, ``custom_mmdet/models/backbones/``):
+  Map-SM still keeps exactly ``int(N * keep[0])`` tokens (``map_selective_module.py``: sort, first
+  ``int(num_p * quantile)``), ranked as released (:meth:`~core.model.map_sm.MapSM.release_scores`: both
+  log-probabilities pooled, then softmaxed), with no background lattice; the selective modules are hard per-token
+  gates, keep where p(keep) >= 0.5 (:func:`~core.model.selective.release_keep`; ``selective_module.py``), so the
+  kept count varies from frame to frame and the measured PKR is what the gates make of the input. A token dropped
+  earlier stays dropped (the gate only sees the kept tokens; the release multiplies by the previous mask); a gate
+  that would keep no token keeps the one with the highest keep probability. The keep fractions of the selective
+  stages are not counts here: a fraction of 1.0 (``keep=None``: all) turns that stage off, any other value lets
+  its gate decide. Deliberate differences from the release: no Gumbel noise at inference (the release samples it
+  at test time, scale 0.1, in both modules): the same input gives the same kept set, bit for bit; inference only
+  (the gradient path of training is the top-k one) and one frame at a time (batch 1, as the release's test mode,
+  which asserts it). Modes "random" and "dense" ignore ``selection``.
 """
 
 from __future__ import annotations
@@ -34,10 +53,13 @@ import torch
 from torch import nn
 
 from core.model.map_sm import MapSM, background_positions
-from core.model.selective import SelectiveModule
+from core.model.selective import SelectiveModule, release_keep
 from core.model.vit import VisionTransformer
 
 PruneMode = Literal["vpp", "random", "dense"]
+#: How "vpp" picks tokens (see the module docstring): static top-k per stage, or the release's thresholded gates.
+Selection = Literal["topk", "release"]
+SELECTIONS: tuple[str, ...] = ("topk", "release")
 
 # ``hooks[i]`` gets the dense ``[B, N, C]`` token map before block ``i`` (``i == depth``: after the last
 # block) and returns the map to continue with, same shape; kept tokens are re-gathered from it, dropped
@@ -152,15 +174,19 @@ class PrunedViT(nn.Module):
         keep: tuple[float, ...] | None = None,
         mode: PruneMode = "vpp",
         hooks: BlockHooks | None = None,
+        selection: Selection = "topk",
     ) -> BackboneOutput:
         """Run one frame ``[B, 3, H, W]``; ``state`` is the previous frame's (None: first frame).
 
         ``keep``: absolute keep fraction per prune point, in order (Map-SM first); None keeps all tokens.
         ``mode``: "vpp" (learned), "random" (random drop at the same k: a baseline) or "dense".
         ``hooks``: optional, see ``BlockHooks`` (None: the plain backbone).
+        ``selection``: "topk" (static counts) or "release" (the release's thresholded gates: inference, batch 1;
+        see the module docstring). Only "vpp" uses it.
         """
         keep = self._resolve_keep(keep, mode)
         hooks = self._resolve_hooks(hooks)
+        release = self._resolve_selection(selection, mode, images)
         if self.training and self.masked_training and mode == "vpp":
             return self.forward_masked(images, state, keep=keep, mode=mode, hooks=hooks)
         vit = self.vit
@@ -184,7 +210,16 @@ class PrunedViT(nn.Module):
             if i in hooks:  # the full map is current: the previous block scattered into it
                 full = hooks[i](full)
                 cur = full if idx is None else _gather(full, idx)
-            if i in keep_of:
+            if i in keep_of and release:
+                n = cur.shape[1]
+                local, scored = self._release_select(i, cur, state, grid, n_all, keep_of[i])
+                if scored:
+                    flops += self._scoring_flops(i, n, n_all, state, mode=mode)
+                if local is not None:
+                    cur = _gather(cur, local)
+                    idx = local if idx is None else idx.gather(1, local)
+                kept_masks.append(_mask(idx, b, n_all, x.device))
+            elif i in keep_of:
                 k = max(1, int(n_all * keep_of[i]))
                 n = cur.shape[1]
                 if mode != "dense" and k < n and (i != self.map_block or state is not None):
@@ -281,6 +316,51 @@ class PrunedViT(nn.Module):
         """Both paths' result: the head's taps and the state the next frame's Map-SM reads."""
         state = PruneState(tokens0, taps[self.deep_block], deep_kept, grid, frame_index + 1)
         return BackboneOutput(features=[taps[j] for j in self.out_indices], grid=grid, state=state, **fields)
+
+    def _resolve_selection(self, selection: Selection, mode: PruneMode, images: torch.Tensor) -> bool:
+        """Whether this call uses the release's selection; refuses what that rule cannot do."""
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; choose topk or release")
+        if selection != "release" or mode != "vpp":
+            return False
+        if self.training:
+            raise ValueError("selection 'release' is an inference rule (thresholded gates, no gradient path); "
+                             "train with selection 'topk' or call .eval() first")
+        if images.shape[0] != 1:
+            raise ValueError(f"selection 'release' keeps a different number of tokens in every frame, so it runs "
+                             f"one frame at a time (batch 1, as the release's test mode); got a batch of "
+                             f"{images.shape[0]}: split the batch or use selection 'topk'")
+        return True
+
+    def _release_select(
+        self,
+        block: int,
+        cur: torch.Tensor,
+        state: PruneState | None,
+        grid: tuple[int, int],
+        n_all: int,
+        keep: float,
+    ) -> tuple[torch.Tensor | None, bool]:
+        """The release's decision before ``block`` (batch 1): local indices ``[1, m]`` ascending (None: keep all),
+        and whether a module scored the tokens (for the FLOP count)."""
+        n = cur.shape[1]
+        if keep >= 1.0:
+            return None, False  # stage off (keep=None: the dense budget)
+        if block == self.map_block:
+            if state is None:
+                return None, False  # first frame of a clip: no previous frame to map from
+            k = max(1, int(n_all * keep))  # the release: sort, keep the first int(N * keep_ratio)
+            if k >= n:
+                return None, False
+            scores = self.map_sm.release_scores(cur, state.tokens0, state.deep, state.kept, grid)
+            return _select(scores, k, None, training=False)[0], True
+        logp = self.selective[str(block)].log_probs(cur)  # [1, n, 2]
+        kept = release_keep(logp)[0]
+        if bool(kept.all()):
+            return None, True
+        if not bool(kept.any()):  # never an empty stage: the most confident token stays
+            return logp[0, :, 0].argmax().view(1, 1), True
+        return kept.nonzero().view(1, -1), True
 
     def _resolve_hooks(self, hooks: BlockHooks | None) -> BlockHooks:
         if not hooks:

@@ -14,6 +14,14 @@ penalises far matches. The prior table is computed once per grid size and cached
 Association is hard: straight-through Gumbel-softmax (hard=True) in training, plain argmax at
 inference (the release also samples Gumbel noise at test time, which makes results
 non-deterministic; we deliberately do not).
+
+Two keep scores (``PrunedViT.forward(selection=...)`` picks one):
+
+- :meth:`MapSM.forward` ("topk", the project's): the keep log-probability alone is dilated;
+- :meth:`MapSM.release_scores` ("release", PatGlan/Video-Patch-Pruning ``map_selective_module.py``): *both*
+  log-probabilities (keep, drop) are dilated, then softmaxed, so tokens rank by sigmoid of the window's mean
+  logit (keep - drop). The release adds Gumbel noise of scale 1 / ``tau_selector`` = 0.1 before that softmax,
+  at test time too; we deliberately do not (deterministic).
 """
 
 from __future__ import annotations
@@ -92,6 +100,39 @@ class MapSM(nn.Module):
         Returns:
             ``[B, N]`` dilated keep log-probability (higher = keep), differentiable in training.
         """
+        logp = self.log_probs(query, prev_keys, prev_values, prev_kept, grid)
+        return self.dilate(logp[..., 0], grid)
+
+    def release_scores(
+        self,
+        query: torch.Tensor,
+        prev_keys: torch.Tensor,
+        prev_values: torch.Tensor,
+        prev_kept: torch.Tensor,
+        grid: tuple[int, int],
+    ) -> torch.Tensor:
+        """The release's keep score: ``[B, N]`` log of softmax(dilated keep, dilated drop log-probability)[keep].
+
+        Same arguments as :meth:`forward`. As ``map_selective_module.py`` (lines 58-65): the log-softmax pair is
+        replicate-padded and 9x9-averaged channel by channel, then softmaxed; the tokens are ranked by that keep
+        probability, i.e. by the mean of (keep - drop) logits over the window. Returned as a log-probability (a
+        monotone map of the release's probability, finer in float32). No Gumbel noise (the release's test time has
+        noise of scale 0.1): deterministic.
+        """
+        logp = self.log_probs(query, prev_keys, prev_values, prev_kept, grid)  # [B, N, 2]
+        b = logp.shape[0]
+        pooled = self._pool(logp.permute(0, 2, 1).reshape(b, 2, *grid))  # [B, 2, gh, gw]
+        return pooled.reshape(b, 2, -1).log_softmax(dim=1)[:, 0]
+
+    def log_probs(
+        self,
+        query: torch.Tensor,
+        prev_keys: torch.Tensor,
+        prev_values: torch.Tensor,
+        prev_kept: torch.Tensor,
+        grid: tuple[int, int],
+    ) -> torch.Tensor:
+        """``[B, N, 2]`` undilated (keep, drop) log-probabilities of the current tokens (float32)."""
         b, n, c = query.shape
         idx = prev_kept.unsqueeze(-1).expand(-1, -1, c)
         keys = prev_keys.gather(1, idx)  # [B, K, C]
@@ -105,16 +146,18 @@ class MapSM(nn.Module):
         else:
             best = scores.argmax(dim=-1)  # [B, N]
             aligned = values.gather(1, best.unsqueeze(-1).expand(-1, -1, c))
-        logp = self.fc2(self.act(self.fc1(self.norm(aligned)))).float().log_softmax(dim=-1)
-        return self.dilate(logp[..., 0], grid)
+        return self.fc2(self.act(self.fc1(self.norm(aligned)))).float().log_softmax(dim=-1)
 
     def dilate(self, keep: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """9x9 (``dilation``) average of the ``[B, N]`` keep map with replicate padding."""
         b = keep.shape[0]
+        return self._pool(keep.reshape(b, 1, *grid)).reshape(b, -1)
+
+    def _pool(self, maps: torch.Tensor) -> torch.Tensor:
+        """``[B, K, gh, gw]`` -> same shape: replicate pad ``dilation // 2``, ``dilation`` x ``dilation`` average."""
         pad = self.dilation // 2
-        m = keep.reshape(b, 1, *grid)
-        m = F.pad(m, (pad, pad, pad, pad), mode="replicate")
-        return F.avg_pool2d(m, self.dilation, stride=1).reshape(b, -1)
+        m = F.pad(maps, (pad, pad, pad, pad), mode="replicate")
+        return F.avg_pool2d(m, self.dilation, stride=1)
 
     def flops(self, n: int, k_prev: int) -> int:
         """Counted FLOPs at inference for ``n`` current and ``k_prev`` previous kept tokens."""

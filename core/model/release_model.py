@@ -18,9 +18,12 @@ What the release fixes and this module reproduces:
   ConvFFN ratio 0.25, 2 extra extractors;
 - head: 100 queries, 256 d, 6 deformable encoder layers, 9 decoder layers, 40 classes (YouTube-VIS 2021).
 
-What differs from the release (the project's choices, see ``core.model.backbone``): the selection is a static
-top-k per stage with argmax association at inference (deterministic), not the release's thresholded gates with
-Gumbel noise; keep fractions are per-call arguments (:func:`release_keep` gives the release's schedules).
+Selection (``ReleaseConfig.selection``, recorded in the model file; a ``forward(selection=...)`` overrides it for
+one call; see ``core.model.backbone``): "topk", the project's static top-k per stage (real speed, the keep fractions
+set the PKR), or "release", the release's rule: Map-SM keeps ``int(N * keep[0])`` tokens ranked as released, the
+selective modules are per-token thresholds (p(keep) >= 0.5) so the kept count varies per frame, no background
+lattice. Both use argmax association and no Gumbel noise at inference (deterministic; the release samples noise at
+test time); keep fractions are per-call arguments (:func:`release_keep` gives the release's schedules).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.model.adapter import INPUT_MULTIPLE, AdapterOutput, ViTAdapter
-from core.model.backbone import BackboneOutput, PrunedViT, PruneMode, PruneState
+from core.model.backbone import SELECTIONS, BackboneOutput, PrunedViT, PruneMode, PruneState, Selection
 from core.model.m2f_head import Mask2FormerHead, Mask2FormerOutput
 from core.model.map_sm import MapSM
 from core.model.selective import SelectiveModule
@@ -128,6 +131,7 @@ class ReleaseConfig:
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     pruning_trained: bool = True  # False: imported from a dense checkpoint, Map-SM / selective weights untrained
+    selection: str = "topk"  # "topk": static top-k per stage; "release": the release's thresholded gates
     extra: dict[str, Any] = field(default_factory=dict)  # free-form (provenance), not used to build
 
     def to_dict(self) -> dict[str, Any]:
@@ -213,6 +217,8 @@ def _validate(cfg: ReleaseConfig) -> None:
             raise ValueError(f"{name} must be three numbers, got {v!r}")
     if any(x <= 0 for x in cfg.pixel_std):
         raise ValueError(f"pixel_std must be positive, got {cfg.pixel_std!r}")
+    if cfg.selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {cfg.selection!r}")
     if not isinstance(cfg.pruning_trained, bool) or not isinstance(cfg.extra, dict):
         raise ValueError("pruning_trained must be true / false and extra an object")
 
@@ -292,7 +298,7 @@ TrackQueries = tuple[torch.Tensor | None, torch.Tensor | None]
 
 
 class ReleaseVPPModel(nn.Module):
-    """The released VIS model, one frame at a time: ``forward(images, state, *, keep, mode, track_queries)``.
+    """The released VIS model, one frame at a time: ``forward(images, state, *, keep, mode, track_queries, selection)``.
 
     Args:
         adapter: the ViT-Adapter around the pruned ViT (strides 4, 8, 16, 32).
@@ -326,6 +332,7 @@ class ReleaseVPPModel(nn.Module):
         mode: PruneMode = "vpp",
         track_queries: TrackQueries | torch.Tensor | None = None,
         return_aux: bool = False,
+        selection: Selection | None = None,
     ) -> ReleaseOutput:
         """``images`` ``[B, 3, H, W]`` float RGB in 0..255, any size (padded here to a multiple of 32).
 
@@ -333,7 +340,8 @@ class ReleaseVPPModel(nn.Module):
         (keep fraction per prune point: Map-SM, blocks 3, 6, 9; None: dense budget) and ``mode`` ("vpp",
         "random", "dense") are this call's run settings. ``track_queries``: ``(features, position embeddings)``
         of tracked objects, ``[T, 256]`` or ``[B, T, 256]`` (embeddings None: zeros, as the release), e.g.
-        :meth:`core.model.rovis_tracker.RovisTracker.track_queries`.
+        :meth:`core.model.rovis_tracker.RovisTracker.track_queries`. ``selection``: "topk" / "release" for this
+        call (None: ``config.selection``, the model file's).
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
@@ -344,7 +352,8 @@ class ReleaseVPPModel(nn.Module):
         if (ph, pw) != (h, w):
             x = F.pad(x, (0, pw - w, 0, ph - h))  # zeros in normalised units, as mmdet's preprocessor
         feats, embeds = _split_track_queries(track_queries, b)
-        adapted = self.adapter(x, state, keep=keep, mode=mode)
+        adapted = self.adapter(x, state, keep=keep, mode=mode,
+                               selection=self.config.selection if selection is None else selection)
         out = self.head(adapted.features, feats, embeds, return_aux=return_aux)
         return ReleaseOutput(adapted, out, (ph, pw), (h, w))
 
