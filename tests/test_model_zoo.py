@@ -253,8 +253,32 @@ def test_models_download_prints_the_path(server, tmp_path, capsys, monkeypatch):
     entry = model_zoo.ZooEntry(name="tiny-test", variant="tiny", kind="vpp", pkr=0.5,
                                url=f"{server.base}/files/model.pth", sha256=None, size=None, config=None, notes="")
     monkeypatch.setattr(model_zoo, "ZOO", (*ZOO, entry))
-    assert models_cmd.run(_parse(["models", "download", "tiny-test", "--dir", str(tmp_path), "--no-progress"])) == 0
+    assert models_cmd.run(_parse(["models", "download", "tiny-test", "--dir", str(tmp_path), "--no-progress",
+                                  "--no-import"])) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(tmp_path / "tiny-test.pth")
     assert "unverified" in err and "vpp import-checkpoint" in err
     assert (tmp_path / "tiny-test.pth").read_bytes() == PAYLOAD
+
+
+def test_models_download_imports_the_file_and_the_app_list_finds_it(server, tmp_path, capsys, monkeypatch):
+    from core.commands import import_checkpoint
+
+    entry = model_zoo.ZooEntry(name="tiny-test", variant="tiny", kind="vpp", pkr=0.5,
+                               url=f"{server.base}/files/model.pth", sha256=None, size=None, config=None, notes="")
+    monkeypatch.setattr(model_zoo, "ZOO", (*ZOO, entry))
+    calls = []
+
+    def fake_import(args):  # the importer itself is tested in tests/test_release_import.py
+        calls.append(args)
+        Path(args.out).write_bytes(b"model")
+        return 0
+
+    monkeypatch.setattr(import_checkpoint, "run", fake_import)
+    assert models_cmd.imported_models(tmp_path) == []
+    assert models_cmd.run(_parse(["models", "download", "tiny-test", "--dir", str(tmp_path), "--no-progress"])) == 0
+    out = capsys.readouterr().out
+    assert [(c.src, c.out, c.variant) for c in calls] == [
+        (str(tmp_path / "tiny-test.pth"), str(tmp_path / "tiny-test.safetensors"), "tiny")]
+    assert out.strip() == str(tmp_path / "tiny-test.safetensors")
+    assert models_cmd.imported_models(tmp_path) == [("tiny-test", tmp_path / "tiny-test.safetensors")]

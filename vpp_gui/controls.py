@@ -163,6 +163,11 @@ class ControlsPanel(QWidget):
         self._specs.insert(index, spec)
         return index
 
+    def add_model(self, spec: ModelSpec) -> None:
+        """Offer ``spec`` in the Model list (e.g. a released model downloaded with ``vpp models download``)."""
+        if spec not in self._specs:
+            self._add_spec(spec)
+
     def set_model(self, spec: ModelSpec) -> None:
         if spec not in self._specs:
             self._add_spec(spec)

@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from core.commands.models import imported_models as released_models
 from core.document import ClipInfo, DocEvent, Document
 from core.errors import VPPError
 from core.studio import ModelInfo, ModelSpec, synthetic_model_notice
@@ -70,6 +71,8 @@ class MainWindow(QMainWindow):
         column.addWidget(self.view, 1)
         self.setCentralWidget(central)
         self.controls = ControlsPanel(cuda_available, self)
+        for _name, path in released_models():  # downloaded and imported with `vpp models download NAME`
+            self.controls.add_model(ModelSpec("file", str(path)))
         self.timeline = Timeline(self)
         self.plots = PlotsPanel(self)
         self.status = StatusPanel(self)

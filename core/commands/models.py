@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from core import model_zoo
 
@@ -27,6 +28,8 @@ def add_parser(sub) -> None:
     dl.add_argument("name", help="model name, as `vpp models list` shows it")
     dl.add_argument("--dir", default=None, help="download into this folder (default: the user's cache folder)")
     dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dl.add_argument("--no-import", action="store_true",
+                    help="only download the .pth (default: also import it as NAME.safetensors beside it)")
     p.set_defaults(func=run)
 
 
@@ -70,6 +73,23 @@ def list_table(dest_dir=None) -> str:
     return "\n".join(lines)
 
 
+def imported_path(entry: model_zoo.ZooEntry, folder) -> Path:
+    """Where ``vpp models download`` puts the imported model of ``entry``."""
+    return Path(folder) / f"{entry.name}.safetensors"
+
+
+def imported_models(folder=None) -> list[tuple[str, Path]]:
+    """(name, path) of the released models already downloaded and imported into ``folder`` (default: the cache),
+    in the release's order: what the app's Model list offers."""
+    folder = folder if folder is not None else model_zoo.cache_dir()
+    out = []
+    for e in model_zoo.ZOO:
+        p = imported_path(e, folder)
+        if p.is_file():
+            out.append((e.name, p))
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     folder = getattr(args, "dir", None)
     if args.models_command == "list":
@@ -81,9 +101,17 @@ def run(args: argparse.Namespace) -> int:
         path = model_zoo.download(entry, dest, progress=not getattr(args, "no_progress", False))
         recorded = model_zoo.read_sidecar(path)
         status = "verified" if entry.sha256 else "unverified (the release publishes no checksum)"
-        print(path)
         print(f"sha256 {recorded or '?'}: {status}", file=sys.stderr)
-        print(f"to use it: vpp import-checkpoint {path} --out {entry.name}.safetensors --variant {entry.variant}"
-              " (the importer is being written)", file=sys.stderr)
+        if getattr(args, "no_import", False):
+            print(path)
+            print(f"to use it: vpp import-checkpoint {path} --out {entry.name}.safetensors --variant {entry.variant}",
+                  file=sys.stderr)
+            return 0
+        from core.commands import import_checkpoint
+
+        out = imported_path(entry, dest)
+        import_checkpoint.run(argparse.Namespace(src=str(path), out=str(out), variant=entry.variant))
+        print(out)
+        print(f"to use it: vpp infer CLIP --model {out}, or choose it in the app's Model list", file=sys.stderr)
         return 0
     raise AssertionError(f"unknown models action {args.models_command!r}")  # argparse prevents this
