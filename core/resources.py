@@ -10,7 +10,9 @@ import torch
 from core.build import VPPConfig, build_vpp
 from core.checkpoint import load_checkpoint, read_config
 from core.errors import CheckpointError
+from core.model.release_model import ReleaseConfig, ReleaseVPPModel
 from core.model.vpp import VPPModel
+from core.release_checkpoint import ReleaseFile, load_release_checkpoint, model_kind
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 DEFAULT_MODEL = RESOURCES / "default_model.safetensors"
@@ -35,19 +37,57 @@ def default_pkr() -> float:
 
 @dataclass
 class LoadedModel:
-    model: VPPModel
-    config: VPPConfig
+    """A loaded model and what the callers need besides its weights.
+
+    ``kind``: "vpp" (the project's :class:`VPPModel`, ``config`` a :class:`VPPConfig`) or "release" (the authors'
+    :class:`~core.model.release_model.ReleaseVPPModel`, ``config`` its ``ReleaseConfig``, ``release`` the file's
+    sidecar). ``categories``: ``(dataset id, name)`` per class index of the model's head, the ids exports write
+    (YouTube-VIS 2021's for the released models); filled from the config for a "vpp" model when not given.
+    Run one with :func:`core.session.make_session`.
+    """
+
+    model: VPPModel | ReleaseVPPModel
+    config: VPPConfig | ReleaseConfig
     source: str  # file path, or a description
     trained: bool  # False for the untrained fallback (the app says so)
+    kind: str = "vpp"
+    categories: tuple[tuple[int, str], ...] = ()
+    release: ReleaseFile | None = None  # the release file's sidecar (kind "release")
+
+    def __post_init__(self) -> None:
+        if not self.categories and self.kind == "vpp":
+            self.categories = config_categories(self.config)
+        self.categories = tuple((int(i), str(n)) for i, n in self.categories)
+
+
+def config_categories(config) -> tuple[tuple[int, str], ...]:
+    """``(id, name)`` per class index of a :class:`VPPConfig` (empty for anything without categories)."""
+    ids = getattr(config, "class_to_category_id", None)
+    names = getattr(config, "category_names", None)
+    if ids is None or names is None:
+        return ()
+    return tuple((int(i), str(n)) for i, n in zip(ids, names))
+
+
+def loaded_categories(loaded) -> tuple[tuple[int, str], ...]:
+    """``loaded.categories``, or its config's for an object without them (a stand-in built by a caller)."""
+    return tuple(getattr(loaded, "categories", ()) or ()) or config_categories(getattr(loaded, "config", None))
 
 
 def load_model(path: str | Path | None = None, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Load ``path``, or the embedded default model when ``path`` is None.
 
+    A file written by ``vpp import-checkpoint`` (``core.release_checkpoint.model_kind`` says "release") loads as
+    the authors' architecture with the categories of its sidecar; any other file as the project's own model.
     If no default model is shipped (a development checkout before one was trained), an untrained Tiny
     model is built so the pipeline still runs; ``trained`` is False then and callers must say so.
     """
     if path is not None:
+        if model_kind(path) == "release":
+            release_model, info = load_release_checkpoint(path, device=device)
+            cats = tuple((c.id, c.name) for c in info.categories)
+            return LoadedModel(release_model, info.config, str(path), True, kind="release", categories=cats,
+                               release=info)
         model, cfg = load_checkpoint(path, device=device)
         return LoadedModel(model, cfg, str(path), True)
     if DEFAULT_MODEL.is_file():

@@ -1,6 +1,6 @@
 """InferenceSession: the stateful facade over a VPP model for one clip at a time.
 
-    session = InferenceSession(model, config, device="cpu", pkr=0.4)
+    session = InferenceSession(model, config, device="cpu", pkr=0.4)   # or make_session(load_model(path), pkr=0.4)
     for result in session.run_clip(frames):      # or session.step(frame) per frame
         ...                                      # FrameResult: NumPy masks, track IDs, kept maps, PKR, GFLOPs
     session.reset()                              # before the next clip
@@ -10,6 +10,9 @@ All per-clip state (the previous frame's pruning state and the tracker) lives in
 prune mode) belong to the session and are passed to the model on every call, so several sessions can
 share one model object at different PKRs without touching it. Results are NumPy and plain dataclasses so a
 GUI or a writer never touches torch.
+
+:func:`make_session` picks the session for a loaded model: this one for the project's model, or
+:class:`core.release_session.ReleaseSession` (same surface, ROVIS tracking) for the authors' released one.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class FrameResult:
     kept: np.ndarray  # [S, gh, gw] bool: tokens kept after each prune point (Map-SM, then each gate)
     stage_names: tuple[str, ...]  # names of the S prune points
     keep_ratio: float  # measured PKR (mean over blocks of kept / total)
-    gflops: float  # backbone + head, analytic
+    gflops: float  # analytic: InferenceSession backbone + head; ReleaseSession the pruned ViT only (its docstring)
     ms: float  # wall-clock time of the model and post-processing
 
     @property
@@ -122,6 +125,15 @@ class InferenceSession:
         """This session's prune mode (the model stores none)."""
         return self._mode
 
+    @property
+    def input_long_side(self) -> int:
+        """Frames are resized so their long side is this (then padded to a multiple of :attr:`patch`)."""
+        return int(self.config.input_long_side)
+
+    @property
+    def patch(self) -> int:
+        return int(self.config.patch)
+
     def reset(self) -> None:
         """Start a new clip: forget the previous frame and all tracks."""
         self.state = ClipState()
@@ -195,3 +207,43 @@ class InferenceSession:
             if stop is not None and stop():
                 return
             yield self.step(frame)
+
+
+def make_session(
+    loaded,
+    *,
+    device: str = "cpu",
+    pkr: float | None = None,
+    mode: PruneMode = "vpp",
+    score_threshold: float | None = None,
+    amp: bool = True,
+    vpp_session: Callable[..., InferenceSession] | None = None,
+):
+    """The session for a :class:`core.resources.LoadedModel`: :class:`InferenceSession` or, for ``kind``
+    "release", :class:`core.release_session.ReleaseSession` (same public surface: ``reset``, ``set_pkr``,
+    ``set_mode``, ``step``, ``run_clip``, ``pkr``, ``mode``, ``stage_names``, ``state``, ``input_long_side``,
+    ``patch``).
+
+    ``pkr`` None: the model's own (a VPPConfig's ``pkr``; for a released model the schedule its file name says it
+    was trained for, else dense). ``score_threshold`` None: each session's default (0.25 for "vpp"; the ROVIS
+    tracker's own thresholds for "release"). ``vpp_session``: the class used for "vpp" models (default
+    :class:`InferenceSession`), for a caller that substitutes its own.
+    """
+    kind = getattr(loaded, "kind", "vpp")
+    if kind == "release":
+        from core.release_session import ReleaseSession, trained_schedule
+
+        release = getattr(loaded, "release", None)
+        names = [str(loaded.source)] + ([str(release.source.get("file", ""))] if release is not None else [])
+        return ReleaseSession(loaded.model, categories=getattr(loaded, "categories", ()), device=device, pkr=pkr,
+                              mode=mode, amp=amp, score_threshold=score_threshold,
+                              trained_for=trained_schedule(loaded.model.config, *names))
+    if kind != "vpp":
+        raise VPPError(f"{getattr(loaded, 'source', 'model')}: unknown model kind {kind!r} (expected vpp or release)")
+    options: dict = {}
+    if score_threshold is not None:
+        options["score_threshold"] = float(score_threshold)
+    if not amp:
+        options["amp"] = False
+    cls = InferenceSession if vpp_session is None else vpp_session
+    return cls(loaded.model, loaded.config, device=device, pkr=pkr, mode=mode, **options)

@@ -254,15 +254,18 @@ def load_for_pass(models: ModelStore, spec: ModelSpec, device: str):
 def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
                    open_clip: Callable[[str], object]) -> Iterator[ModelInfo | FrameMessage]:
     """The worker's generator: load the model, then one pass from frame 0, previews interleaved."""
-    from core.session import InferenceSession, resolve_device
+    from core.resources import loaded_categories
+    from core.session import make_session, resolve_device
 
     resolve_device(request.device)  # a clear message ("CUDA is not available ...") before loading anything
     loaded = load_for_pass(models, request.spec, request.device)
-    cfg = loaded.config
-    session = InferenceSession(loaded.model, cfg, device=request.device, pkr=request.pkr,
-                               score_threshold=resolve_threshold(request.threshold, loaded.trained))
-    yield ModelInfo(request.id, loaded.source, loaded.trained, tuple(cfg.category_names),
-                    tuple(cfg.class_to_category_id), cfg.input_long_side, cfg.patch)
+    # auto threshold: a released model keeps the ROVIS tracker's own (0.3 new / 0.25 kept); ours the trained one
+    released = getattr(loaded, "kind", "vpp") == "release"
+    threshold = request.threshold if released else resolve_threshold(request.threshold, loaded.trained)
+    session = make_session(loaded, device=request.device, pkr=request.pkr, score_threshold=threshold)
+    categories = loaded_categories(loaded)
+    yield ModelInfo(request.id, loaded.source, loaded.trained, tuple(n for _, n in categories),
+                    tuple(i for i, _ in categories), session.input_long_side, session.patch)
     source = open_clip(request.clip)
     try:
         session.reset()

@@ -24,9 +24,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.errors import DataError, VPPError
-from core.resources import load_model
+from core.resources import load_model, loaded_categories
 from core.results import ClipResults, CompactFrame
-from core.session import InferenceSession
+from core.session import InferenceSession, make_session
 
 
 def add_parser(sub) -> None:
@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:
         print("warning: no trained default model is shipped; results come from an untrained model", file=sys.stderr)
-    session = InferenceSession(loaded.model, loaded.config, device=args.device, pkr=args.pkr, mode=args.mode)
+    # a released model (vpp import-checkpoint) runs with ROVIS tracking; ours with InferenceSession
+    session = make_session(loaded, device=args.device, pkr=args.pkr, mode=args.mode, vpp_session=InferenceSession)
     videos: list[VideoExport] = []
     for vid, name, source in _videos(source_path, split, args.skip_corrupt):
         with source:
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model) if args.model else (DEFAULT_MODEL if loaded.trained else loaded.source)
     record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=getattr(session, "mode", args.mode),
                                  extra={"input": str(inp)})
-    categories = list(zip(loaded.config.class_to_category_id, loaded.config.category_names))
+    categories = list(loaded_categories(loaded))  # the model's own ids (YouTube-VIS 2021 for the released models)
     summary = export_results(videos, **outputs, categories=categories, record=record, inputs=inputs)
     for note in summary.recovered:
         print(f"note: {note}", file=sys.stderr)
