@@ -130,6 +130,8 @@ def _release_configs(pkrs: list[float] | None,
     if random_baseline and points:
         name, p, keep = min(points, key=lambda t: t[1])
         out.append((name.replace("vpp@", "random@"), "random", p, keep))
+    # the release's own selection (thresholded gates, kept count varying per frame) at the same Map-SM budget
+    out += [(name.replace("vpp@", "release-sel@"), "vpp", p, keep) for name, p, keep in points]
     return out
 
 
@@ -155,7 +157,8 @@ def bench_release_model(
     configs = _release_configs(pkrs, random_baseline)
     sessions: dict[str, ReleaseSession] = {}
     for name, mode, pkr, keep in configs:
-        s = ReleaseSession(model, device=device, pkr=1.0, mode=mode, input_long_side=max(size))
+        s = ReleaseSession(model, device=device, pkr=1.0, mode=mode, input_long_side=max(size),
+                           selection="release" if name.startswith("release-sel@") else "topk")
         if keep is not None:
             s.set_keep(keep)
         else:
@@ -248,7 +251,8 @@ def _time_release_backbone(session: ReleaseSession, frame: np.ndarray):
     _sync(session.device)
     t0 = time.perf_counter()
     with session.autocast():
-        out = session.model.adapter(x, state, keep=session.keep, mode=session.mode)
+        out = session.model.adapter(x, state, keep=session.keep, mode=session.mode,
+                                    selection=session.selection or session.config.selection)
     _sync(session.device)
     return (time.perf_counter() - t0) * 1000, out
 

@@ -112,6 +112,7 @@ class ReleaseSession:
         score_threshold: float | None = None,
         trained_for: str | None = None,
         tracker: dict | None = None,
+        selection: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -138,6 +139,10 @@ class ReleaseSession:
         self.pkr = 1.0
         self.keep: tuple[float, ...] | None = None
         self._mode: PruneMode = "vpp"
+        #: "topk" (static k per stage) or "release" (the release's thresholded gates); None: the model file's
+        self.selection = selection
+        if selection is not None and selection not in ("topk", "release"):
+            raise VPPError(f"unknown selection {selection!r}; choose topk or release")
         if pkr is not None:
             self.set_pkr(pkr)
         elif trained_for is not None:
@@ -210,7 +215,7 @@ class ReleaseSession:
         queries = st.tracker.track_queries()
         with self.autocast():
             out = self.model(images.to(self.device), st.prune, keep=self.keep, mode=self._mode,
-                             track_queries=queries)
+                             track_queries=queries, selection=self.selection)
         update = st.tracker.update(out.head, frame_index=st.frame_index)
         ids, labels, scores = update.ids.cpu(), update.labels.cpu(), update.scores.float().cpu()
         logits = update.mask_logits

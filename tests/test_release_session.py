@@ -230,11 +230,16 @@ def test_bench_adapter_rows_bookkeeping(monkeypatch, tmp_path, capsys):
     model = small_release_model()
     rows = bench_release_model(model, "adapter-small-widths", size=(96, 64), repeats=1, warmup=1,
                                log=lambda _m: None)
-    assert [r.name for r in rows] == ["dense", "vpp@0.55", "vpp@0.4", "random@0.4"]
-    assert [r.mode for r in rows] == ["dense", "vpp", "vpp", "random"]
+    assert [r.name for r in rows] == ["dense", "vpp@0.55", "vpp@0.4", "random@0.4", "release-sel@0.55",
+                                      "release-sel@0.4"]
+    assert [r.mode for r in rows] == ["dense", "vpp", "vpp", "random", "vpp", "vpp"]
     p55, p40 = nominal_pkr(RELEASE_KEEP["0.55"]), nominal_pkr(RELEASE_KEEP["0.4"])
-    assert [r.pkr_target for r in rows] == [1.0, p55, p40, p40]
+    assert [r.pkr_target for r in rows] == [1.0, p55, p40, p40, p55, p40]
     n = 4 * 6  # 64 x 96 -> a 4 x 6 token grid
+    for r in rows[4:]:  # the release's selection: Map-SM's budget, then thresholded gates (count varies)
+        keep = RELEASE_KEEP[r.name.split("@")[1]]
+        assert 1 / 12 < r.keep_ratio <= (n + 2 * int(n * keep[0]) + 9 * int(n * keep[0])) / (12 * n) + 1e-9
+    rows = rows[:4]
     for r in rows[1:]:  # the timed frame is the second of the clip: Map-SM prunes
         keep = RELEASE_KEEP[r.name.split("@")[1]]
         want = (n + sum(b * int(n * k) for b, k in zip((2, 3, 3, 3), keep))) / (12 * n)
@@ -256,4 +261,5 @@ def test_bench_adapter_rows_bookkeeping(monkeypatch, tmp_path, capsys):
     assert built == ["tiny"] and "| adapter-tiny | vpp@0.4 |" in table
     data = json.loads(out.read_text())
     assert [(r["variant"], r["name"]) for r in data["rows"]] == [
-        ("adapter-tiny", "dense"), ("adapter-tiny", "vpp@0.55"), ("adapter-tiny", "vpp@0.4")]
+        ("adapter-tiny", "dense"), ("adapter-tiny", "vpp@0.55"), ("adapter-tiny", "vpp@0.4"),
+        ("adapter-tiny", "release-sel@0.55"), ("adapter-tiny", "release-sel@0.4")]
