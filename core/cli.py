@@ -22,7 +22,7 @@ Errors and exit codes. The rule: nothing a user can cause or fix prints a traceb
   report, then the traceback (which the report needs).
 
 ``main`` returns the exit code (also for ``--help`` and usage errors) instead of raising ``SystemExit``.
-Set ``VPP_TRACEBACK=1`` to also get the traceback of the one-line errors (for debugging).
+``vpp --traceback COMMAND ...`` also prints the traceback of the one-line errors (for debugging).
 """
 
 from __future__ import annotations
@@ -134,6 +134,8 @@ def writable_output(path: str | os.PathLike, option: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vpp", description="Video Patch Pruning: inference, evaluation, training.")
     parser.add_argument("--version", action="version", version=f"vpp-studio {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="also print the traceback of one-line errors (for debugging and bug reports)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -149,29 +151,30 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2), already printed by argparse
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+    tb = bool(getattr(args, "traceback", False))
     try:
         return int(args.func(args) or 0)
     except argparse.ArgumentTypeError as exc:  # an option checked after parsing
-        _traceback_if_asked()
+        _traceback_if_asked(tb)
         sub = getattr(args, "_parser", parser)
         sub.print_usage(sys.stderr)
         print(f"{sub.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except VPPError as exc:
-        return _user_error(str(exc))
+        return _user_error(str(exc), tb)
     except BrokenPipeError:  # stdout closed early (``vpp ... | head``): not an error worth a message
         _silence_stdout()
         return EXIT_USER_ERROR
     except OSError as exc:
-        return _user_error(describe_os_error(exc))
+        return _user_error(describe_os_error(exc), tb)
     except MemoryError as exc:
-        return _user_error(_out_of_memory(exc))
+        return _user_error(_out_of_memory(exc), tb)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         if _is_out_of_memory(exc):
-            return _user_error(_out_of_memory(exc))
+            return _user_error(_out_of_memory(exc), tb)
         print(f"error: internal error in vpp-studio {__version__} ({type(exc).__name__}); this is a bug, not a "
               "problem with your input: please report it with the command line and the traceback below",
               file=sys.stderr)
@@ -199,14 +202,14 @@ def _intended_name(filename: str) -> str:
     return str(path.with_name(m.group("name"))) if m else filename
 
 
-def _user_error(message: str) -> int:
-    _traceback_if_asked()
+def _user_error(message: str, show_traceback: bool = False) -> int:
+    _traceback_if_asked(show_traceback)
     print(f"error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
 
 
-def _traceback_if_asked() -> None:
-    if os.environ.get("VPP_TRACEBACK"):
+def _traceback_if_asked(show: bool) -> None:
+    if show:
         traceback.print_exc()
 
 

@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 def vpp(*argv, timeout=300) -> subprocess.CompletedProcess:
     """``python -m core.cli ARGV`` in a subprocess (its real exit code and stderr)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    env.pop("VPP_TRACEBACK", None)
     return subprocess.run([sys.executable, "-m", "core.cli", *map(str, argv)], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=REPO)
 
@@ -376,8 +375,9 @@ def test_vpp_traceback_shows_the_traceback_of_one_line_errors(monkeypatch, capsy
     import core.commands.bench as bench
 
     monkeypatch.setattr(bench, "run", _failing(PermissionError(errno.EACCES, "Permission denied", "/x")))
-    monkeypatch.setenv("VPP_TRACEBACK", "1")
     assert main(["bench"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["--traceback", "bench"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().endswith("error: /x: Permission denied")
 

@@ -3,6 +3,13 @@
     vpp infer clip.mp4 --pkr 0.4 --out results.json [--zip] [--davis-png masks/] [--coco frames_coco.json]
     vpp infer frames/ --model my.safetensors --device cuda --out results.json
     vpp infer DATA/valid --out results.json          # a YTVIS split: instances.json + JPEGImages/
+    vpp infer CLIPS/ --out results.json              # a folder of clips: sub-folders of frames and/or videos
+    torchrun --nproc_per_node 8 -m core.cli infer DATA/valid --out results.json --zip   # sharded over ranks
+
+A split, a folder of clips, or any input under ``torchrun`` (WORLD_SIZE > 1) runs through
+:mod:`core.batch_infer`: videos are sharded over the ranks by frame count, each video's result is kept
+in ``<OUT>.work/`` (reused when the same command is rerun), and rank 0 merges them when every clip
+succeeded; ``<OUT stem>.videos.json`` maps each video_id to its clip's name and path.
 
 Outputs go through :func:`core.export.export_results`: their locations are checked before the model
 loads, and they are written only when the whole run succeeded, all or nothing: a failed or interrupted
@@ -31,9 +38,15 @@ from core.session import InferenceSession, make_session
 
 def add_parser(sub) -> None:
     p = sub.add_parser("infer", help="segment and track a video, frame folder or YTVIS split")
-    p.add_argument("input", help="a video file, a folder of frames, or a YTVIS split folder")
+    p.add_argument("input", help="a video file, a folder of frames, a YTVIS split folder, or a folder of clips "
+                                 "(each sub-folder of frames and each video file in it is one clip, video ids 1..N "
+                                 "in natural name order)")
     p.add_argument("--out", required=True,
-                   help="results JSON (YTVIS results format); its run record <OUT stem>.run.json is written beside it")
+                   help="results JSON (YTVIS results format); its run record <OUT stem>.run.json is written beside "
+                        "it. For a split, a folder of clips or a torchrun run, per-video results are kept in "
+                        "<OUT>.work/ (a rerun of the same command reuses the finished videos; a clip that fails "
+                        "leaves <OUT>.work/video-NNNNN.error.json and nothing is merged), and <OUT stem>.videos.json "
+                        "maps each video_id to its clip's name and path (YTVIS results carry no names)")
     p.add_argument("--pkr", type=float, default=None, help="patch keep ratio in (0, 1] (default: the model's)")
     p.add_argument("--model", default=None, help="checkpoint .safetensors (default: the embedded model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -47,6 +60,8 @@ def add_parser(sub) -> None:
                         "refused before inference starts, and so are the input's own folder, a folder inside it "
                         "or one containing it")
     p.add_argument("--coco", default=None, help="also write a COCO per-frame JSON (one image per frame) to this file")
+    p.add_argument("--dist-timeout", type=float, default=7 * 24 * 3600, metavar="SECONDS",
+                   help="under torchrun: how long ranks wait for each other (default: 7 days)")
     p.add_argument("--skip-corrupt", action="store_true",
                    help="drop unreadable frames of a folder or video (listed on stderr) instead of failing")
     p.set_defaults(func=run)
@@ -106,6 +121,24 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path | None]:
             "coco": Path(args.coco) if args.coco else None}
 
 
+def _batch(source_path: Path, split) -> bool:
+    from core.batch_infer import is_clip_folder
+
+    return split is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1 or is_clip_folder(source_path)
+
+
+def _clips(source_path: Path, split):
+    from core.batch_infer import Clip, folder_clips, is_clip_folder, split_clips
+    from core.data.sources import open_source
+
+    if split is not None:
+        return split_clips(split)
+    if is_clip_folder(source_path):
+        return folder_clips(source_path)
+    name = (source_path.stem if source_path.is_file() else source_path.name) or "video"
+    return [Clip(1, name, source_path, 1, lambda **kw: open_source(source_path, **kw))]
+
+
 def run(args: argparse.Namespace) -> int:
     from core.export import RunRecord, VideoExport, check_outputs, export_results, recover_exports
     from core.resources import DEFAULT_MODEL
@@ -116,12 +149,15 @@ def run(args: argparse.Namespace) -> int:
     if args.pkr is not None and not 0 < args.pkr <= 1:
         raise VPPError(f"--pkr must be in (0, 1], got {args.pkr}")
     outputs = _outputs(args)
-    for note in recover_exports(*(p for p in outputs.values() if p is not None)):
-        print(f"note: {note}", file=sys.stderr)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone finishes or undoes a killed export
+        for note in recover_exports(*(p for p in outputs.values() if p is not None)):
+            print(f"note: {note}", file=sys.stderr)
     source_path = _resolved_if_dotted(inp)
     split = _split(source_path)
     inputs = _inputs(source_path, split, args.model)
     check_outputs(**outputs, inputs=inputs)  # before the model loads or a frame is read
+    if _batch(source_path, split):
+        return _run_batch(args, inp, source_path, split, outputs, inputs)
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:
         print("warning: no trained default model is shipped; results come from an untrained model", file=sys.stderr)
@@ -152,6 +188,58 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"results": str(outputs["ytvis"]), "tracks": sum(summary.tracks.values()),
                       "written": [str(p) for p in summary.paths]}))
     return 0
+
+
+def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> int:
+    from core import batch_infer
+    from core.export import RunRecord
+    from core.resources import DEFAULT_MODEL
+
+    if split is not None and args.skip_corrupt:
+        raise VPPError(f"{source_path}: --skip-corrupt does not apply to a YTVIS split (results must have one "
+                       "entry per annotated frame); fix or remove the unreadable frames instead")
+    clips = _clips(source_path, split)
+    if split is None:  # symlinked clips and frames of a folder of clips are inputs too
+        from core.export import check_outputs
+
+        inputs = [*inputs, *batch_infer.clip_inputs(clips)]
+        check_outputs(**outputs, inputs=inputs)
+    batch_infer.check_batch_paths(outputs["ytvis"], inputs)
+    dist = batch_infer.Distributed.from_env(args.device, timeout_s=args.dist_timeout)
+    try:
+        loaded = load_model(args.model, device="cpu")
+        if not loaded.trained and dist.rank == 0:
+            print("warning: no trained default model is shipped; results come from an untrained model",
+                  file=sys.stderr)
+        session = make_session(loaded, device=dist.device, pkr=args.pkr, mode=args.mode,
+                               vpp_session=InferenceSession)
+        model = Path(args.model) if args.model else (DEFAULT_MODEL if loaded.trained else loaded.source)
+        mode = getattr(session, "mode", args.mode)
+        record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=mode, extra={"input": str(inp)})
+        key = {"model": record.model, "model_sha256": record.model_sha256, "pkr": record.pkr, "mode": mode,
+               "skip_corrupt": bool(args.skip_corrupt)}
+        summary = batch_infer.run_batch(
+            clips, session, outputs=outputs, record=record, categories=list(loaded_categories(loaded)),
+            inputs=inputs, key=key, dist=dist, on_corrupt="skip" if args.skip_corrupt else "raise",
+            input_label=str(inp))
+    finally:
+        dist.close()
+    done = len(summary.computed) + len(summary.reused)
+    rate = (f"{len(summary.computed) / summary.seconds:.3f} videos/s, {summary.frames / summary.seconds:.2f} "
+            f"frames/s" if summary.seconds > 0 and summary.computed else "nothing computed")
+    print(f"rank {dist.rank}: {done} videos done ({len(summary.computed)} computed, {len(summary.reused)} reused, "
+          f"{summary.frames} frames in {summary.seconds:.1f} s: {rate})", file=sys.stderr)
+    if dist.rank == 0 and summary.merged is not None:
+        for note in summary.merged.recovered:
+            print(f"note: {note}", file=sys.stderr)
+        print(json.dumps({"results": str(outputs["ytvis"]), "tracks": sum(summary.merged.tracks.values()),
+                          "videos": len(clips), "failed": [],
+                          "written": [str(p) for p in summary.merged.paths]
+                          + [str(batch_infer.videos_path(outputs["ytvis"]))]}))
+    elif dist.rank == 0:
+        print(json.dumps({"results": None, "videos": len(clips), "failed": sorted(summary.failed),
+                          "written": []}))
+    return summary.code
 
 
 def _report_skipped(source) -> None:
