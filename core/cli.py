@@ -45,6 +45,7 @@ COMMANDS = (
     "bench",
     "train",
     "eval",
+    "sweep",
     "make_synthetic",
     "infer",
     "model_card",
