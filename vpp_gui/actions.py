@@ -106,6 +106,8 @@ class Actions:
 
         self.run = _action(w, "&Run inference", ("Ctrl+R",), tip="Run the whole clip again with the current settings")
         self.cancel = _action(w, "&Cancel inference", ("Esc",), tip="Stop the running inference")
+        self.sweep = _action(w, "PKR &sweep…", ("Ctrl+Shift+W",),
+                             tip="Run the clip at several PKRs against its ground truth and plot accuracy vs speed")
 
         self.shortcuts = _action(w, "&Keyboard shortcuts", ("F1",))
         self.about = _action(w, "&About VPP Studio")
@@ -150,6 +152,8 @@ class Actions:
         play.addActions([self.play, self.prev, self.next, self.first, self.last])
         run = bar.addMenu("&Inference")
         run.addActions([self.run, self.cancel])
+        run.addSeparator()
+        run.addAction(self.sweep)
         help_menu = bar.addMenu("&Help")
         help_menu.addActions([self.shortcuts, self.about])
 
@@ -157,7 +161,7 @@ class Actions:
         return [self.open, self.open_video, self.open_project, self.save, self.save_as, self.import_results,
                 self.export_ytvis, self.export_davis, self.quit, *self.editing(), *self.tools.values(), self.grow,
                 self.shrink, self.close_polygon, self.remove_point, *self.layers.values(), self.fit, self.play,
-                self.prev, self.next, self.first, self.last, self.run, self.cancel, self.shortcuts]
+                self.prev, self.next, self.first, self.last, self.run, self.cancel, self.sweep, self.shortcuts]
 
     def editing(self) -> list[QAction]:
         """The actions that need an open document."""

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindo
 from core.commands.models import imported_models as released_models
 from core.document import ClipInfo, DocEvent, Document
 from core.errors import VPPError
-from core.studio import ModelInfo, ModelSpec, synthetic_model_notice
+from core.studio import ModelInfo, ModelSpec, default_model_factory, synthetic_model_notice
 from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController
@@ -30,6 +30,7 @@ from vpp_gui.plots import PlotsPanel
 from vpp_gui.project_io import ProjectIO
 from vpp_gui.settings import Settings
 from vpp_gui.status import StatusPanel
+from vpp_gui.sweep_panel import SweepPanel
 from vpp_gui.theme import apply_theme, get_theme
 from vpp_gui.timeline import Timeline
 from vpp_gui.tracks_panel import TracksPanel
@@ -97,11 +98,17 @@ class MainWindow(QMainWindow):
         self.timeline_dock = self._dock("Timeline and plots", "timelineDock", bottom,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tracks_dock = self._dock("Tracks", "tracksDock", self.tracks, Qt.DockWidgetArea.RightDockWidgetArea)
+        factory = getattr(runner, "model_factory", default_model_factory)  # the app's loader
+        self.sweep_panel = SweepPanel(factory, lambda: (self.controls.model(), self.controls.device(),
+                                                        self.controls.threshold()), self)
+        self.sweep_dock = self._dock("PKR sweep", "sweepDock", self.sweep_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.sweep_dock.hide()  # until Inference → PKR sweep
         self.resizeDocks([self.controls_dock], [330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
 
         self.actions_ = Actions(self)
-        self.actions_.build_menus(self, [self.controls_dock, self.tracks_dock, self.timeline_dock])
+        self.actions_.build_menus(self, [self.controls_dock, self.tracks_dock, self.timeline_dock,
+                                                  self.sweep_dock])
         self.editing = EditController(self, self.bridge, self.actions_, self.view.tools, self.tracks)
         for name, act in self.actions_.layers.items():
             self.controls.bind_layer_action(name, act)
@@ -145,6 +152,11 @@ class MainWindow(QMainWindow):
         a.last.triggered.connect(lambda: self.timeline.set_frame(self.timeline.count - 1))
         a.run.triggered.connect(lambda: c.restart(force=True, preview=self.timeline.frame))
         a.cancel.triggered.connect(c.cancel)
+        a.sweep.triggered.connect(lambda: (self.sweep_dock.show(), self.sweep_dock.raise_()))
+        self.clipOpened.connect(self.sweep_panel.set_clip)
+        self.sweep_panel.pkrChosen.connect(lambda v: (self.controls.set_pkr(v),
+                                                      self._configure(pkr=self.controls.pkr())))
+        self.sweep_panel.failed.connect(lambda msg: self.show_error("PKR sweep failed", msg))
         a.shortcuts.triggered.connect(self.show_shortcuts)
         a.about.triggered.connect(self.show_about)
 
@@ -445,6 +457,7 @@ class MainWindow(QMainWindow):
         self.timeline.pause()
         window_state.save(self)
         self.controller.cancel(quiet=True)
+        self.sweep_panel.shutdown()
         if not self.controller.runner.shutdown(10000):
             log.warning("the inference thread did not stop within 10 s")
         self._render_timer.stop()

@@ -40,6 +40,11 @@ class InferenceRunner(QObject):
         self._worker: GeneratorWorker | None = None
         self._workers: set[GeneratorWorker] = set()  # alive until their `finished`
 
+    @property
+    def model_factory(self) -> ModelFactory:
+        """How this runner loads models (the sweep panel loads its model the same way)."""
+        return self._models.factory
+
     def start(self, request: RunRequest, preview: int | None = None) -> None:
         self.cancel()
         self._channel = PreviewChannel()

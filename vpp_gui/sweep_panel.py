@@ -1,0 +1,364 @@
+"""The PKR sweep dock: run :func:`core.sweep.sweep` on the open labelled clip, plot and export the figures.
+
+The sweep runs on a superqt FunctionWorker (the model is loaded there, through the same factory the app's
+inference runner uses); ``progress`` reaches the UI thread through a queued signal and Cancel sets a
+``threading.Event`` that the sweep's ``stop`` polls before every frame. Errors (a missing GT names the
+file) show in the panel's label and go out through ``failed(message)``; a cancel ends in the "cancelled"
+state with no result. Clicking a point of the plot emits ``pkrChosen(pkr)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import FunctionWorker
+
+from core.sweep import DEFAULT_PKRS, Cancelled
+
+#: (what the plot calls it, symbol, colour) per row mode
+STYLES = {"dense": ("dense", "d", "#f5f5f5"), "vpp": ("VPP", "o", "#4fc3f7"), "random": ("random drop", "t", "#ffb74d")}
+COLUMNS = (("name", "config"), ("keep_ratio", "kept"), ("ms_per_frame", "ms/frame"),
+           ("gflops_per_frame", "GFLOPs"), ("AP_track", "AP_track"), ("AP50", "AP50"), ("AP75", "AP75"),
+           ("AR", "AR"), ("mAP_bbox", "mAP bbox"), ("mAP_segm", "mAP segm"))
+RunConfig = Callable[[], tuple]  # () -> (ModelSpec, device, score threshold or None)
+
+
+def parse_pkrs(text: str) -> list[float]:
+    """"1.0, 0.7 0.4" -> [1.0, 0.7, 0.4]; raises ValueError naming a bad entry."""
+    values = []
+    for part in text.replace(",", " ").split():
+        try:
+            v = float(part)
+        except ValueError:
+            raise ValueError(f"PKR {part!r} is not a number") from None
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"PKR {part} is outside (0, 1]")
+        values.append(v)
+    if not values:
+        raise ValueError("give at least one PKR, e.g. 1.0, 0.4")
+    return values
+
+
+def _run_sweep(factory, spec, device, clip, gt, pkrs, random_baseline, threshold, stop: threading.Event,
+               progress, done: threading.Event):
+    """On the worker thread: load the model, then sweep."""
+    from core.sweep import sweep
+
+    try:
+        model = factory(spec, device)
+        if stop.is_set():
+            raise Cancelled("sweep cancelled before it started")
+        return sweep(clip, gt, model=model, pkrs=pkrs, random_baseline=random_baseline, device=device,
+                     progress=progress, stop=stop.is_set, score_threshold=threshold)
+    finally:
+        done.set()
+
+
+class SweepPanel(QWidget):
+    pkrChosen = Signal(float)
+    stateChanged = Signal(str)  # "running", "cancelling", "done", "cancelled", "failed"
+    finished = Signal(object)  # core.sweep.SweepResult
+    failed = Signal(str)  # a one-line message (not emitted for a cancel)
+    _progress = Signal(int, int)  # from the worker thread, queued
+
+    def __init__(self, factory, run_config: RunConfig, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._factory = factory
+        self._run_config = run_config
+        self.clip_path: str | None = None
+        self.result = None
+        self.state = "idle"
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+        self._worker: FunctionWorker | None = None
+
+        self.gt_edit = QLineEdit(self)
+        self.gt_edit.setPlaceholderText("ground truth: YTVIS GT JSON or DAVIS PNG folder")
+        gt_file = QPushButton("GT JSON…", self)
+        gt_file.clicked.connect(self._choose_gt_file)
+        gt_folder = QPushButton("GT folder…", self)
+        gt_folder.clicked.connect(self._choose_gt_folder)
+        self.pkr_edit = QLineEdit(", ".join(str(p) for p in DEFAULT_PKRS), self)
+        self.pkr_edit.setToolTip("PKRs to run, comma separated (1.0 is the dense model)")
+        self.random_check = QCheckBox("random drop", self)
+        self.random_check.setChecked(True)
+        self.random_check.setToolTip("Also run a random token drop at the same keep ratios")
+        self.run_button = QPushButton("Run", self)
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.message = QLabel("", self)
+        self.message.setWordWrap(True)
+        self.plot = pg.PlotWidget(self)
+        self.plot.setMinimumHeight(160)
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("left", "AP_track")
+        self.plot.addLegend(offset=(-10, 10))
+        self._scatters: dict[str, pg.ScatterPlotItem] = {}
+        self._vpp_line = self.plot.plot(pen=pg.mkPen(STYLES["vpp"][2], width=1))
+        for mode, (label, symbol, color) in STYLES.items():
+            item = pg.ScatterPlotItem(size=11, symbol=symbol, pen=pg.mkPen(color), brush=pg.mkBrush(color), name=label)
+            item.sigClicked.connect(self._on_clicked)
+            self.plot.addItem(item)
+            self._scatters[mode] = item
+        self._labels: list[pg.TextItem] = []
+        self._set_titles(None)
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels([h for _, h in COLUMNS])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.cellDoubleClicked.connect(lambda r, _c: self._choose_row(r))
+        self.csv_button = QPushButton("Export CSV…", self)
+        self.csv_button.clicked.connect(lambda: self._export_dialog("csv"))
+        self.json_button = QPushButton("Export JSON…", self)
+        self.json_button.clicked.connect(lambda: self._export_dialog("json"))
+
+        layout = QVBoxLayout(self)
+        row = QHBoxLayout()
+        row.addWidget(self.gt_edit, 1)
+        row.addWidget(gt_file)
+        row.addWidget(gt_folder)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("PKRs", self))
+        row.addWidget(self.pkr_edit, 1)
+        row.addWidget(self.random_check)
+        row.addWidget(self.run_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.message)
+        body = QHBoxLayout()
+        body.addWidget(self.plot, 3)
+        body.addWidget(self.table, 4)
+        layout.addLayout(body, 1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.csv_button)
+        row.addWidget(self.json_button)
+        layout.addLayout(row)
+        self._progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
+        self._update_buttons()
+
+    # -- inputs -------------------------------------------------------------------------------------
+    def set_clip(self, path: str | Path | None) -> None:
+        self.clip_path = str(path) if path is not None else None
+        self._update_buttons()
+
+    def set_gt(self, path: str | Path) -> None:
+        self.gt_edit.setText(str(path))
+
+    def gt_path(self) -> str:
+        return self.gt_edit.text().strip()
+
+    def _choose_gt_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "YouTube-VIS ground truth", self._start_dir(),
+                                              "YouTube-VIS GT (*.json);;All files (*)")
+        if path:
+            self.set_gt(path)
+
+    def _choose_gt_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder of DAVIS palette PNGs", self._start_dir())
+        if path:
+            self.set_gt(path)
+
+    def _start_dir(self) -> str:
+        return str(Path(self.gt_path() or self.clip_path or Path.home()).parent)
+
+    # -- running ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "cancelling")
+
+    def run(self) -> bool:
+        """Start the sweep on the open clip; False (with a message) when it cannot start."""
+        if self.running:
+            return False
+        if self.clip_path is None:
+            self._fail("Open a clip first (File → Open).")
+            return False
+        gt = self.gt_path()
+        if not gt:
+            self._fail("Choose the clip's ground truth (a YTVIS GT JSON or a DAVIS PNG folder).")
+            return False
+        try:
+            pkrs = parse_pkrs(self.pkr_edit.text())
+        except ValueError as exc:
+            self._fail(str(exc))
+            return False
+        spec, device, threshold = self._run_config()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self.result = None
+        self._show_result(None)
+        self.progress.setRange(0, 0)  # busy until the first frame (the model loads first)
+        worker = FunctionWorker(_run_sweep, self._factory, spec, device, self.clip_path, gt, pkrs,
+                                self.random_check.isChecked(), threshold, self._stop, self._progress.emit,
+                                self._done)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self._forget(worker))
+        self._worker = worker
+        self._set_state("running", f"sweeping {len(pkrs)} PKR(s) on {Path(self.clip_path).name}…")
+        worker.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.state == "running":
+            self._stop.set()
+            self._set_state("cancelling", "cancelling…")
+
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        """Stop a running sweep and wait for its thread (the window calls this when it closes)."""
+        self._stop.set()
+        return self._done.wait(timeout_s)
+
+    def _forget(self, worker: FunctionWorker) -> None:
+        if self._worker is worker:
+            self._worker = None
+
+    def _on_progress(self, done: int, total: int) -> None:
+        if self.running:
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+
+    def _on_returned(self, result) -> None:
+        self.result = result
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self._show_result(result)
+        self._set_state("done", f"{len(result.rows)} configurations on {result.device}")
+        self.finished.emit(result)
+
+    def _on_error(self, exc: BaseException) -> None:
+        from core.studio import user_message
+
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        if isinstance(exc, Cancelled):
+            self._set_state("cancelled", "sweep cancelled (no result)")
+        else:
+            self._fail(user_message(exc))
+
+    def _fail(self, message: str) -> None:
+        self._set_state("failed", message)
+        self.failed.emit(message)
+
+    def _set_state(self, state: str, message: str) -> None:
+        self.state = state
+        self.message.setText(message)
+        self._update_buttons()
+        self.stateChanged.emit(state)
+
+    def _update_buttons(self) -> None:
+        self.run_button.setEnabled(not self.running)
+        self.cancel_button.setEnabled(self.state == "running")
+        has = self.result is not None
+        self.csv_button.setEnabled(has)
+        self.json_button.setEnabled(has)
+
+    # -- showing ------------------------------------------------------------------------------------
+    def _set_titles(self, device: str | None) -> None:
+        where = f" on {device}" if device else ""
+        self.plot.setTitle(f"AP_track vs ms/frame{where}")
+        self.plot.setLabel("bottom", f"ms / frame{where}")
+
+    def _show_result(self, result) -> None:
+        for item in self._labels:
+            self.plot.removeItem(item)
+        self._labels = []
+        rows = result.rows if result is not None else []
+        for mode, item in self._scatters.items():
+            spots = []
+            for r in rows:
+                if r.mode == mode:
+                    ap = r.AP_track
+                    spot = {"pos": (r.ms_per_frame, max(ap, 0.0)), "data": (r.name, r.pkr)}
+                    if ap < 0:  # undefined: drawn at 0, hollow
+                        spot["brush"] = pg.mkBrush(None)
+                    spots.append(spot)
+            item.setData(spots)
+        vpp = [r for r in rows if r.mode in ("vpp", "dense")]
+        self._vpp_line.setData([r.ms_per_frame for r in vpp], [max(r.AP_track, 0.0) for r in vpp])
+        for r in rows:
+            text = pg.TextItem("dense" if r.dense else f"{r.pkr:g}", color=STYLES[r.mode][2], anchor=(0, 1))
+            text.setPos(r.ms_per_frame, max(r.AP_track, 0.0))
+            self.plot.addItem(text)
+            self._labels.append(text)
+        self._set_titles(result.device if result is not None else None)
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            s = r.summary()
+            for j, (key, _) in enumerate(COLUMNS):
+                v = s[key]
+                cell = QTableWidgetItem(f"{v:.3f}" if isinstance(v, float) else str(v))
+                cell.setData(Qt.ItemDataRole.UserRole, r.pkr)
+                self.table.setItem(i, j, cell)
+        self.table.resizeColumnsToContents()
+        self._update_buttons()
+
+    def points(self) -> list[tuple[str, float, float]]:
+        """(configuration name, ms/frame, plotted AP) of every point in the plot."""
+        return [(p.data()[0], p.pos().x(), p.pos().y()) for item in self._scatters.values() for p in item.points()]
+
+    def _on_clicked(self, _item, points, _event=None) -> None:
+        if len(points):
+            self.pkrChosen.emit(float(points[0].data()[1]))
+
+    def _choose_row(self, row: int) -> None:
+        cell = self.table.item(row, 0)
+        if cell is not None:
+            self.pkrChosen.emit(float(cell.data(Qt.ItemDataRole.UserRole)))
+
+    # -- export -------------------------------------------------------------------------------------
+    def export_csv(self, path: str | Path) -> None:
+        self._export(path, "csv")
+
+    def export_json(self, path: str | Path) -> None:
+        self._export(path, "json")
+
+    def _export(self, path: str | Path, kind: str) -> None:
+        from core.atomic import atomic_write_text
+
+        if self.result is None:
+            raise ValueError("there is no sweep result to export yet")
+        atomic_write_text(Path(path), self.result.to_csv() if kind == "csv" else self.result.to_json())
+
+    def _export_dialog(self, kind: str) -> None:
+        if self.result is None:
+            return
+        filters = "CSV (*.csv)" if kind == "csv" else "JSON (*.json)"
+        path, _ = QFileDialog.getSaveFileName(self, f"Export the sweep as {kind.upper()}",
+                                              str(Path(self._start_dir()) / f"sweep.{kind}"), filters)
+        if not path:
+            return
+        try:
+            self._export(path, kind)
+        except OSError as exc:
+            self._fail(f"cannot write {path}: {exc}")
+            return
+        self.message.setText(f"wrote {path}")
