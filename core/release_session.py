@@ -25,10 +25,9 @@ replaces whole; the run settings belong to the session, so sessions can share on
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -40,7 +39,7 @@ from core.model.backbone import PruneMode, PruneState
 from core.model.release_model import RELEASE_KEEP, ReleaseConfig, ReleaseVPPModel, nominal_pkr, release_keep
 from core.model.rovis_tracker import RovisTracker
 from core.preprocess import Resized
-from core.session import FrameResult, resolve_device
+from core.session import ClipRunner, FrameResult, resolve_device
 
 #: The release's test-time input: long side 960 (1280 x 720 YouTube-VIS frames become 960 x 540).
 RELEASE_LONG_SIDE = 960
@@ -74,7 +73,7 @@ class ReleaseClipState:
     frame_index: int = 0
 
 
-class ReleaseSession:
+class ReleaseSession(ClipRunner):
     """Runs a :class:`ReleaseVPPModel` frame by frame over a clip with ROVIS tracking.
 
     Args:
@@ -185,11 +184,6 @@ class ReleaseSession:
             raise VPPError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
         self._mode = mode
 
-    def autocast(self):
-        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def prepare(self, frame: np.ndarray) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
         """RGB uint8 ``[H, W, 3]`` -> float ``[1, 3, h, w]`` in 0..255 (long side resized, not padded), ``(H, W)``,
@@ -243,13 +237,3 @@ class ReleaseSession:
         st.frame_index += 1
         return result
 
-    def run_clip(
-        self, frames: Iterable[np.ndarray], *, stop: Callable[[], bool] | None = None, reset: bool = True
-    ) -> Iterator[FrameResult]:
-        """Yield one :class:`FrameResult` per frame; ``stop()`` returning True ends the run early."""
-        if reset:
-            self.reset()
-        for frame in frames:
-            if stop is not None and stop():
-                return
-            yield self.step(frame)

@@ -78,7 +78,31 @@ def resolve_device(name: str | torch.device) -> torch.device:
     raise VPPError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
-class InferenceSession:
+class ClipRunner:
+    """What every session shares: AMP on CUDA and running a whole clip through ``step`` (``reset``/``step``
+    and ``amp`` come from the session)."""
+
+    amp: bool
+
+    def autocast(self):
+        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def run_clip(
+        self, frames: Iterable[np.ndarray], *, stop: Callable[[], bool] | None = None, reset: bool = True
+    ) -> Iterator[FrameResult]:
+        """Yield one :class:`FrameResult` per frame; ``stop()`` returning True ends the run early."""
+        if reset:
+            self.reset()
+        for frame in frames:
+            if stop is not None and stop():
+                return
+            yield self.step(frame)
+
+
+class InferenceSession(ClipRunner):
     """Runs a model frame by frame over a clip, chaining the pruning state and the track IDs.
 
     Args:
@@ -151,11 +175,6 @@ class InferenceSession:
             raise VPPError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
         self._mode = mode
 
-    def autocast(self):
-        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     @torch.inference_mode()
     def step(self, frame: np.ndarray) -> FrameResult:
@@ -196,17 +215,6 @@ class InferenceSession:
         )
         st.frame_index += 1
         return result
-
-    def run_clip(
-        self, frames: Iterable[np.ndarray], *, stop: Callable[[], bool] | None = None, reset: bool = True
-    ) -> Iterator[FrameResult]:
-        """Yield one :class:`FrameResult` per frame; ``stop()`` returning True ends the run early."""
-        if reset:
-            self.reset()
-        for frame in frames:
-            if stop is not None and stop():
-                return
-            yield self.step(frame)
 
 
 def make_session(
