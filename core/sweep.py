@@ -31,10 +31,11 @@ official YouTube-VIS video AP), ``AP50``, ``AP75``, ``AR`` (= AR10 of the video 
 Ground truth.
 
 * One clip (a frame folder or a video file): ``gt`` is a YouTube-VIS ground-truth JSON (the video matching
-  the clip: the only one, else the one whose length and size match; see :func:`core.export.import_tracks`) or
-  a folder of DAVIS palette PNGs (one per frame). DAVIS masks carry no classes: every object is category 1,
-  the only class, and the predictions are scored class-agnostically (every result track gets category 1;
-  ``gt_info["class_agnostic"]`` is True).
+  the clip: the one whose file names are the clip's, else the only one, else the one whose length and size
+  match) or a folder of DAVIS palette PNGs (named after the frames, or one per frame), read by
+  :func:`core.review.load_ground_truth`, the loader of the app's evaluation panel. DAVIS masks carry no
+  classes: every object is category 1, the only class, and the predictions are scored class-agnostically
+  (every result track gets category 1; ``gt_info["class_agnostic"]`` is True).
 * A YouTube-VIS split (a folder holding ``instances.json`` and ``JPEGImages/``): its own ``instances.json``,
   or ``gt`` (a YTVIS GT JSON holding the split's videos by id).
 
@@ -48,10 +49,11 @@ for every *annotated* frame. A frame where **no** track of the video has a segme
 (a sparse GT, e.g. every 5th frame labelled): the model still runs on it (tracking needs every frame), but it
 is left out of the scoring, for the GT and every configuration's results alike (a GT or result track left with
 no segmentation is dropped) - exactly as if the GT and results files held only the annotated frames, which
-is how YouTube-VIS's own files list sparse labels. So the
+is how YouTube-VIS's own files list sparse labels (:mod:`core.review.ground_truth` restricts both). So the
 figures equal ``vpp eval`` on the GT and results restricted to the annotated frames (and on the files as they
-are when every frame is annotated). A DAVIS PNG folder annotates every frame (an all-background PNG is an
-annotated, empty frame). ``gt_info`` gives the annotated and not-annotated frame counts.
+are when every frame is annotated). A DAVIS PNG folder annotates the frames that have a PNG (an
+all-background PNG is an annotated, empty frame; a frame without a PNG is not annotated). ``gt_info`` gives
+the annotated and not-annotated frame counts.
 
 Cancelling: ``stop()`` is polled before every frame of every configuration; when it returns True the sweep
 raises :class:`Cancelled` (nothing partial is returned; no file is written by this module).
@@ -76,13 +78,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.data.ytvis import YtvisGroundTruth, parse_ytvis_gt, parse_ytvis_results, read_ytvis_gt
+from core.data.ytvis import YtvisGroundTruth, read_ytvis_gt
 from core.errors import DataError, VPPError
-from core.evaluation.ytvis_eval import evaluate
-from core.export import file_sha256, import_tracks, package_version
+from core.export import file_sha256, package_version
 from core.export_formats import tracks_from_gt
 from core.results import ClipResults, CompactFrame
+from core.review.ground_truth import (  # the one code path of GT restriction and scoring (also core.review's)
+    ClipGroundTruth,
+    annotated_frames,
+    from_ytvis,
+    load_ground_truth,
+    restricted_gt_json,
+    restricted_results,
+    score,
+)
 from core.session import make_session, resolve_device
+
+__all__ = ["CSV_COLUMNS", "DEFAULT_PKRS", "SCHEMA", "Cancelled", "SweepResult", "SweepRow", "annotated_frames",
+           "configurations", "device_label", "restricted_results", "score", "sweep"]
 
 SCHEMA = "vpp-sweep/1"
 DEFAULT_PKRS = (1.0, 0.7, 0.55, 0.4, 0.3)
@@ -226,7 +239,11 @@ class _Clip:
     video_id: int
     name: str
     source: Any  # a FrameSource (len, size, names, iteration)
-    tracks: list[dict]  # GT tracks as YTVIS annotation JSON over the clip's frames
+    gt: ClipGroundTruth  # its ground truth (tracks as YTVIS JSON over the clip's frames, annotated frames)
+
+
+def _info(gt: ClipGroundTruth, path: Path) -> dict[str, Any]:
+    return {"path": str(path), "format": gt.format, "class_agnostic": gt.class_agnostic}
 
 
 def _clips(inputs, gt) -> tuple[list[_Clip], dict[str, Any], str, str]:
@@ -248,30 +265,10 @@ def _clips(inputs, gt) -> tuple[list[_Clip], dict[str, Any], str, str]:
         raise DataError(f"{source.path}: a clip needs ground truth: a YouTube-VIS GT JSON or a DAVIS PNG folder")
     gt_path = Path(gt)
     w, h = source.size
-    imported = import_tracks(gt_path, num_frames=len(source), height=h, width=w, category_id=1)
+    clip_gt = load_ground_truth(gt_path, num_frames=len(source), height=h, width=w, names=list(source.names))
     name = Path(str(source.path)).stem if Path(str(source.path)).is_file() else Path(str(source.path)).name
-    if imported.format == "davis":
-        tracks = [{"id": t.source_id, "category_id": 1, "iscrowd": 0,
-                   "segmentations": [t.frames.get(i) for i in range(len(source))]} for t in imported.tracks]
-        info = {"path": str(gt_path), "format": "davis", "class_agnostic": True,
-                "categories": [{"id": 1, "name": "object"}], "dense_annotation": True}
-        return [_Clip(1, name or "video", source, tracks)], info, str(source.path), "clip"
-    if imported.format != "ytvis-gt":
-        raise DataError(f"{gt_path}: is a {imported.format} file, not ground truth; give a YouTube-VIS ground-truth "
-                        "JSON (videos/annotations/categories) or a folder of DAVIS PNG masks")
-    ytvis = read_ytvis_gt(gt_path)
-    if imported.video_id is None:
-        raise DataError(f"{gt_path}: holds no video for the clip")
-    tracks = [_track_json(a) for a in ytvis.tracks(imported.video_id)]
-    info = {"path": str(gt_path), "format": "ytvis-gt", "class_agnostic": False,
-            "categories": [c.to_json() for c in ytvis.categories], "dense_annotation": False}
-    return [_Clip(imported.video_id, name or "video", source, tracks)], info, str(source.path), "clip"
-
-
-def _track_json(a) -> dict:
-    return {"id": a.id, "category_id": a.category_id, "iscrowd": a.iscrowd,
-            "segmentations": [None if s is None else dict(s) for s in a.segmentations],
-            "areas": list(a.areas), "bboxes": [None if b is None else list(b) for b in a.bboxes]}
+    return ([_Clip(clip_gt.video_id, name or "video", source, clip_gt)], _info(clip_gt, gt_path), str(source.path),
+            "clip")
 
 
 def _split_clips(split, gt) -> tuple[list[_Clip], dict[str, Any], str, str]:
@@ -289,66 +286,9 @@ def _split_clips(split, gt) -> tuple[list[_Clip], dict[str, Any], str, str]:
         w, h = source.size
         # validates that the GT holds this video, with the split's frame count and size (naming the GT file)
         tracks_from_gt(gt_path, ytvis, num_frames=len(source), height=h, width=w, video_id=vid)
-        clips.append(_Clip(vid, name, source, [_track_json(a) for a in ytvis.tracks(vid)]))
-    info = {"path": str(gt_path), "format": "ytvis-gt", "class_agnostic": False,
-            "categories": [c.to_json() for c in ytvis.categories], "dense_annotation": False}
+        clips.append(_Clip(vid, name, source, from_ytvis(gt_path, ytvis, vid, names=list(source.names))))
+    info = {"path": str(gt_path), "format": "ytvis-gt", "class_agnostic": False}
     return clips, info, str(split.root / split.split), "ytvis-split"
-
-
-def annotated_frames(clip_tracks: Sequence[dict], num_frames: int, *, dense_annotation: bool) -> list[int]:
-    """Frame indices that are scored: all for a DAVIS folder, else those where some track has a segmentation."""
-    if dense_annotation:
-        return list(range(num_frames))
-    return [t for t in range(num_frames) if any(tr["segmentations"][t] is not None for tr in clip_tracks)]
-
-
-def _restricted_gt(clips: Sequence[_Clip], annotated: dict[int, list[int]], info: dict,
-                   result_categories: set[int] = frozenset()) -> dict:
-    """The GT JSON holding only the annotated frames of every clip (videos without any are left out).
-
-    Category ids only the results use are added (without ground truth they are left out of every mean, as
-    ``core.evaluation`` does), so a model with other classes than the GT file is scored, not refused."""
-    videos, anns = [], []
-    for c in clips:
-        idx = annotated[c.video_id]
-        if not idx:
-            continue
-        w, h = c.source.size
-        names = list(c.source.names)
-        videos.append({"id": c.video_id, "width": w, "height": h, "length": len(idx),
-                       "file_names": [names[t] for t in idx]})
-        for tr in c.tracks:
-            if all(tr["segmentations"][t] is None for t in idx):
-                continue  # a track seen only in frames that are not annotated: nothing of it is scored
-            a = {"id": len(anns) + 1, "video_id": c.video_id, "category_id": tr["category_id"],
-                 "iscrowd": tr["iscrowd"], "height": h, "width": w, "length": 1,
-                 "segmentations": [tr["segmentations"][t] for t in idx]}
-            for key in ("areas", "bboxes"):
-                if key in tr:
-                    a[key] = [tr[key][t] for t in idx]
-            anns.append(a)
-    cats = {c["id"]: c for c in info["categories"]}
-    for cid in sorted({a["category_id"] for a in anns} | set(result_categories)):
-        cats.setdefault(cid, {"id": cid, "name": f"category {cid}"})
-    return {"videos": videos, "annotations": anns, "categories": [cats[k] for k in sorted(cats)]}
-
-
-def restricted_results(entries: Sequence[dict], frames: Sequence[int], *, class_agnostic: bool = False) -> list[dict]:
-    """YTVIS result entries of one video cut to ``frames`` (tracks left with no mask are dropped)."""
-    out = []
-    for e in entries:
-        segs = [e["segmentations"][t] for t in frames]
-        if all(s is None for s in segs):
-            continue
-        out.append({**e, "segmentations": segs, **({"category_id": 1} if class_agnostic else {})})
-    return out
-
-
-def score(gt_json: dict, entries: Sequence[dict], *, source: str = "<sweep>") -> dict[str, float]:
-    """``vpp eval``'s figures for results (YTVIS entries) against a GT JSON dict (both parsed as vpp eval does)."""
-    gt = parse_ytvis_gt(gt_json, source=source)
-    results = parse_ytvis_results(list(entries), gt, source=source)
-    return evaluate(gt, results, source=source)
 
 
 # -- the sweep ------------------------------------------------------------------------------------------
@@ -389,12 +329,10 @@ def sweep(inputs, gt=None, *, model, pkrs: Sequence[float] = DEFAULT_PKRS, rando
             for _ in range(warmup):
                 check_stop()
                 s.step(first)
-    annotated: dict[int, list[int]] = {}
+    annotated = {clip.video_id: clip.gt.annotated for clip in clips}
     for clip in clips:
         source = clip.source
         w, h = source.size
-        annotated[clip.video_id] = annotated_frames(clip.tracks, len(source),
-                                                    dense_annotation=info["dense_annotation"])
         for k, s in enumerate(sessions):
             s.reset()
             results[k][clip.video_id] = ClipResults(len(source), h, w)
@@ -422,7 +360,7 @@ def sweep(inputs, gt=None, *, model, pkrs: Sequence[float] = DEFAULT_PKRS, rando
             if idx:
                 entries[k] += restricted_results(results[k][clip.video_id].to_ytvis(clip.video_id), idx,
                                                  class_agnostic=info["class_agnostic"])
-    gt_json = _restricted_gt(clips, annotated, info, {e["category_id"] for es in entries for e in es})
+    gt_json = restricted_gt_json([c.gt for c in clips], {e["category_id"] for es in entries for e in es})
     rows = []
     for k, (name, mode, p) in enumerate(configs):
         figures = score(gt_json, entries[k], source=f"{name} results (against {info['path']})")
@@ -434,7 +372,7 @@ def sweep(inputs, gt=None, *, model, pkrs: Sequence[float] = DEFAULT_PKRS, rando
                              frames=len(st["ms"]), figures=figures, results=results[k]))
     source_file = Path(str(loaded.source))
     sha = file_sha256(source_file) if source_file.is_file() else None
-    gt_out = {k: v for k, v in info.items() if k not in ("categories", "dense_annotation")}
+    gt_out = dict(info)
     gt_out.update(annotated_frames=n_annotated, not_annotated_frames=n_frames - n_annotated,
                   note="frames where no ground-truth track has a segmentation are not annotated and not scored "
                        "(neither GT nor results); None in an annotated frame means the object is absent"
