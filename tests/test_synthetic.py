@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -180,3 +181,42 @@ def test_make_synthetic_records_distractors(tmp_path):
     assert main(["make-synthetic", "--out", str(out), "--val-videos", "1", "--max-objects", "300"]) == 2
     with pytest.raises(ValueError, match="max_objects <= 254"):
         generate_clip(0, 32, 32, 2, max_objects=255)
+
+
+def _palette_share(frame: np.ndarray, where: np.ndarray) -> float:
+    """Share of the pixels in ``where`` whose colour direction is within ~8 degrees of a category colour."""
+    from core.data.synthetic import _COLOURS
+
+    px = frame[where].reshape(-1, 3).astype(np.float32)
+    px /= np.linalg.norm(px, axis=1, keepdims=True) + 1e-6
+    palette = np.array(_COLOURS, np.float32)
+    palette /= np.linalg.norm(palette, axis=1, keepdims=True)
+    return float(((px @ palette.T).max(1) > 0.99).mean())
+
+
+def test_camouflage_scene_background_wears_the_categories_looks_and_objects_an_outline():
+    """scene="camouflage": most background pixels take a category's colour; objects have a dark rim."""
+    plain_share, camo_share, rim_darker = [], [], []
+    for seed in range(6):
+        plain = generate_clip([3, seed], 256, 144, 2, max_objects=3)
+        camo = generate_clip([3, seed], 256, 144, 2, max_objects=3, scene="camouflage")
+        assert np.array_equal(plain.frames, generate_clip([3, seed], 256, 144, 2, max_objects=3, scene="plain").frames)
+        for clip, out in ((plain, plain_share), (camo, camo_share)):
+            bg = ~np.any([i.masks[0] for i in clip.instances], axis=0) if clip.instances else np.ones((144, 256), bool)
+            out.append(_palette_share(clip.frames[0], bg))
+        for inst in camo.instances:
+            m = inst.masks[0].astype(np.uint8)
+            if m.sum() < 400:
+                continue
+            inner = cv2.erode(m, np.ones((9, 9), np.uint8)).astype(bool)
+            rim = m.astype(bool) & ~cv2.erode(m, np.ones((3, 3), np.uint8)).astype(bool)
+            if inner.any() and rim.any():
+                grey = camo.frames[0].astype(np.float32).mean(2)
+                rim_darker.append(grey[rim].mean() < 0.7 * grey[inner].mean())
+    assert np.mean(camo_share) > 0.3 > np.mean(plain_share) + 0.1, (camo_share, plain_share)
+    assert rim_darker and np.mean(rim_darker) > 0.8, rim_darker
+    with pytest.raises(ValueError, match="scene"):
+        generate_clip(0, 64, 48, 2, scene="jungle")
+    a = generate_clip([4, 1], 96, 64, 4, scene="camouflage")
+    b = generate_clip([4, 1], 96, 64, 4, scene="camouflage")
+    assert np.array_equal(a.frames, b.frames)

@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-distractors", type=int_range(0, MAX_OBJECTS), default=0,
                    help="add 1..N unannotated sprites per video: other outlines in the categories' looks "
                         "(0: none)")
+    p.add_argument("--scene", choices=("plain", "camouflage"), default="plain",
+                   help="camouflage: the background is a mosaic of regions in the categories' looks and objects "
+                        "carry a dark outline, so only context tells an object from a region")
     p.set_defaults(func=run)
 
 
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     written = write_synthetic_dataset(args.out, train_videos=args.train_videos, val_videos=args.val_videos,
                                       width=args.width, height=args.height, frames=args.frames, seed=args.seed,
                                       max_objects=args.max_objects, appearance=args.appearance,
-                                      max_distractors=args.max_distractors)
+                                      max_distractors=args.max_distractors, scene=args.scene)
     for split, ann in written.items():
         print(f"{split}: {ann}")
     print(f"categories: {', '.join(f'{i + 1}={n}' for i, n in enumerate(CATEGORIES))}; "

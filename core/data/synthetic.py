@@ -28,8 +28,10 @@ import numpy as np
 from core.atomic import atomic_write_text
 from core.data.errors import YtvisWriteError
 from core.data.rle import encode_masks, rle_area, rle_bbox
+from core.data.synthetic_scene import draw_outline, mosaic, motion_blur, outline_width
 
 Appearance = Literal["category", "paired", "random"]
+Scene = Literal["plain", "camouflage"]
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
 # Base RGB colour of each category (jittered per object) and its texture.
 _COLOURS = ((225, 70, 50), (50, 90, 225), (60, 190, 70), (235, 205, 40), (190, 60, 200), (40, 200, 210))
@@ -189,8 +191,11 @@ def _make_object(rng: np.random.Generator, w: int, h: int, frames: int, appearan
     return _Object(category, _shape_mask(category, size, r), _texture(rng, style, size), path, scale, angle, alive)
 
 
-def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: int) -> None:
-    """Warp the object's sprite for frame ``t`` into its bounding box and paint it over ``frame``."""
+def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: int,
+           outline: tuple[int, float] | None = None) -> None:
+    """Warp the object's sprite for frame ``t`` into its bounding box and paint it over ``frame``.
+
+    ``outline`` (thickness px, shade factor): darken the sprite's inner rim (the camouflage scene)."""
     h, w = label.shape
     s = obj.sprite.shape[0]
     m = cv2.getRotationMatrix2D((s / 2.0, s / 2.0), float(obj.angle[t]), float(obj.scale[t]))
@@ -204,13 +209,15 @@ def _paste(frame: np.ndarray, label: np.ndarray, obj: _Object, t: int, index: in
     box = (int(x1 - x0), int(y1 - y0))
     alpha = cv2.warpAffine(obj.sprite, m, box, flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
     tex = cv2.warpAffine(obj.texture, m, box, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if outline is not None:
+        draw_outline(tex, alpha, *outline)
     frame[y0:y1, x0:x1][alpha] = tex[alpha]
     label[y0:y1, x0:x1][alpha] = index
 
 
 def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240, frames: int = 16, *,
                   min_objects: int = 1, max_objects: int = 4, appearance: Appearance = "category",
-                  max_distractors: int = 0) -> SyntheticClip:
+                  max_distractors: int = 0, scene: Scene = "plain") -> SyntheticClip:
     """One clip in memory: ``frames [T, H, W, 3]`` uint8 RGB and its instances (visible masks, category).
 
     ``appearance="category"``: each category has its own colour range and pattern (a single patch
@@ -223,6 +230,11 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
     categories, textures of the categories) at random places in the z-order; they hide what is
     behind them and are reported in ``distractors``. With 0 the random stream is the one without.
 
+    ``scene="camouflage"`` (:mod:`core.data.synthetic_scene`): the background is a mosaic of regions
+    in the categories' looks, objects carry a dark outline, the camera pans faster and some clips are
+    motion-blurred, so only context tells an object's interior from a region. ``"plain"`` keeps the
+    random stream of earlier versions.
+
     ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a list of ints).
     Instances never visible in any frame are dropped.
     """
@@ -232,10 +244,18 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
         raise ValueError(f"need 1 <= min_objects <= max_objects <= {MAX_OBJECTS}, got {min_objects}, {max_objects}")
     if max_distractors < 0:
         raise ValueError(f"max_distractors must be >= 0, got {max_distractors}")
+    if scene not in ("plain", "camouflage"):
+        raise ValueError(f"scene must be 'plain' or 'camouflage', got {scene!r}")
     rng = np.random.default_rng(seed)
     pad = max(8, int(0.1 * max(width, height)))
     canvas = _background(rng, height + 2 * pad, width + 2 * pad)
     pan0, pan_v = rng.uniform(0, 2 * pad, 2), rng.uniform(-0.4, 0.4, 2)
+    outline, blur = None, 1
+    if scene == "camouflage":
+        canvas = mosaic(rng, canvas, _texture, len(_TEXTURES))
+        pan_v = pan_v * 3.0
+        outline = (outline_width(width, height), float(rng.uniform(0.15, 0.35)))
+        blur = int(rng.integers(3, 8)) if rng.random() < 0.3 else 1
     objects = [_make_object(rng, width, height, frames, appearance)
                for _ in range(int(rng.integers(min_objects, max_objects + 1)))]
     # Paint order is z-order (later in front). Label k + 1 is objects[k]; distractors paint label 255.
@@ -251,7 +271,9 @@ def generate_clip(seed: int | Sequence[int], width: int = 320, height: int = 240
         out[t] = canvas[oy:oy + height, ox:ox + width]
         for label, obj in order:
             if obj.alive[t]:
-                _paste(out[t], labels[t], obj, t, label)
+                _paste(out[t], labels[t], obj, t, label, outline)
+        if blur > 1:
+            out[t] = motion_blur(out[t], pan_v, blur)
     instances = []
     for k, obj in enumerate(objects):
         masks = labels == k + 1
@@ -268,7 +290,7 @@ def _clip_seed(seed: int, split: int, index: int) -> list[int]:
 def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_videos: int = 2, width: int = 320,
                             height: int = 240, frames: int = 16, seed: int = 0, max_objects: int = 4,
                             jpeg_quality: int = 95, appearance: Appearance = "category",
-                            max_distractors: int = 0) -> dict[str, Path]:
+                            max_distractors: int = 0, scene: Scene = "plain") -> dict[str, Path]:
     """Write ``<out>/<split>/JPEGImages/<video>/00000.jpg ...`` and ``<out>/<split>/instances.json``.
 
     Splits ``train`` and ``valid`` use distinct seed streams ([seed, 0, i] and [seed, 1, i]). Images are
@@ -284,7 +306,7 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
         videos, annotations = [], []
         for i in range(count):
             clip = generate_clip(_clip_seed(seed, split_index, i), width, height, frames, max_objects=max_objects,
-                                appearance=appearance, max_distractors=max_distractors)
+                                appearance=appearance, max_distractors=max_distractors, scene=scene)
             name = f"vid{i:05d}"
             folder = root / "JPEGImages" / name
             try:
@@ -301,7 +323,8 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
                 annotations.append(_annotation(len(annotations) + 1, i + 1, inst, width, height))
         gt = {"info": {"description": "VPP Studio synthetic shapes", "split": split, "seed": seed,
                        "width": width, "height": height, "frames": frames, "max_objects": max_objects,
-                       "appearance": appearance, "max_distractors": max_distractors},
+                       "appearance": appearance, "max_distractors": max_distractors,
+                       "scene": scene},
               "licenses": [], "videos": videos, "annotations": annotations,
               "categories": [{"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(CATEGORIES)]}
         ann = root / "instances.json"
