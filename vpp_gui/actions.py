@@ -47,6 +47,10 @@ class Actions:
                                       tip="Import YouTube-VIS results or ground truth (JSON/zip) for the open clip")
         self.import_davis = _action(w, "Import DAVIS PNG masks…", tip="Import a folder of DAVIS indexed PNG masks")
         self.export_coco = _action(w, "Export COCO per-frame JSON…", tip="Save one COCO image + annotations per frame")
+        self.load_gt = _action(w, "Load &ground truth…", ("Ctrl+Shift+G",),
+                               tip="Compare the tracks with a YouTube-VIS GT JSON or a DAVIS PNG folder")
+        self.load_gt_folder = _action(w, "Load ground truth (DAVIS PNG folder)…",
+                                      tip="Compare the tracks with a folder of DAVIS PNG masks")
 
         # Edit: every track operation, keyboard-first (the selected tracks; the first one is the current one)
         self.undo = _action(w, "&Undo", ("Ctrl+Z",))
@@ -90,6 +94,17 @@ class Actions:
             "heatmap": _action(w, "Kept/pruned &heatmap", ("H",), checkable=True, checked=True,
                                tip="Show which patches the model kept"),
         }
+        # what is drawn once a GT is loaded (GT as dashed outlines, predictions as filled masks); Ctrl+G cycles
+        self.gt_group = QActionGroup(w)
+        self.gt_modes = {
+            "both": _action(w, "Ground truth and predictions", checkable=True, checked=True),
+            "gt": _action(w, "Ground truth only", checkable=True),
+            "pred": _action(w, "Predictions only", checkable=True),
+        }
+        for act in self.gt_modes.values():
+            self.gt_group.addAction(act)
+        self.cycle_gt = _action(w, "Cycle ground truth / predictions / both", ("Ctrl+G",),
+                                tip="Show GT and predictions, GT only, predictions only")
         self.fit = _action(w, "&Fit to window", ("0", "Shift+F"), tip="Fit the frame to the view")
         self.theme_group = QActionGroup(w)
         self.themes = {}
@@ -121,6 +136,7 @@ class Actions:
         file_menu.addActions([self.open_project, self.save, self.save_as])
         file_menu.addSeparator()
         file_menu.addActions([self.import_results, self.import_davis])
+        file_menu.addActions([self.load_gt, self.load_gt_folder])
         file_menu.addSeparator()
         file_menu.addActions([self.export_ytvis, self.export_davis, self.export_coco])
         file_menu.addSeparator()
@@ -143,6 +159,8 @@ class Actions:
         view.addSeparator()
         view.addAction(self.fit)
         view.addSeparator()
+        view.addActions([*self.gt_modes.values(), self.cycle_gt])
+        view.addSeparator()
         view.addActions(list(self.themes.values()))
         view.addSeparator()
         for dock in docks:
@@ -160,7 +178,8 @@ class Actions:
     def all(self) -> list[QAction]:
         return [self.open, self.open_video, self.open_project, self.save, self.save_as, self.import_results,
                 self.export_ytvis, self.export_davis, self.quit, *self.editing(), *self.tools.values(), self.grow,
-                self.shrink, self.close_polygon, self.remove_point, *self.layers.values(), self.fit, self.play,
+                self.shrink, self.close_polygon, self.remove_point, *self.layers.values(), self.fit, self.cycle_gt,
+                self.load_gt, self.play,
                 self.prev, self.next, self.first, self.last, self.run, self.cancel, self.sweep, self.shortcuts]
 
     def editing(self) -> list[QAction]:

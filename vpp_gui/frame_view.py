@@ -40,10 +40,15 @@ class FrameView(QWidget):
         for z, name in enumerate(("heatmap", "masks", "contours"), start=1):
             self.items[name].setZValue(z)
             self.view.addItem(self.items[name])
+        self.gt_item = pg.ImageItem(axisOrder="row-major")  # ground-truth outlines, above the predictions
+        self.gt_item.setZValue(4)
+        self.view.addItem(self.gt_item)
         self.tools = ToolOverlay()  # the mask tools' gestures: above the contours, below the labels
         self.tools.setZValue(5)
         self.view.addItem(self.tools, ignoreBounds=True)
         self._label_items: list[pg.TextItem] = []
+        self._gt_label_items: list[pg.TextItem] = []
+        self._pred_on = True  # predictions (masks, contours, labels) drawn; off: ground truth only
         self._visible = dict.fromkeys(LAYERS, True)
         self._opacity = {"heatmap": 0.6, "masks": 0.5, "contours": 1.0, "labels": 1.0}
         for name, item in self.items.items():
@@ -53,6 +58,12 @@ class FrameView(QWidget):
         self.badge.setObjectName("frameBadge")
         self.badge.move(10, 10)
         self.badge.hide()
+        self.gt_badge = QLabel(self.graphics)  # "GT: not annotated" on frames the GT does not cover
+        self.gt_badge.setObjectName("frameGtBadge")
+        self.gt_badge.setStyleSheet("QLabel { background: rgba(20, 20, 24, 190); color: #ffe600; padding: 3px 8px; "
+                                    "border: 1px dashed #ffe600; border-radius: 4px; }")
+        self.gt_badge.move(10, 44)
+        self.gt_badge.hide()
         self._size: tuple[int, int] | None = None
         self.show_hint("No clip open.")
 
@@ -88,7 +99,7 @@ class FrameView(QWidget):
                 item.hide()
             else:
                 item.setImage(data, autoLevels=False, levels=None)
-                item.setVisible(self._visible[name])
+                item.setVisible(self._shown(name))
         self._set_labels(layers.labels or [])
 
     def set_badge(self, text: str, *, warn: bool = False) -> None:
@@ -104,14 +115,50 @@ class FrameView(QWidget):
         self.badge.show()
         self.badge.raise_()
 
+    def set_gt(self, layer: np.ndarray | None, labels: list[Label], *, not_annotated: bool = False) -> None:
+        """Ground-truth outlines (RGBA or None), their labels, and the "not annotated" badge."""
+        if layer is None:
+            self.gt_item.clear()
+            self.gt_item.hide()
+        else:
+            self.gt_item.setImage(layer, autoLevels=False, levels=None)
+            self.gt_item.show()
+        while len(self._gt_label_items) < len(labels):
+            item = pg.TextItem(anchor=(0, 0), fill=pg.mkBrush(20, 20, 20, 200))
+            item.setZValue(10)
+            self.view.addItem(item)
+            self._gt_label_items.append(item)
+        for item, lab in zip(self._gt_label_items, labels):
+            item.setText(lab.text, color=lab.color)
+            item.setPos(lab.x, lab.y)
+            item.show()
+        for item in self._gt_label_items[len(labels):]:
+            item.hide()
+        if not_annotated:
+            self.gt_badge.setText("GT: not annotated")
+            self.gt_badge.adjustSize()
+            self.gt_badge.show()
+            self.gt_badge.raise_()
+        else:
+            self.gt_badge.hide()
+
     # -- layer options ---------------------------------------------------------------------------------
+    def _shown(self, name: str) -> bool:
+        return self._visible[name] and (self._pred_on or name == "heatmap")
+
+    def set_predictions_visible(self, on: bool) -> None:
+        """Draw the predictions' masks, contours and labels (off: only the GT and the heatmap)."""
+        self._pred_on = bool(on)
+        for name in ("masks", "contours", "labels"):
+            self.set_layer_visible(name, self._visible[name])
+
     def set_layer_visible(self, name: str, on: bool) -> None:
         self._visible[name] = on
         if name == "labels":
             for item in self._label_items:
-                item.setVisible(on and bool(item.toPlainText()))
+                item.setVisible(self._shown(name) and bool(item.toPlainText()))
         elif self.items[name].image is not None:
-            self.items[name].setVisible(on)
+            self.items[name].setVisible(self._shown(name))
 
     def set_layer_opacity(self, name: str, value: float) -> None:
         self._opacity[name] = float(value)
@@ -150,7 +197,7 @@ class FrameView(QWidget):
                 item._vpp_color = lab.color
                 item.update()
             item.setPos(lab.x, lab.y)
-            item.setVisible(self._visible["labels"])
+            item.setVisible(self._shown("labels"))
         for item in self._label_items[len(labels):]:
             item.setText("")
             item.hide()

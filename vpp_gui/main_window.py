@@ -25,9 +25,11 @@ from vpp_gui.document_bridge import DocumentBridge
 from vpp_gui.editing import EditController
 from vpp_gui.export import Exporter
 from vpp_gui.frame_view import FrameView
+from vpp_gui.iou_plot import IouPlot
 from vpp_gui.notice_bar import NoticeBar
 from vpp_gui.plots import PlotsPanel
 from vpp_gui.project_io import ProjectIO
+from vpp_gui.review_controller import ReviewController, review_docks
 from vpp_gui.settings import Settings
 from vpp_gui.status import StatusPanel
 from vpp_gui.sweep_panel import SweepPanel
@@ -94,10 +96,13 @@ class MainWindow(QMainWindow):
         col = QVBoxLayout(bottom)
         col.setContentsMargins(0, 0, 0, 0)
         col.addWidget(self.timeline)
+        self.iou_plot = IouPlot(self)  # per-frame IoU against the ground truth (shown once one is loaded)
+        col.addWidget(self.iou_plot)
         col.addWidget(self.plots, 1)
         self.timeline_dock = self._dock("Timeline and plots", "timelineDock", bottom,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tracks_dock = self._dock("Tracks", "tracksDock", self.tracks, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.review_dock, self.eval_dock = review_docks(self)
         factory = getattr(runner, "model_factory", default_model_factory)  # the app's loader
         self.sweep_panel = SweepPanel(factory, lambda: (self.controls.model(), self.controls.device(),
                                                         self.controls.threshold()), self)
@@ -108,8 +113,9 @@ class MainWindow(QMainWindow):
 
         self.actions_ = Actions(self)
         self.actions_.build_menus(self, [self.controls_dock, self.tracks_dock, self.timeline_dock,
-                                                  self.sweep_dock])
+                                         self.sweep_dock, self.review_dock, self.eval_dock])
         self.editing = EditController(self, self.bridge, self.actions_, self.view.tools, self.tracks)
+        self.review = ReviewController(self)  # ground truth: load, draw, review and evaluation docks
         for name, act in self.actions_.layers.items():
             self.controls.bind_layer_action(name, act)
         self._plot_timer = QTimer(self, singleShot=True, interval=PLOT_REFRESH_MS)
@@ -439,6 +445,7 @@ class MainWindow(QMainWindow):
         self.actions_.themes[theme.name].setChecked(True)
         self.view.set_theme(theme)
         self.plots.set_theme(theme)
+        self.iou_plot.set_theme(theme)
         self.timeline.strip.set_color(theme.highlight)
         self._set_untrained_note(bool(self.status.note.text()),
                                  self.controls.model_note.toolTip())
@@ -458,6 +465,7 @@ class MainWindow(QMainWindow):
         window_state.save(self)
         self.controller.cancel(quiet=True)
         self.sweep_panel.shutdown()
+        self.review.shutdown()
         if not self.controller.runner.shutdown(10000):
             log.warning("the inference thread did not stop within 10 s")
         self._render_timer.stop()

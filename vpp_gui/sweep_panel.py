@@ -4,7 +4,8 @@ The sweep runs on a superqt FunctionWorker (the model is loaded there, through t
 inference runner uses); ``progress`` reaches the UI thread through a queued signal and Cancel sets a
 ``threading.Event`` that the sweep's ``stop`` polls before every frame. Errors (a missing GT names the
 file) show in the panel's label and go out through ``failed(message)``; a cancel ends in the "cancelled"
-state with no result. Clicking a point of the plot emits ``pkrChosen(pkr)``.
+state with no result. Clicking a point of the plot emits ``pkrChosen(pkr)``. The x axis is ms/frame
+(measured on the device) or GFLOPs/frame (analytic), chosen with :attr:`SweepPanel.x_axis`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -38,6 +40,8 @@ STYLES = {"dense": ("dense", "d", "#f5f5f5"), "vpp": ("VPP", "o", "#4fc3f7"), "r
 COLUMNS = (("name", "config"), ("keep_ratio", "kept"), ("ms_per_frame", "ms/frame"),
            ("gflops_per_frame", "GFLOPs"), ("AP_track", "AP_track"), ("AP50", "AP50"), ("AP75", "AP75"),
            ("AR", "AR"), ("mAP_bbox", "mAP bbox"), ("mAP_segm", "mAP segm"))
+#: x-axis choices of the plot: (SweepRow attribute, axis title, title of the plot)
+X_AXES = (("ms_per_frame", "ms / frame", "ms/frame"), ("gflops_per_frame", "GFLOPs / frame", "GFLOPs/frame"))
 RunConfig = Callable[[], tuple]  # () -> (ModelSpec, device, score threshold or None)
 
 
@@ -112,6 +116,11 @@ class SweepPanel(QWidget):
         self.progress.setValue(0)
         self.message = QLabel("", self)
         self.message.setWordWrap(True)
+        self.x_axis = QComboBox(self)
+        for key, title, _ in X_AXES:
+            self.x_axis.addItem(title, key)
+        self.x_axis.setToolTip("x axis of the plot: measured ms per frame, or analytic GFLOPs per frame")
+        self.x_axis.currentIndexChanged.connect(lambda _i: self._show_result(self.result))
         self.plot = pg.PlotWidget(self)
         self.plot.setMinimumHeight(160)
         self.plot.setMenuEnabled(False)
@@ -147,6 +156,8 @@ class SweepPanel(QWidget):
         row.addWidget(QLabel("PKRs", self))
         row.addWidget(self.pkr_edit, 1)
         row.addWidget(self.random_check)
+        row.addWidget(QLabel("x axis", self))
+        row.addWidget(self.x_axis)
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
@@ -282,31 +293,37 @@ class SweepPanel(QWidget):
         self.json_button.setEnabled(has)
 
     # -- showing ------------------------------------------------------------------------------------
+    def x_key(self) -> str:
+        """The SweepRow attribute on the x axis: "ms_per_frame" or "gflops_per_frame"."""
+        return self.x_axis.currentData() or X_AXES[0][0]
+
     def _set_titles(self, device: str | None) -> None:
         where = f" on {device}" if device else ""
-        self.plot.setTitle(f"AP_track vs ms/frame{where}")
-        self.plot.setLabel("bottom", f"ms / frame{where}")
+        _key, axis, short = next(x for x in X_AXES if x[0] == self.x_key())
+        self.plot.setTitle(f"AP_track vs {short}{where}")
+        self.plot.setLabel("bottom", f"{axis}{where}")
 
     def _show_result(self, result) -> None:
         for item in self._labels:
             self.plot.removeItem(item)
         self._labels = []
         rows = result.rows if result is not None else []
+        key = self.x_key()
         for mode, item in self._scatters.items():
             spots = []
             for r in rows:
                 if r.mode == mode:
                     ap = r.AP_track
-                    spot = {"pos": (r.ms_per_frame, max(ap, 0.0)), "data": (r.name, r.pkr)}
+                    spot = {"pos": (getattr(r, key), max(ap, 0.0)), "data": (r.name, r.pkr)}
                     if ap < 0:  # undefined: drawn at 0, hollow
                         spot["brush"] = pg.mkBrush(None)
                     spots.append(spot)
             item.setData(spots)
         vpp = [r for r in rows if r.mode in ("vpp", "dense")]
-        self._vpp_line.setData([r.ms_per_frame for r in vpp], [max(r.AP_track, 0.0) for r in vpp])
+        self._vpp_line.setData([getattr(r, key) for r in vpp], [max(r.AP_track, 0.0) for r in vpp])
         for r in rows:
             text = pg.TextItem("dense" if r.dense else f"{r.pkr:g}", color=STYLES[r.mode][2], anchor=(0, 1))
-            text.setPos(r.ms_per_frame, max(r.AP_track, 0.0))
+            text.setPos(getattr(r, key), max(r.AP_track, 0.0))
             self.plot.addItem(text)
             self._labels.append(text)
         self._set_titles(result.device if result is not None else None)
@@ -322,7 +339,7 @@ class SweepPanel(QWidget):
         self._update_buttons()
 
     def points(self) -> list[tuple[str, float, float]]:
-        """(configuration name, ms/frame, plotted AP) of every point in the plot."""
+        """(configuration name, x (ms/frame or GFLOPs/frame, see :meth:`x_key`), plotted AP) of every point."""
         return [(p.data()[0], p.pos().x(), p.pos().y()) for item in self._scatters.values() for p in item.points()]
 
     def _on_clicked(self, _item, points, _event=None) -> None:

@@ -124,3 +124,37 @@ def test_cancel_ends_cancelled_without_result(make_window, wait_done, qtbot, cli
     assert panel.result is None and panel.table.rowCount() == 0 and not panel.points()
     assert "cancelled" in panel.message.text()
     assert not panel.csv_button.isEnabled()
+
+
+def _row(name, mode, pkr, ms, gflops, ap):
+    from core.sweep import SweepRow
+
+    figures = {"AP": ap, "AP50": ap, "AP75": ap, "AR1": ap, "AR10": ap, "bbox_AP": ap, "segm_AP": ap}
+    return SweepRow(name, mode, pkr, mode == "dense", pkr, ms, gflops, N, figures)
+
+
+def test_x_axis_switches_between_ms_and_gflops(qtbot):
+    from core.sweep import SweepResult
+    from vpp_gui.sweep_panel import SweepPanel
+
+    panel = SweepPanel(None, lambda: (None, "cpu", None))
+    qtbot.addWidget(panel)
+    rows = [_row("dense", "dense", 1.0, 50.0, 12.0, 0.8), _row("vpp@0.4", "vpp", 0.4, 30.0, 5.0, 0.7),
+            _row("random@0.4", "random", 0.4, 29.0, 5.5, 0.4)]
+    result = SweepResult(rows, "cpu (1 threads)", "m.safetensors", None, "vpp", True, "clip", "clip", 1, N, {}, 1)
+    panel._on_returned(result)  # as the worker delivers it
+    assert panel.x_key() == "ms_per_frame"
+    assert sorted((name, x) for name, x, _ in panel.points()) == [("dense", 50.0), ("random@0.4", 29.0),
+                                                                 ("vpp@0.4", 30.0)]
+    assert "ms/frame" in panel.plot.getPlotItem().titleLabel.text
+    panel.x_axis.setCurrentIndex(panel.x_axis.findData("gflops_per_frame"))
+    assert panel.x_key() == "gflops_per_frame"
+    assert sorted((name, x) for name, x, _ in panel.points()) == [("dense", 12.0), ("random@0.4", 5.5),
+                                                                 ("vpp@0.4", 5.0)]
+    assert "GFLOPs/frame" in panel.plot.getPlotItem().titleLabel.text
+    assert "GFLOPs" in panel.plot.getPlotItem().getAxis("bottom").labelText
+    line_x, _ = panel._vpp_line.getData()
+    assert sorted(line_x.tolist()) == [5.0, 12.0]  # the VPP curve follows the axis too
+    assert [p[2] for p in sorted(panel.points())] == [0.8, 0.4, 0.7]  # AP unchanged
+    panel.x_axis.setCurrentIndex(0)
+    assert sorted(x for _, x, _ in panel.points()) == [29.0, 30.0, 50.0]
