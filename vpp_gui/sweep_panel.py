@@ -327,6 +327,7 @@ class SweepPanel(QWidget):
             self.plot.addItem(text)
             self._labels.append(text)
         self._set_titles(result.device if result is not None else None)
+        self._fit_view([getattr(r, key) for r in rows])
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             s = r.summary()
@@ -337,6 +338,14 @@ class SweepPanel(QWidget):
                 self.table.setItem(i, j, cell)
         self.table.resizeColumnsToContents()
         self._update_buttons()
+
+    def _fit_view(self, xs: list[float]) -> None:
+        """AP on a fixed 0..1 axis (all-equal APs must not collapse it); room right of the last label."""
+        self.plot.setYRange(0.0, 1.05, padding=0)
+        if xs:
+            lo, hi = min(xs), max(xs)
+            span = max(hi - lo, 1e-3 * max(abs(hi), 1.0))
+            self.plot.setXRange(lo - 0.05 * span, hi + 0.15 * span, padding=0)
 
     def points(self) -> list[tuple[str, float, float]]:
         """(configuration name, x (ms/frame or GFLOPs/frame, see :meth:`x_key`), plotted AP) of every point."""

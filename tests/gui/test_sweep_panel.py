@@ -158,3 +158,17 @@ def test_x_axis_switches_between_ms_and_gflops(qtbot):
     assert [p[2] for p in sorted(panel.points())] == [0.8, 0.4, 0.7]  # AP unchanged
     panel.x_axis.setCurrentIndex(0)
     assert sorted(x for _, x, _ in panel.points()) == [29.0, 30.0, 50.0]
+
+
+def test_equal_aps_keep_a_readable_axis_and_labels_fit(qtbot):
+    """All APs 0 (a real clip with the synthetic-shapes model): y stays 0..1, the last x label has room."""
+    from core.sweep import SweepResult
+    from vpp_gui.sweep_panel import SweepPanel
+
+    panel = SweepPanel(None, lambda: (None, "cpu", None))
+    qtbot.addWidget(panel)
+    rows = [_row("dense", "dense", 1.0, 50.0, 12.0, 0.0), _row("vpp@0.4", "vpp", 0.4, 30.0, 5.0, 0.0)]
+    panel._on_returned(SweepResult(rows, "cpu", "m.safetensors", None, "vpp", True, "clip", "clip", 1, N, {}, 1))
+    (x0, x1), (y0, y1) = panel.plot.getPlotItem().getViewBox().viewRange()
+    assert y0 <= 0.0 and y1 >= 1.0
+    assert x0 < 30.0 and x1 >= 50.0 + 0.1 * 20.0
