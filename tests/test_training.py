@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -76,6 +77,26 @@ def test_training_runs_checkpoints_and_resumes(tiny_data, tmp_path):
     assert more.step == 4
     hist = more.train()
     assert [h["step"] for h in hist if "total" in h][-2:] == [5, 6]
+
+
+def test_bf16_autocast_training_runs_and_learns_in_float32_weights(tiny_data, tmp_path):
+    """amp="bf16": forward under autocast (matmuls in bfloat16), finite losses, float32 weights and state."""
+    seen = []
+
+    def spy(module, args, out):
+        seen.append(out.dtype)
+
+    cfg = config(tiny_data, tmp_path / "amp", amp="bf16")
+    trainer = Trainer(cfg, log=lambda m: None)
+    hook = trainer.model.backbone.vit.blocks[1].mlp.fc1.register_forward_hook(spy)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    history = trainer.train()
+    hook.remove()
+    assert seen and all(d == torch.bfloat16 for d in seen), seen
+    assert all(math.isfinite(h["total"]) for h in history)
+    after = trainer.model.state_dict()
+    assert all(v.dtype == before[k].dtype for k, v in after.items())
+    assert any(not torch.equal(before[k], v) for k, v in after.items() if v.is_floating_point())
 
 
 def test_two_process_gloo_training_keeps_ranks_in_sync(tiny_data, tmp_path):
@@ -245,6 +266,7 @@ def test_a_damaged_resume_state_is_refused(tiny_data, finished_run, tmp_path, co
     ({"sparse_pkrs": [1.5]}, "sparse_pkrs"), ({"lr": "0.1"}, "lr"), ({"clip_len": 2.5}, "clip_len"),
     ({"masked_training": "yes"}, "masked_training"), ({"variant": "huge"}, "variant"), ({"model": [1]}, "model"),
     ({"reinit": "backbone"}, "reinit"), ({"dense_steps": 0, "sparse_steps": 0}, "dense_steps + sparse_steps"),
+    ({"amp": "fp8"}, "amp"),
 ])
 def test_training_config_values_are_validated(tiny_data, tmp_path, change, key):
     data = {**json.loads(json.dumps(config(tiny_data, tmp_path / "x").__dict__)), **change}

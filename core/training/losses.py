@@ -83,7 +83,7 @@ def hungarian_match(
     pred = point_sample(mask_logits.float(), pts.expand(mask_logits.shape[0], -1, -1))
     gt = point_sample(target.masks.float(), pts.expand(m, -1, -1))
     cost = w.cls * cost_cls + w.mask_bce * bce_cost(pred, gt) + w.dice * dice_cost(pred, gt)
-    q, t = linear_sum_assignment(cost.cpu().numpy())
+    q, t = linear_sum_assignment(cost.float().cpu().numpy())  # float: bf16 under autocast
     dev = class_logits.device
     return torch.as_tensor(q, dtype=torch.long, device=dev), torch.as_tensor(t, dtype=torch.long, device=dev)
 

@@ -98,6 +98,9 @@ class TrainConfig:
     val_every: int = 0  # 0: no validation during training
     val_ann: str | None = None
     val_images: str | None = None
+    # "bf16": the forward pass and losses under torch.autocast(bfloat16) (CUDA, or a CPU with AVX512-BF16 / AMX:
+    # about 1.5-2x faster on this project's CPU); weights, gradients and the optimizer stay float32
+    amp: str = "off"
     device: str = "auto"
 
     @classmethod
@@ -166,6 +169,8 @@ def _train_problems(c: TrainConfig) -> list[str]:
         out.append(f"variant = {show(c.variant)}: must be one of {', '.join(sorted(VARIANTS))}")
     if not isinstance(c.model, dict):
         out.append(f"model = {show(c.model)}: must be an object of model config keys")
+    if c.amp not in ("off", "bf16"):
+        out.append(f"amp = {show(c.amp)}: must be \"off\" or \"bf16\"")
     if not isinstance(c.masked_training, bool):
         out.append(f"masked_training = {show(c.masked_training)}: must be true or false")
     for key, (lo, hi) in _TRAIN_INTS.items():
@@ -395,7 +400,8 @@ class Trainer:
             targets = [[_to(t, self.device) for t in clip] for clip in targets]
             for g in self.opt.param_groups:
                 g["lr"] = cfg.lr * _lr_factor(self.step, cfg)
-            terms = clip_loss(self.model, frames, targets, cfg, w, keep=keep, mode=mode)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+                terms = clip_loss(self.model, frames, targets, cfg, w, keep=keep, mode=mode)
             self.opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             _average_gradients(self.params, self.world)
