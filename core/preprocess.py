@@ -34,8 +34,22 @@ class Resized:
         return x[0] > 0
 
 
-def prepare_frame(frame: np.ndarray, long_side: int, multiple: int) -> tuple[torch.Tensor, Resized]:
-    """RGB uint8 ``[H, W, 3]`` -> float ``[1, 3, Hp, Wp]`` in 0..255 and the geometry to undo it."""
+@dataclass(frozen=True)
+class ResizedFrame:
+    """A frame resized for the model (:func:`resize_frame`), not yet a tensor: uint8 pixels and their geometry.
+
+    Made with NumPy and OpenCV only, so a reader thread can make it while the model runs on the main
+    thread (torch ops there would start a second OpenMP team on the same cores)."""
+
+    pixels: np.ndarray  # [rh, rw, 3] uint8 RGB (may be the caller's read-only frame when no resize was needed)
+    geometry: Resized
+    planes: np.ndarray | None = None  # [3, Hp, Wp] float32, zero-padded: the model input, made ahead (``planes=True``)
+
+
+def resize_frame(frame: np.ndarray, long_side: int, multiple: int, *, planes: bool = False) -> ResizedFrame:
+    """RGB uint8 ``[H, W, 3]`` -> the frame resized so its long side is ``long_side`` (area interpolation
+    when shrinking, linear when enlarging) and the geometry of the padding to a multiple of ``multiple``.
+    ``planes``: also make the padded float planes :func:`to_input` wraps (the same values, made here)."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 frame [H, W, 3], got {frame.dtype} {frame.shape}")
     h, w = frame.shape[:2]
@@ -45,8 +59,28 @@ def prepare_frame(frame: np.ndarray, long_side: int, multiple: int) -> tuple[tor
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         frame = cv2.resize(frame, (rw, rh), interpolation=interp)
     ph, pw = -(-rh // multiple) * multiple, -(-rw // multiple) * multiple
+    chw = None
+    if planes:
+        chw = np.zeros((3, ph, pw), np.float32)
+        chw[:, :rh, :rw] = frame.transpose(2, 0, 1)  # uint8 -> float32 is exact: the values torch would make
+    return ResizedFrame(frame, Resized((h, w), (rh, rw), (ph, pw)), chw)
+
+
+def to_input(resized: ResizedFrame) -> torch.Tensor:
+    """A :class:`ResizedFrame` -> float ``[1, 3, Hp, Wp]`` in 0..255, zero-padded at the bottom and right."""
+    if resized.planes is not None:
+        return torch.from_numpy(resized.planes).unsqueeze(0)
+    frame = resized.pixels
+    (rh, rw), (ph, pw) = resized.geometry.resized_hw, resized.geometry.padded_hw
     if not frame.flags.writeable:  # sources hand out read-only cached frames; torch wants to own writable memory
         frame = frame.copy()
     x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()
     x = F.pad(x, (0, pw - rw, 0, ph - rh))
-    return x.unsqueeze(0), Resized((h, w), (rh, rw), (ph, pw))
+    return x.unsqueeze(0)
+
+
+def prepare_frame(frame: np.ndarray, long_side: int, multiple: int) -> tuple[torch.Tensor, Resized]:
+    """RGB uint8 ``[H, W, 3]`` -> float ``[1, 3, Hp, Wp]`` in 0..255 and the geometry to undo it
+    (:func:`resize_frame` then :func:`to_input`)."""
+    resized = resize_frame(frame, long_side, multiple)
+    return to_input(resized), resized.geometry

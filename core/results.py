@@ -36,9 +36,18 @@ def encode_masks(masks: np.ndarray) -> tuple[dict, ...]:
     """``[M, H, W]`` bool -> M compressed RLEs (str ``counts``), one mask at a time.
 
     Encoding one mask per call keeps peak memory at one Fortran-ordered copy of a single mask (a
-    batched call would copy all M) and lets other threads run between calls.
+    batched call would copy all M) and lets other threads run between calls. A bool mask is copied once
+    (to Fortran order, viewed as 0/1 bytes); other dtypes go through :func:`core.data.rle.encode_mask`.
     """
-    return tuple(encode_mask(m) for m in masks)
+    return tuple(_encode_bool(m) if m.dtype == np.bool_ else encode_mask(m) for m in masks)
+
+
+def _encode_bool(mask: np.ndarray) -> dict:
+    """``[H, W]`` bool -> compressed RLE, the same as :func:`core.data.rle.encode_mask` with one copy fewer."""
+    if mask.ndim != 2:
+        return encode_mask(mask)
+    rle = mask_utils.encode(np.asfortranarray(mask).view(np.uint8))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
     for result in session.run_clip(frames):      # or session.step(frame) per frame
         ...                                      # FrameResult: NumPy masks, track IDs, kept maps, PKR, GFLOPs
     session.reset()                              # before the next clip
+    session.step(session.resize(frame))          # the same, resized ahead (a reader thread can do this part)
 
 All per-clip state (the previous frame's pruning state and the tracker) lives in one
 :class:`ClipState`, which :meth:`reset` replaces whole. The run settings (PKR, its keep fractions, the
@@ -31,7 +32,7 @@ from core.model.backbone import PruneMode, PruneState
 from core.model.postprocess import select_instances
 from core.model.tracker import EmbeddingTracker
 from core.model.vpp import VPPModel
-from core.preprocess import prepare_frame
+from core.preprocess import ResizedFrame, resize_frame, to_input
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,26 @@ def resolve_device(name: str | torch.device) -> torch.device:
     raise VPPError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+class StageTimer:
+    """Seconds spent per stage of a run, for ``vpp infer --profile``: each :meth:`lap` charges the time since the
+    previous lap to one stage. On CUDA a lap first waits for the device, so the split is true (and slower)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str, device: torch.device | None = None) -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + (now - self._last)
+        self._last = now
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Charge ``seconds`` measured elsewhere (another thread) to ``stage``; the lap clock is not moved."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + float(seconds)
+
+
 class ClipRunner:
     """What every session shares: AMP on CUDA and running a whole clip through ``step`` (``reset``/``step``
     and ``amp`` come from the session)."""
@@ -115,6 +136,9 @@ class InferenceSession(ClipRunner):
         score_threshold / nms_iou / max_instances: instance selection.
     """
 
+    timer: StageTimer | None = None  # set by enable_timing
+    _timer_hooks: tuple = ()
+
     def __init__(
         self,
         model: VPPModel,
@@ -149,6 +173,33 @@ class InferenceSession(ClipRunner):
         """This session's prune mode (the model stores none)."""
         return self._mode
 
+    def enable_timing(self, timer: StageTimer | None = None) -> StageTimer:
+        """Time each :meth:`step` by stage into ``timer`` (a new one if None): ``read`` (waiting for the frame since
+        the caller's last lap), ``preprocess`` (resize, tensor, normalisation), ``backbone``, ``head`` and
+        ``postprocess`` (instance selection, tracking, masks at frame size). Hooks on this session's model record
+        the backbone, so time one session of a model at a time; :meth:`disable_timing` removes them."""
+        self.disable_timing()
+        self.timer = timer = timer or StageTimer()
+        dev = self.device
+
+        def before(module, args):
+            if self.timer is not None:
+                self.timer.lap("preprocess", dev)
+
+        def after(module, args, output):
+            if self.timer is not None:
+                self.timer.lap("backbone", dev)
+
+        bb = self.model.backbone
+        self._timer_hooks = (bb.register_forward_pre_hook(before), bb.register_forward_hook(after))
+        return timer
+
+    def disable_timing(self) -> None:
+        for h in self._timer_hooks:
+            h.remove()
+        self._timer_hooks = ()
+        self.timer = None
+
     @property
     def input_long_side(self) -> int:
         """Frames are resized so their long side is this (then padded to a multiple of :attr:`patch`)."""
@@ -175,17 +226,28 @@ class InferenceSession(ClipRunner):
             raise VPPError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
         self._mode = mode
 
+    def resize(self, frame: np.ndarray) -> ResizedFrame:
+        """The frame resized for the model, with its input planes (NumPy/OpenCV only: made on a reader thread,
+        see :class:`core.data.prefetch.Prefetcher`); :meth:`step` takes it in place of the frame."""
+        return resize_frame(frame, self.config.input_long_side, self.config.patch, planes=True)
 
     @torch.inference_mode()
-    def step(self, frame: np.ndarray) -> FrameResult:
-        """Segment one RGB uint8 frame ``[H, W, 3]`` as the next frame of the current clip."""
+    def step(self, frame: np.ndarray | ResizedFrame) -> FrameResult:
+        """Segment one RGB uint8 frame ``[H, W, 3]`` (or its :meth:`resize`) as the next frame of the clip."""
         t0 = time.perf_counter()
-        cfg = self.config
-        images, geom = prepare_frame(frame, cfg.input_long_side, cfg.patch)
-        images = images.to(self.device)
+        timer = self.timer
+        if timer is not None:
+            timer.lap("read")
+        resized = frame if isinstance(frame, ResizedFrame) else resize_frame(frame, self.input_long_side, self.patch)
+        geom = resized.geometry
+        images = to_input(resized).to(self.device)
         st = self.state
+        if timer is not None:
+            timer.lap("preprocess", self.device)
         with self.autocast():
             out = self.model(images, st.prune, keep=self.keep, mode=self._mode)
+        if timer is not None:
+            timer.lap("head", self.device)
         dec = out.decoder
         det = select_instances(
             dec.class_logits[0],
@@ -214,6 +276,8 @@ class InferenceSession(ClipRunner):
             ms=(time.perf_counter() - t0) * 1000.0,
         )
         st.frame_index += 1
+        if timer is not None:
+            timer.lap("postprocess", self.device)
         return result
 
 

@@ -23,17 +23,24 @@ gets a run record (model, its SHA-256, PKR, mode): ``<OUT stem>.run.json`` besid
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from core.cli import int_range
+from core.data.prefetch import Prefetcher
 from core.errors import DataError, VPPError
 from core.resources import load_model, loaded_categories
 from core.results import ClipResults, CompactFrame
 from core.session import InferenceSession, make_session
+
+#: Frames read (and resized) ahead of the model on the reader thread.
+PREFETCH_DEPTH = 4
 
 
 def add_parser(sub) -> None:
@@ -64,6 +71,18 @@ def add_parser(sub) -> None:
                    help="under torchrun: how long ranks wait for each other (default: 7 days)")
     p.add_argument("--skip-corrupt", action="store_true",
                    help="drop unreadable frames of a folder or video (listed on stderr) instead of failing")
+    p.add_argument("--threads", type=int_range(1, 1024), default=None,
+                   help="torch intra-op threads, 1..1024 (default: torch's, one per core). On a machine whose cores "
+                        "are busy with other work, 1 can be several times faster")
+    p.add_argument("--prefetch", type=int_range(0, 64), default=None, metavar="N",
+                   help=f"frames decoded and resized ahead on a reader thread while the model runs; 0 reads on the "
+                        f"main thread (default: {PREFETCH_DEPTH} on CUDA or when torch uses fewer threads than there "
+                        f"are cores, else 0: on a CPU torch already keeps busy, the thread only competes with it). "
+                        f"Results are the same either way")
+    p.add_argument("--profile", action="store_true",
+                   help="print where the time went (start-up, model load, reading, preprocessing, backbone, head, "
+                        "post-processing, RLE, writing) on stderr when done, and the same as one JSON line "
+                        "starting 'vpp-profile: '")
     p.set_defaults(func=run)
 
 
@@ -158,22 +177,38 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(**outputs, inputs=inputs)  # before the model loads or a frame is read
     if _batch(source_path, split):
         return _run_batch(args, inp, source_path, split, outputs, inputs)
+    t_run = time.perf_counter()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:
         print("warning: no trained default model is shipped; results come from an untrained model", file=sys.stderr)
     # a released model (vpp import-checkpoint) runs with ROVIS tracking; ours with InferenceSession
     session = make_session(loaded, device=args.device, pkr=args.pkr, mode=args.mode, vpp_session=InferenceSession)
+    timer = _start_profile(session, t_run) if args.profile else None
+    resize = getattr(session, "resize", None)  # InferenceSession: resize on the reader thread too
+    depth = _prefetch_depth(args.prefetch, getattr(session, "device", args.device))
     videos: list[VideoExport] = []
+    frames_done = 0
     for vid, name, source in _videos(source_path, split, args.skip_corrupt):
         with source:
             clip = ClipResults(len(source), source.size[1], source.size[0])
             # the bar is closed (its line ended) before any error message is printed
             with tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame",
-                      file=sys.stderr) as bar:
-                for index, res in enumerate(session.run_clip(source)):
+                      file=sys.stderr) as bar, _reader(source, depth, resize) as frames:
+                for index, res in enumerate(session.run_clip(frames)):
                     clip.add(CompactFrame.from_result(res, index))
+                    if timer is not None:
+                        timer.lap("rle")
                     bar.update(1)
                     bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
+                    if timer is not None:
+                        timer.lap("progress bar")
+            if timer is not None and isinstance(frames, Prefetcher):
+                timer.add("reader thread (decode, resize)", frames.busy_seconds)
+            frames_done += len(source)
             _report_skipped(source)
             if source.resized_note:  # frames of another size than the first were resized to it
                 print(f"warning: {source.resized_note}", file=sys.stderr)
@@ -182,7 +217,12 @@ def run(args: argparse.Namespace) -> int:
     record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=getattr(session, "mode", args.mode),
                                  extra={"input": str(inp)})
     categories = list(loaded_categories(loaded))  # the model's own ids (YouTube-VIS 2021 for the released models)
+    if timer is not None:
+        timer.lap("other")
     summary = export_results(videos, **outputs, categories=categories, record=record, inputs=inputs)
+    if timer is not None:
+        timer.lap("write")
+        _print_profile(timer, frames_done, getattr(session, "device", args.device))
     for note in summary.recovered:
         print(f"note: {note}", file=sys.stderr)
     print(json.dumps({"results": str(outputs["ytvis"]), "tracks": sum(summary.tracks.values()),
@@ -240,6 +280,75 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         print(json.dumps({"results": None, "videos": len(clips), "failed": sorted(summary.failed),
                           "written": []}))
     return summary.code
+
+
+def _prefetch_depth(asked: int | None, device) -> int:
+    """``--prefetch``, or by default :data:`PREFETCH_DEPTH` where a core is free for the reader (the model on
+    CUDA, or torch on fewer threads than cores), else 0."""
+    if asked is not None:
+        return asked
+    import torch
+
+    if str(device).startswith("cuda"):
+        return PREFETCH_DEPTH
+    return PREFETCH_DEPTH if (os.cpu_count() or 1) > torch.get_num_threads() else 0
+
+
+def _reader(source, depth: int, resize):
+    """The clip's frames for one pass: read ``depth`` ahead (and resized) on a thread, or on this one for 0."""
+    if depth > 0:
+        return Prefetcher(source.stream(), depth=depth, transform=resize)
+    return contextlib.nullcontext(source.stream())
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), or None."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _start_profile(session, t_run: float):
+    from core.session import StageTimer
+
+    timer = StageTimer()
+    age = _process_age()
+    if age is not None:  # interpreter start and imports, up to run()
+        timer.add("start-up", max(0.0, age - (time.perf_counter() - t_run)))
+    timer.add("model load", time.perf_counter() - t_run)
+    if hasattr(session, "enable_timing"):
+        session.enable_timing(timer)
+    return timer
+
+
+#: Stages in the order a frame meets them; "reader thread" runs beside the others (not part of the sum).
+_STAGE_ORDER = ("start-up", "model load", "read", "preprocess", "backbone", "head", "postprocess", "rle",
+                "progress bar", "other", "write")
+
+
+def _print_profile(timer, frames: int, device) -> None:
+    import torch
+
+    seconds = dict(timer.seconds)
+    beside = {k: v for k, v in seconds.items() if k.startswith("reader thread")}
+    main = {k: seconds[k] for k in (*_STAGE_ORDER, *sorted(set(seconds) - set(_STAGE_ORDER) - set(beside)))
+            if k in seconds}
+    total = sum(main.values())
+    n = max(frames, 1)
+    lines = [f"profile: {frames} frames, {total:.2f} s in all (device {device}, {torch.get_num_threads()} torch "
+             f"threads)", f"  {'stage':32s} {'seconds':>8s} {'ms/frame':>9s} {'share':>6s}"]
+    for k, v in [*main.items(), *beside.items()]:
+        share = f"{100 * v / total:5.1f}%" if k in main and total > 0 else "  beside"
+        lines.append(f"  {k:32s} {v:8.2f} {1000 * v / n:9.1f} {share}")
+    print("\n".join(lines), file=sys.stderr)
+    print("vpp-profile: " + json.dumps({"frames": frames, "total_s": total, "threads": torch.get_num_threads(),
+                                        "device": str(device), "seconds": main, "beside": beside}),
+          file=sys.stderr)
 
 
 def _report_skipped(source) -> None:
