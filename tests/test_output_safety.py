@@ -94,10 +94,9 @@ def fake_model(monkeypatch):
         def __init__(self, model, config, *, device, pkr, mode):
             self.pkr, self.mode = pkr or 0.5, mode
 
-        def run_clip(self, source):
-            w, h = source.size
-            for i in range(len(source)):
-                source.frame(i)  # the frames are really read
+        def run_clip(self, frames):  # any iterable of frames, as ClipRunner.run_clip (vpp infer may prefetch)
+            for i, frame in enumerate(frames):  # the frames are really read
+                h, w = frame.shape[:2]
                 m = np.zeros((h, w), bool)
                 m[2:10, 3 + i: 12 + i] = True
                 yield SimpleNamespace(index=i, track_ids=np.array([1]), category_ids=np.array([1]),
