@@ -347,9 +347,9 @@ def tracks_from_coco(path: Path, data: dict[str, Any], **clip: Any) -> ImportedT
                           tuple(t for t in tracks if t.frames))
 
 
-def tracks_from_davis(folder: Path, *, num_frames: int, height: int, width: int,
-                      category_id: int = 1) -> ImportedTracks:
-    """A folder of DAVIS PNG masks (one per frame, natural order): object k becomes track k."""
+def davis_mask_files(folder: Path, what: str = "") -> list[Path]:
+    """The PNG files of a DAVIS mask folder in natural order (hidden files skipped); none: a DataError naming the
+    folder (and its sub-folders, when it holds one folder per video), ``what`` appended to the message."""
     try:
         entries = [e for e in os.scandir(folder) if not e.name.startswith(".")]
     except OSError as exc:
@@ -359,7 +359,14 @@ def tracks_from_davis(folder: Path, *, num_frames: int, height: int, width: int,
     if not files:
         subs = sorted(e.name for e in entries if e.is_dir())
         hint = f"; it holds the folders {', '.join(subs[:8])}: pick one video's folder" if subs else ""
-        raise DataError(f"{folder}: no PNG masks found{hint}")
+        raise DataError(f"{folder}: no PNG masks found{hint}{'; ' + what if what else ''}")
+    return files
+
+
+def tracks_from_davis(folder: Path, *, num_frames: int, height: int, width: int,
+                      category_id: int = 1) -> ImportedTracks:
+    """A folder of DAVIS PNG masks (one per frame, natural order): object k becomes track k."""
+    files = davis_mask_files(folder)
     if len(files) != num_frames:
         raise DataError(f"{folder}: holds {len(files)} PNG masks, but the open clip has {num_frames} frames")
     frames: dict[int, dict[int, dict]] = {}

@@ -32,11 +32,10 @@ import numpy as np
 
 from core.data.davis import read_davis_png
 from core.data.rle import RLE, decode_rle, encode_mask, rle_area
-from core.data.sources import natural_key
 from core.data.ytvis import YtvisAnnotation, YtvisGroundTruth, parse_ytvis_gt, parse_ytvis_results
 from core.errors import DataError
 from core.evaluation.ytvis_eval import evaluate
-from core.export_formats import choose_video, load_json_file
+from core.export_formats import choose_video, davis_mask_files, load_json_file
 
 GtFormat = Literal["ytvis-gt", "davis"]
 #: The one class of DAVIS masks.
@@ -243,17 +242,7 @@ def from_ytvis(path: str | os.PathLike, ytvis: YtvisGroundTruth, video_id: int, 
 
 
 def _davis_files(folder: Path) -> list[Path]:
-    try:
-        entries = [e for e in os.scandir(folder) if not e.name.startswith(".")]
-    except OSError as exc:
-        raise DataError(f"{folder}: cannot list the mask folder ({exc.strerror or exc})") from exc
-    files = sorted((Path(e.path) for e in entries if e.name.lower().endswith(".png") and e.is_file()),
-                   key=lambda p: natural_key(p.name))
-    if not files:
-        subs = sorted(e.name for e in entries if e.is_dir())
-        hint = f"; it holds the folders {', '.join(subs[:8])}: pick one video's folder" if subs else ""
-        raise DataError(f"{folder}: no PNG masks found{hint}; {_WHAT}")
-    return files
+    return davis_mask_files(folder, _WHAT)
 
 
 def _davis_frame_indices(folder: Path, files: Sequence[Path], num_frames: int, names: Sequence[str]) -> list[int]:
