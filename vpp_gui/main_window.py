@@ -441,7 +441,7 @@ class MainWindow(QMainWindow):
                           "Pruning. The heatmap shows which patches the model kept at each prune point.")
 
     def set_theme(self, name: str) -> None:
-        theme = self._theme = apply_theme(QApplication.instance(), name)
+        theme = self._theme = apply_theme(QApplication.instance(), name, self)
         self.actions_.themes[theme.name].setChecked(True)
         self.view.set_theme(theme)
         self.plots.set_theme(theme)

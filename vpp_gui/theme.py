@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 THEMES = ("dark", "light")
 
@@ -38,8 +38,11 @@ def get_theme(name: str) -> Theme:
     return LIGHT if name == "light" else DARK
 
 
-def apply_theme(app: QApplication, name: str) -> Theme:
-    """Set the Fusion style and a palette on ``app``; returns the theme for pyqtgraph widgets."""
+def apply_theme(app: QApplication, name: str, root: QWidget | None = None) -> Theme:
+    """Set the Fusion style and a palette on ``app``; returns the theme for pyqtgraph widgets.
+
+    Widgets with a style sheet keep the old palette until re-polished: those under ``root`` are (only the
+    window being themed is walked, never widgets of other windows, which may be half torn down)."""
     theme = get_theme(name)
     app.setStyle("Fusion")
     pal = QPalette()
@@ -63,7 +66,7 @@ def apply_theme(app: QApplication, name: str) -> Theme:
     for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
         pal.setColor(QPalette.ColorGroup.Disabled, role, QColor(theme.muted))
     app.setPalette(pal)
-    for widget in app.allWidgets():  # widgets with a style sheet keep the old palette until re-polished
+    for widget in ([root, *root.findChildren(QWidget)] if root is not None else []):
         if widget.styleSheet():
             widget.setStyleSheet(widget.styleSheet())
     return theme
