@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import cv2
@@ -220,3 +221,21 @@ def test_camouflage_scene_background_wears_the_categories_looks_and_objects_an_o
     a = generate_clip([4, 1], 96, 64, 4, scene="camouflage")
     b = generate_clip([4, 1], 96, 64, 4, scene="camouflage")
     assert np.array_equal(a.frames, b.frames)
+
+
+def test_mixed_dataset_alternates_scenes_and_each_video_is_its_own_scenes_clip(tmp_path):
+    """scene="mixed": video i is plain for even i, camouflage for odd i, byte-equal to that scene's dataset."""
+    kw = dict(train_videos=4, val_videos=0, width=64, height=48, frames=2, seed=5, max_objects=2)
+    for scene in ("mixed", "plain", "camouflage"):
+        write_synthetic_dataset(tmp_path / scene, scene=scene, **kw)
+    gt = json.loads((tmp_path / "mixed" / "train" / "instances.json").read_text())
+    assert [v["scene"] for v in gt["videos"]] == ["plain", "camouflage", "plain", "camouflage"]
+    assert gt["info"]["scene"] == "mixed"
+    for i, scene in enumerate(["plain", "camouflage", "plain", "camouflage"]):
+        for t in range(2):
+            name = f"train/JPEGImages/vid{i:05d}/{t:05d}.jpg"
+            assert (tmp_path / "mixed" / name).read_bytes() == (tmp_path / scene / name).read_bytes(), (i, t)
+    other = "camouflage" if i % 2 == 0 else "plain"
+    assert (tmp_path / "mixed" / name).read_bytes() != (tmp_path / other / name).read_bytes()
+    with pytest.raises(ValueError, match="mixed"):
+        write_synthetic_dataset(tmp_path / "bad", scene="jungle", **kw)

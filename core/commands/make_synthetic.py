@@ -34,9 +34,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-distractors", type=int_range(0, MAX_OBJECTS), default=0,
                    help="add 1..N unannotated sprites per video: other outlines in the categories' looks "
                         "(0: none)")
-    p.add_argument("--scene", choices=("plain", "camouflage"), default="plain",
+    p.add_argument("--scene", choices=("plain", "camouflage", "mixed"), default="plain",
                    help="camouflage: the background is a mosaic of regions in the categories' looks and objects "
-                        "carry a dark outline, so only context tells an object from a region")
+                        "carry a dark outline, so only context tells an object from a region; "
+                        "mixed: videos alternate plain and camouflage")
     p.set_defaults(func=run)
 
 

@@ -32,6 +32,7 @@ from core.data.synthetic_scene import draw_outline, mosaic, motion_blur, outline
 
 Appearance = Literal["category", "paired", "random"]
 Scene = Literal["plain", "camouflage"]
+DatasetScene = Literal["plain", "camouflage", "mixed"]  # "mixed": videos alternate plain, camouflage
 CATEGORIES = ("circle", "square", "triangle", "star", "ring", "cross")
 # Base RGB colour of each category (jittered per object) and its texture.
 _COLOURS = ((225, 70, 50), (50, 90, 225), (60, 190, 70), (235, 205, 40), (190, 60, 200), (40, 200, 210))
@@ -290,13 +291,18 @@ def _clip_seed(seed: int, split: int, index: int) -> list[int]:
 def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_videos: int = 2, width: int = 320,
                             height: int = 240, frames: int = 16, seed: int = 0, max_objects: int = 4,
                             jpeg_quality: int = 95, appearance: Appearance = "category",
-                            max_distractors: int = 0, scene: Scene = "plain") -> dict[str, Path]:
+                            max_distractors: int = 0, scene: DatasetScene = "plain") -> dict[str, Path]:
     """Write ``<out>/<split>/JPEGImages/<video>/00000.jpg ...`` and ``<out>/<split>/instances.json``.
+
+    ``scene="mixed"``: even-numbered videos are plain, odd-numbered ones camouflage (each video's
+    ``"scene"`` key says which); a mixed video is the same clip as in the dataset of its own scene.
 
     Splits ``train`` and ``valid`` use distinct seed streams ([seed, 0, i] and [seed, 1, i]). Images are
     written directly; each ``instances.json`` is written last and atomically, so a split with an
     ``instances.json`` is complete. Returns split -> annotation path.
     """
+    if scene not in ("plain", "camouflage", "mixed"):
+        raise ValueError(f"scene must be 'plain', 'camouflage' or 'mixed', got {scene!r}")
     out = Path(out)
     written = {}
     for split_index, (split, count) in enumerate((("train", train_videos), ("valid", val_videos))):
@@ -305,8 +311,9 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
         root = out / split
         videos, annotations = [], []
         for i in range(count):
+            clip_scene = video_scene(scene, i)
             clip = generate_clip(_clip_seed(seed, split_index, i), width, height, frames, max_objects=max_objects,
-                                appearance=appearance, max_distractors=max_distractors, scene=scene)
+                                appearance=appearance, max_distractors=max_distractors, scene=clip_scene)
             name = f"vid{i:05d}"
             folder = root / "JPEGImages" / name
             try:
@@ -317,7 +324,7 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
                     (folder / f"{t:05d}.jpg").write_bytes(buf.tobytes())
             except OSError as exc:
                 raise YtvisWriteError(f"{folder}: cannot write frames ({exc.strerror or exc})") from exc
-            videos.append({"id": i + 1, "width": width, "height": height, "length": frames,
+            videos.append({"id": i + 1, "width": width, "height": height, "length": frames, "scene": clip_scene,
                            "file_names": [f"{name}/{t:05d}.jpg" for t in range(frames)]})
             for inst in clip.instances:
                 annotations.append(_annotation(len(annotations) + 1, i + 1, inst, width, height))
@@ -334,6 +341,13 @@ def write_synthetic_dataset(out: str | Path, *, train_videos: int = 8, val_video
             raise YtvisWriteError(f"{ann}: cannot write ({exc})") from exc
         written[split] = ann
     return written
+
+
+def video_scene(scene: DatasetScene, index: int) -> Scene:
+    """The scene of video ``index`` (0-based) in a dataset written with ``scene``."""
+    if scene == "mixed":
+        return "camouflage" if index % 2 else "plain"
+    return scene
 
 
 def _annotation(ann_id: int, video_id: int, inst: SyntheticInstance, width: int, height: int) -> dict:
