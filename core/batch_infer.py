@@ -50,7 +50,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -372,7 +372,16 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run_clip(clip: Clip, session, on_corrupt: str, log: Callable[[str], None]) -> tuple[tuple[str, ...], ClipResults]:
+Reader = Callable[[FrameSource], contextlib.AbstractContextManager[Iterable]]
+
+
+def stream_frames(source: FrameSource) -> contextlib.AbstractContextManager[Iterable]:
+    """The default :data:`Reader`: one pass over the clip on this thread, no frame kept after use."""
+    return contextlib.nullcontext(source.stream())
+
+
+def _run_clip(clip: Clip, session, on_corrupt: str, log: Callable[[str], None],
+              reader: Reader = stream_frames) -> tuple[tuple[str, ...], ClipResults]:
     with clip.opener(on_corrupt=on_corrupt) as source:
         if on_corrupt == "skip":
             source.scan()
@@ -380,8 +389,9 @@ def _run_clip(clip: Clip, session, on_corrupt: str, log: Callable[[str], None]) 
             raise DataError(f"{clip.path}: no frames (an empty folder or a video with no readable frame)")
         w, h = source.size
         results = ClipResults(len(source), h, w)
-        for index, res in enumerate(session.run_clip(source)):
-            results.add(CompactFrame.from_result(res, index))
+        with reader(source) as frames:
+            for index, res in enumerate(session.run_clip(frames)):
+                results.add(CompactFrame.from_result(res, index))
         for name, why in source.skipped:
             log(f"warning: video {clip.video_id} ({clip.name}): skipped frame {name}: {why}")
         if source.resized_note:
@@ -392,8 +402,12 @@ def _run_clip(clip: Clip, session, on_corrupt: str, log: Callable[[str], None]) 
 
 
 def run_shard(clips: Sequence[Clip], session, *, work: Path, key: dict[str, Any], rank: int = 0,
-              on_corrupt: str = "raise", log: Callable[[str], None] = print) -> BatchSummary:
-    """Run this rank's clips: reuse valid shards, write the others (or their error file)."""
+              on_corrupt: str = "raise", log: Callable[[str], None] = print,
+              reader: Reader = stream_frames) -> BatchSummary:
+    """Run this rank's clips: reuse valid shards, write the others (or their error file).
+
+    ``reader(source)`` gives a clip's frames for its one pass (default: streamed, not cached, so a long
+    clip holds one decoded frame at a time; ``vpp infer`` passes a read-ahead thread)."""
     summary = BatchSummary(0)
     t0 = time.perf_counter()
     for clip in clips:
@@ -405,7 +419,7 @@ def run_shard(clips: Sequence[Clip], session, *, work: Path, key: dict[str, Any]
             continue
         start = time.perf_counter()
         try:
-            names, results = _run_clip(clip, session, on_corrupt, log)
+            names, results = _run_clip(clip, session, on_corrupt, log, reader)
             atomic_write_bytes(target, shard_bytes(clip, names, results, key))
         except Exception as exc:  # one bad clip fails alone; the message goes into its error file
             msg = _message(exc)
@@ -429,7 +443,8 @@ def run_shard(clips: Sequence[Clip], session, *, work: Path, key: dict[str, Any]
 def run_batch(clips: Sequence[Clip], session, *, outputs: dict[str, Path | None], record, categories,
               inputs: Sequence[str | os.PathLike], key: dict[str, Any], dist: Distributed | None = None,
               on_corrupt: str = "raise", input_label: str = "",
-              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> BatchSummary:
+              log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+              reader: Reader = stream_frames) -> BatchSummary:
     """Shard ``clips`` over the ranks, run this rank's share, and on rank 0 merge when all succeeded."""
     from core.export import VideoExport, export_results
 
@@ -444,7 +459,8 @@ def run_batch(clips: Sequence[Clip], session, *, outputs: dict[str, Path | None]
     mine = assign(clips, dist.world)[dist.rank]
     frames = sum(c.frames for c in mine)
     log(f"rank {dist.rank}/{dist.world}: {len(mine)} of {len(clips)} videos (~{frames} frames) -> {work}")
-    summary = run_shard(mine, session, work=work, key=key, rank=dist.rank, on_corrupt=on_corrupt, log=log)
+    summary = run_shard(mine, session, work=work, key=key, rank=dist.rank, on_corrupt=on_corrupt, log=log,
+                        reader=reader)
     dist.sum(len(summary.failed))  # waits for every rank
     if dist.rank != 0:
         dist.barrier()  # stay until rank 0 has merged, so torchrun does not stop it on our exit

@@ -159,3 +159,30 @@ def test_a_bad_clip_fails_alone_and_nothing_is_merged(tmp_path, small_model, cap
     assert {r["video_id"] for r in json.loads(out.read_text())} <= {1, 2, 3, 4, 5}
     assert [v["name"] for v in json.loads((tmp_path / "r.videos.json").read_text())["videos"]] == [
         "clip1", "clip2", "clip3", "clip4", "clip10"]
+
+
+def test_batch_clips_are_streamed_not_cached_and_read_ahead_changes_nothing(tmp_path, small_model, capsys,
+                                                                              monkeypatch):
+    """A batch run reads each clip in one uncached pass (a long 4K clip is not held in memory), optionally
+    on a read-ahead thread (--prefetch), with the same merged file either way; --threads applies too."""
+    from core.data.sources import FrameSource
+
+    def cached_iteration(self):
+        raise AssertionError(f"{self.path}: iterated with caching (the whole clip would stay decoded)")
+
+    monkeypatch.setattr(FrameSource, "__iter__", cached_iteration)
+    clips = _clips(tmp_path / "clips")
+    threads = torch.get_num_threads()
+    outs = []
+    try:
+        for depth in (0, 3):
+            out = tmp_path / f"out{depth}" / "r.json"
+            out.parent.mkdir()
+            code, _, err = _infer(capsys, clips, "--model", small_model, "--out", out, "--prefetch", depth,
+                                  "--threads", 1)
+            assert code == 0, err
+            assert torch.get_num_threads() == 1
+            outs.append(out.read_bytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert outs[0] == outs[1] and len(json.loads(outs[0])) > 0

@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
-from vpp_gui.plots import TITLE_WIDTH
+from vpp_gui.plots import TITLE_WIDTH, frame_under
 from vpp_gui.theme import Theme
 
 COLOR = "#ffe600"  # the GT outlines' yellow
@@ -77,10 +77,7 @@ class IouPlot(pg.PlotWidget):
             axis.setTextPen(pg.mkPen(theme.plot_foreground))
 
     def frame_at(self, scene_pos) -> int | None:
-        vb = self.getPlotItem().getViewBox()
-        if not vb.sceneBoundingRect().contains(scene_pos):
-            return None
-        return int(np.clip(round(vb.mapSceneToView(scene_pos).x()), 0, max(0, self._count - 1)))
+        return frame_under(self.getPlotItem().getViewBox(), scene_pos, self._count)
 
     def _on_click(self, event) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self._count == 0:

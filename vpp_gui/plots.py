@@ -118,10 +118,9 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
     def frame_at(self, scene_pos) -> int | None:
         """The frame under a scene position, if it is inside one of the plots."""
         for plot in self.plots.values():
-            vb = plot.getViewBox()
-            if vb.sceneBoundingRect().contains(scene_pos):
-                x = vb.mapSceneToView(scene_pos).x()
-                return int(np.clip(round(x), 0, max(0, self._count - 1)))
+            frame = frame_under(plot.getViewBox(), scene_pos, self._count)
+            if frame is not None:
+                return frame
         return None
 
     def _on_click(self, event) -> None:
@@ -130,3 +129,10 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
         frame = self.frame_at(event.scenePos())
         if frame is not None:
             self.seekRequested.emit(frame)
+
+
+def frame_under(view_box: pg.ViewBox, scene_pos, count: int) -> int | None:
+    """The frame (x axis = frame index, clamped to ``0..count-1``) under ``scene_pos``, if inside ``view_box``."""
+    if not view_box.sceneBoundingRect().contains(scene_pos):
+        return None
+    return int(np.clip(round(view_box.mapSceneToView(scene_pos).x()), 0, max(0, count - 1)))

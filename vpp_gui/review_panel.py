@@ -136,6 +136,7 @@ class ReviewPanel(QWidget):
         widget.clear()
         for i in ids:
             item = QListWidgetItem(text(int(i)))
+            item.setToolTip(item.text())  # the whole text where a narrow dock elides it
             item.setData(ID_ROLE, int(i))
             widget.addItem(item)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
@@ -11,9 +13,15 @@ from core.results import CompactFrame
 def frame_stats_text(frame: CompactFrame | None, preview: bool = False) -> str:
     if frame is None:
         return "no result for this frame yet"
-    text = (f"kept {frame.keep_ratio:.1%}  ·  {frame.gflops:.2f} GFLOPs  ·  {frame.ms:.0f} ms/frame  ·  "
+    text = (f"kept {_measured(frame.keep_ratio, '.1%')}  ·  {_measured(frame.gflops, '.2f')} GFLOPs  ·  "
+            f"{_measured(frame.ms, '.0f')} ms/frame  ·  "
             f"{frame.num_instances} instance{'s' if frame.num_instances != 1 else ''}")
     return text + ("  ·  preview" if preview else "")
+
+
+def _measured(value: float, spec: str) -> str:
+    """A measured figure, or an em dash where the frame carries none (a document opened without a run)."""
+    return format(value, spec) if math.isfinite(value) else "\u2014"
 
 
 class StatusPanel(QWidget):

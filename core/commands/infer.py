@@ -175,13 +175,13 @@ def run(args: argparse.Namespace) -> int:
     split = _split(source_path)
     inputs = _inputs(source_path, split, args.model)
     check_outputs(**outputs, inputs=inputs)  # before the model loads or a frame is read
-    if _batch(source_path, split):
-        return _run_batch(args, inp, source_path, split, outputs, inputs)
     t_run = time.perf_counter()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if _batch(source_path, split):
+        return _run_batch(args, inp, source_path, split, outputs, inputs)
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:
         print("warning: no trained default model is shipped; results come from an untrained model", file=sys.stderr)
@@ -258,10 +258,12 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=mode, extra={"input": str(inp)})
         key = {"model": record.model, "model_sha256": record.model_sha256, "pkr": record.pkr, "mode": mode,
                "skip_corrupt": bool(args.skip_corrupt)}
+        resize = getattr(session, "resize", None)
+        depth = _prefetch_depth(args.prefetch, getattr(session, "device", dist.device))
         summary = batch_infer.run_batch(
             clips, session, outputs=outputs, record=record, categories=list(loaded_categories(loaded)),
             inputs=inputs, key=key, dist=dist, on_corrupt="skip" if args.skip_corrupt else "raise",
-            input_label=str(inp))
+            input_label=str(inp), reader=lambda source: _reader(source, depth, resize))
     finally:
         dist.close()
     done = len(summary.computed) + len(summary.reused)

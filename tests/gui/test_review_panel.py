@@ -232,6 +232,7 @@ def test_review_lists_and_clicks_seek_and_select(opened, shared_data, qtbot, tmp
     assert f"GT #{MISSED_ID}" in panel.misses.item(0).text() and "from frame 5" in panel.misses.item(0).text()
     best = max((1, MISSED_ID), key=lambda g: ious[false_id, g])
     assert f"best: GT #{best}, IoU {ious[false_id, best]:.2f}" in panel.false_tracks.item(0).text()
+    assert panel.false_tracks.item(0).toolTip() == panel.false_tracks.item(0).text()  # readable when elided
 
     def click_list(widget, row):
         rect = widget.visualItemRect(widget.item(row))

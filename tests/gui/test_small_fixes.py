@@ -154,3 +154,21 @@ def test_model_load_failures_name_the_file_and_keep_the_model(make_window, share
     assert str(other) in text and "ZeroDivisionError" in text and "cannot load the model" in text, text
     assert w.controls.model().kind == "default" and w.controller.results is good
     assert not [r for r in caplog.records if r.levelno >= logging.INFO and "Traceback" in r.getMessage()]
+
+
+def test_status_text_shows_a_dash_not_nan_for_a_frame_without_measurements():
+    """A document opened without a run has frames with NaN kept/GFLOPs/ms: the status bar says '—', not 'nan'."""
+    import numpy as np
+
+    from core.results import CompactFrame
+    from vpp_gui.status import frame_stats_text
+
+    def frame(ratio, gflops, ms):
+        empty = np.zeros(0, np.int64)
+        return CompactFrame(0, 4, 4, empty, empty, np.zeros(0, np.float32), (), empty, np.zeros((0, 1, 1), bool),
+                            (), ratio, gflops, ms)
+
+    text = frame_stats_text(frame(float("nan"), float("nan"), float("nan")))
+    assert "nan" not in text.lower() and text.count("\u2014") == 3, text
+    assert frame_stats_text(frame(0.4, 1.25, 36.0)).startswith("kept 40.0%  ·  1.25 GFLOPs  ·  36 ms/frame"), \
+        frame_stats_text(frame(0.4, 1.25, 36.0))
