@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
+
+from screenshot_common import close_window, open_window, pump, settle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,33 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import", dest="import_file", default=None, help="masks to import (YTVIS/DAVIS)")
     parser.add_argument("--brush", action="store_true", help="make a brush edit on the imported track")
     args = parser.parse_args(argv)
-    import tempfile
-
-    from PySide6.QtCore import QSettings
-
-    from vpp_gui.settings import Settings
-
-    tmp = Path(tempfile.mkdtemp(prefix="vpp-screenshot-"))
-
-    import pyqtgraph as pg
     from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QApplication
 
-    from vpp_gui.app import create_window  # importing vpp_gui clears opencv's Qt plugin path
-
-    app = QApplication([sys.argv[0]])
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
-    print(f"Qt platform: {app.platformName()}", file=sys.stderr)
-    settings = Settings(QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat))
-    window = create_window(args.clip, settings=settings, recover=False, data_dir=tmp / "data")
-    window.set_theme(args.theme)
-    window.resize(1600, 960)
-    window.show()
-    start = time.perf_counter()
-    while window.controller.state in ("idle", "running") and time.perf_counter() - start < args.timeout:
-        app.processEvents()
-        time.sleep(0.01)
-    print(f"pass {window.controller.state} after {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    app, window = open_window(args.clip, args.theme)
+    took = pump(app, lambda: window.controller.state not in ("idle", "running"), args.timeout, "inference pass")
+    print(f"pass {window.controller.state} after {took:.1f} s", file=sys.stderr)
     window.timeline.set_frame(args.frame)
     window.resizeDocks([window.controls_dock, window.tracks_dock], [380, 420], Qt.Orientation.Vertical)
     if args.import_file:
@@ -78,15 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                     tools.extend_stroke(x + w * (0.15 + 0.7 * k / 29), y + h * (0.97 + 0.03 * (k % 2)))
                 tools.end_stroke()
                 tools._set_mouse((x + w * 0.85, y + h * 1.0))  # the brush circle where the stroke ended
-    for _ in range(50):
-        app.processEvents()
-        time.sleep(0.01)
+    settle(app, 50)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     ok = window.grab().save(args.out)
-    if window.bridge.doc is not None:
-        window.bridge.doc.mark_clean()  # a screenshot, not work to keep: no "save changes?" prompt
-    window.close()
-    return 0 if ok and window.controller.state == "done" else 1
+    state = window.controller.state
+    close_window(window)
+    return 0 if ok and state == "done" else 1
 
 
 if __name__ == "__main__":

@@ -19,40 +19,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-
-def pump(app, until, timeout: float, what: str) -> float:
-    """Process events until ``until()`` is true; the seconds it took (raises after ``timeout``)."""
-    start = time.perf_counter()
-    while not until():
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
-        app.processEvents()
-        time.sleep(0.01)
-    return time.perf_counter() - start
-
-
-def save_png(widget, path: str, width: int, max_kb: int) -> None:
-    """Grab ``widget`` and write it as PNG (scaled to ``width``; quantized if still over ``max_kb``)."""
-    from PySide6.QtCore import Qt
-
-    image = widget.grab().toImage()
-    if image.width() > width:
-        image = image.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not image.save(str(out), "PNG", 0):  # quality 0: zlib's strongest compression, lossless
-        raise OSError(f"cannot write {out}")
-    if out.stat().st_size > max_kb * 1024:
-        from PIL import Image
-
-        with Image.open(out) as im:
-            small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        small.save(out, optimize=True)
-    print(f"wrote {out} ({image.width()}x{image.height()}, {out.stat().st_size // 1024} KB)", file=sys.stderr)
+from screenshot_common import close_window, open_window, pump, save_png, settle
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,22 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-kb", type=int, default=380, help="quantize a PNG above this size")
     args = parser.parse_args(argv)
 
-    import pyqtgraph as pg
-    from PySide6.QtCore import QSettings, Qt
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import Qt
 
-    from vpp_gui.app import create_window  # importing vpp_gui clears opencv's Qt plugin path
-    from vpp_gui.settings import Settings
-
-    tmp = Path(tempfile.mkdtemp(prefix="vpp-screenshot-"))
-    app = QApplication([sys.argv[0]])
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
-    print(f"Qt platform: {app.platformName()}", file=sys.stderr)
-    settings = Settings(QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat))
-    window = create_window(args.clip, settings=settings, recover=False, data_dir=tmp / "data")
-    window.set_theme(args.theme)
-    window.resize(1600, 960)
-    window.show()
+    app, window = open_window(args.clip, args.theme)
     ok = True
     try:
         took = pump(app, lambda: window.controller.state not in ("idle", "running"), args.timeout, "inference pass")
@@ -119,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         window.resizeDocks([window.controls_dock, window.review_dock, window.eval_dock], [190, 420, 300],
                            Qt.Orientation.Vertical)
         window.timeline.set_frame(args.frame)
-        for _ in range(80):
-            app.processEvents()
-            time.sleep(0.01)
+        settle(app)
         if args.review:
             save_png(window, args.review, args.width, args.max_kb)
         if args.sweep:
@@ -139,15 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             for r in panel.result.rows if panel.result is not None else []:
                 print(f"  {r.name:12s} kept {r.keep_ratio:.3f}  {r.ms_per_frame:6.1f} ms  "
                       f"{r.gflops_per_frame:5.2f} GFLOPs  AP_track {r.AP_track:.3f}", file=sys.stderr)
-            for _ in range(80):
-                app.processEvents()
-                time.sleep(0.01)
+            settle(app)
             ok = ok and panel.state == "done"
             save_png(panel, args.sweep, args.width, args.max_kb)
     finally:
-        if window.bridge.doc is not None:
-            window.bridge.doc.mark_clean()  # a screenshot, not work to keep: no "save changes?" prompt
-        window.close()
+        close_window(window)
     return 0 if ok else 1
 
 
