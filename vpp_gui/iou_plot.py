@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
-from vpp_gui.plots import TITLE_WIDTH, frame_under
+from vpp_gui.plots import TITLE_WIDTH, UNIT_TICKS, frame_under
 from vpp_gui.theme import Theme
 
 COLOR = "#ffe600"  # the GT outlines' yellow
@@ -32,6 +32,7 @@ class IouPlot(pg.PlotWidget):
         item.getAxis("left").setWidth(40 + TITLE_WIDTH)  # its x axis lines up with the plots' below
         item.getAxis("bottom").setStyle(showValues=True)
         self.setYRange(0, 1.02, padding=0)
+        item.getAxis("left").setTicks([UNIT_TICKS])
         self.curve = self.plot(pen=pg.mkPen(COLOR, width=1.5), connect="finite", symbol="o", symbolSize=4,
                                symbolPen=None, symbolBrush=pg.mkBrush(COLOR))
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#e57373", width=1))

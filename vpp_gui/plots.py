@@ -18,6 +18,20 @@ from vpp_gui.theme import Theme
 SERIES = (("keep_ratio", "kept ratio", "#4fc3f7"), ("ms", "ms / frame", "#ffb74d"), ("gflops", "GFLOPs", "#81c784"))
 TITLE_WIDTH = 78
 MAX_TRACK_CURVES = 12
+UNIT_TICKS = [(0.0, "0"), (0.5, "0.5"), (1.0, "1")]  # the y ticks of the 0..1 plots
+
+
+class FewTicksAxis(pg.AxisItem):
+    """A y axis for a plot a few dozen pixels high: two or three round ticks, no minor ones."""
+
+    def tickSpacing(self, minVal, maxVal, size):  # pyqtgraph names the override
+        span = maxVal - minVal
+        if not np.isfinite(span) or span <= 0:
+            return super().tickSpacing(minVal, maxVal, size)
+        raw = span / 3.0  # a step over a third of the span: at most three ticks
+        mag = 10.0 ** np.floor(np.log10(raw))
+        step = next(k * mag for k in (1.0, 2.0, 5.0, 10.0) if k * mag > raw)
+        return [(step, 0.0)]
 
 
 class PlotsPanel(pg.GraphicsLayoutWidget):
@@ -38,7 +52,7 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
             title_item = self.addLabel(title, row=row, col=0, justify="right", size="9pt")
             title_item.setFixedWidth(TITLE_WIDTH)
             self.titles.append(title_item)
-            plot = self.addPlot(row=row, col=1)
+            plot = self.addPlot(row=row, col=1, axisItems={"left": FewTicksAxis("left")})
             plot.setMenuEnabled(False)
             plot.hideButtons()
             plot.setMouseEnabled(x=True, y=False)
@@ -61,6 +75,8 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
             self.plots[key] = plot
         self.plots["keep_ratio"].setYRange(0, 1.02, padding=0)
         self.plots["tracks"].setYRange(0, 1.0, padding=0.02)
+        for key in ("keep_ratio", "tracks"):
+            self.plots[key].getAxis("left").setTicks([UNIT_TICKS])
         self.plots["tracks"].setLabel("bottom", "frame")
         self._track_curves: dict[int, pg.PlotDataItem] = {}
         self._count = 0

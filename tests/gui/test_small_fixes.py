@@ -172,3 +172,21 @@ def test_status_text_shows_a_dash_not_nan_for_a_frame_without_measurements():
     assert "nan" not in text.lower() and text.count("\u2014") == 3, text
     assert frame_stats_text(frame(0.4, 1.25, 36.0)).startswith("kept 40.0%  ·  1.25 GFLOPs  ·  36 ms/frame"), \
         frame_stats_text(frame(0.4, 1.25, 36.0))
+
+
+def test_small_plots_draw_few_y_ticks(qtbot):
+    """The plots under the timeline are ~35 px high: major y ticks only, and 0 / 0.5 / 1 on the 0..1 plots."""
+    from vpp_gui.iou_plot import IouPlot
+    from vpp_gui.plots import PlotsPanel
+
+    panel = PlotsPanel()
+    qtbot.addWidget(panel)
+    iou = IouPlot()
+    qtbot.addWidget(iou)
+    for axis in (panel.plots["ms"].getAxis("left"), panel.plots["gflops"].getAxis("left")):
+        for lo, hi in ((0.0, 87.0), (31.5, 36.2), (0.9, 2.05), (0.0, 1e-3), (0.0, 3.0), (40.0, 1000.0)):
+            levels = [lv for lv in axis.tickValues(lo, hi, 35) if len(lv[1])]
+            assert len(levels) == 1 and 1 <= len(levels[0][1]) <= 3, (lo, hi, levels)
+    for axis in (panel.plots["keep_ratio"].getAxis("left"), panel.plots["tracks"].getAxis("left"),
+                 iou.getPlotItem().getAxis("left")):
+        assert [[v for v, _ in level] for level in axis._tickLevels] == [[0.0, 0.5, 1.0]]  # set by setTicks
