@@ -112,12 +112,18 @@ def to_clip_results(doc: Document, *, include_rejected: bool = False) -> ClipRes
     return out
 
 
+def export_video(doc: Document):
+    """The document as the one video (id 1) an export writes: its frame names and corrected results."""
+    from core.export import VideoExport
+
+    return VideoExport(1, doc.clip.name, doc.clip.frame_names(), doc.to_clip_results())
+
+
 def export(doc: Document, *, ytvis=None, zip=None, davis=None, coco=None, tool: str = "vpp-studio"):
     """Write the corrected results through :func:`core.export.export_results` (atomic, all or none)."""
-    from core.export import VideoExport, export_results
+    from core.export import export_results
 
-    video = VideoExport(1, doc.clip.name, doc.clip.frame_names(), doc.to_clip_results())
-    return export_results([video], ytvis=ytvis, zip=zip, davis=davis, coco=coco,
+    return export_results([export_video(doc)], ytvis=ytvis, zip=zip, davis=davis, coco=coco,
                           categories=tuple(sorted(doc.categories.items())), record=doc.run_record(tool))
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.data.ytvis import parse_ytvis_results, results_to_json
 from core.errors import DataError
-from core.export_formats import VideoExport, ytvis_entries, ytvis_reference
+from core.export_formats import ytvis_entries, ytvis_reference
 from core.review.ground_truth import ClipGroundTruth, restricted_gt_json, restricted_results, score
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ def summary(figures: Mapping[str, float]) -> dict[str, float]:
 def document_entries(doc: Document) -> list[dict]:
     """The YTVIS result entries ``doc.export(ytvis=...)`` writes: the same conversion, checked the same way
     (video id 1, rejected tracks left out)."""
-    video = VideoExport(1, doc.clip.name, doc.clip.frame_names(), doc.to_clip_results())
+    from core.document.views import export_video
+
+    video = export_video(doc)
     cats = dict(doc.categories)
     for f in video.results:
         for c in f.category_ids.tolist():
