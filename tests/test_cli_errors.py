@@ -274,6 +274,7 @@ def test_train_bad_flags_are_usage_errors(tiny_data, tmp_path, capsys, extra, me
     ({"warmup_steps": -1}, "warmup_steps = -1: must be an integer in 0..1000000000"),
     ({"model": [1]}, "model = [1]: must be an object of model config keys"),
     ({"bogus": 1}, "unknown training config keys ['bogus']"),
+    ({"objectness_dilate": -1}, "objectness_dilate = -1: must be an integer in 0..64"),
 ])
 def test_train_bad_config_values_are_one_error_line(tiny_data, tmp_path, capsys, config, message):
     path = tmp_path / "recipe.json"

@@ -164,6 +164,16 @@ def test_objectness_weight_adds_a_loss_term(tiny_data, tmp_path):
     assert all(h["objectness"] == 0 for h in dense)
 
 
+def test_objectness_ring_changes_the_target(tiny_data, tmp_path):
+    # same seed, same data: only the width of the context ring in the objectness target differs
+    def first_sparse(ring, name):
+        cfg = config(tiny_data, tmp_path / name, objectness=1.0, objectness_dilate=ring)
+        history = Trainer(cfg, log=lambda m: None).train()
+        return next(h["objectness"] for h in history if h.get("stage") == "sparse" and "objectness" in h)
+
+    assert first_sparse(0, "tight") != pytest.approx(first_sparse(3, "wide"), rel=1e-3)
+
+
 # -- the resume state is never a pickle -------------------------------------------------------------------
 class _Evil:
     """Unpickling this would create a marker file (nothing here must ever unpickle it)."""

@@ -81,6 +81,7 @@ class TrainConfig:
     init_backbone: str | None = None
     masked_training: bool = True  # prune decisions as masks over all tokens (False: the older gather path)
     objectness: float = 0.0  # weight of the objectness loss on the prune decisions (0: the paper's losses)
+    objectness_dilate: int = 1  # the objectness target: object tokens grown by this many tokens of context
     reinit: tuple[str, ...] = ()  # submodules to re-initialise after loading init, e.g. "backbone.selective"
     dense_steps: int = 1000
     sparse_steps: int = 500
@@ -136,7 +137,7 @@ class TrainConfig:
 _TRAIN_INTS: dict[str, tuple[int, int]] = {
     "dense_steps": (0, 10**9), "sparse_steps": (0, 10**9), "batch_size": (1, 4096), "clip_len": (1, 1000),
     "warmup_steps": (0, 10**9), "num_points": (1, 10**6), "seed": (0, 2**32 - 1), "checkpoint_every": (1, 10**9),
-    "log_every": (1, 10**9), "val_every": (0, 10**9),
+    "log_every": (1, 10**9), "val_every": (0, 10**9), "objectness_dilate": (0, 64),
 }
 # (low, high, low included)
 _TRAIN_FLOATS: dict[str, tuple[float, float, bool]] = {
@@ -279,7 +280,8 @@ def clip_loss(
                 terms["sparsity"] = terms["sparsity"] + w.sparsity * sl
             if w.objectness > 0 and out.backbone.keep_logp_full:
                 grid = out.backbone.grid
-                tok = torch.stack([object_token_targets(targets[b][t].masks, grid) for b in range(bsz)])
+                ring = cfg.objectness_dilate
+                tok = torch.stack([object_token_targets(targets[b][t].masks, grid, dilate=ring) for b in range(bsz)])
                 ol = objectness_loss(out.backbone.keep_logp_full, out.backbone.entering, tok)
                 terms["objectness"] = terms["objectness"] + w.objectness * ol * bsz  # norm divides by B*T
     norm = bsz * t_len
