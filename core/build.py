@@ -57,6 +57,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "mlp_ratio": (0.0, 16.0, False, True),
     "background_share": (0.0, 1.0, True, False),
+    "selection_noise": (0.0, 10.0, True, True),
     "pkr": (0.0, 1.0, False, True),
 }
 # int sequences: (min length, max length, element range)
@@ -96,6 +97,7 @@ class VPPConfig:
     selective_hidden: int = 48
     dilation: int = 9
     background_share: float = 0.1
+    selection_noise: float = 0.1  # training only: logistic noise scale on the keep ranking (see core.model.backbone)
     pkr: float = 1.0
     decoder_dim: int = 128
     num_queries: int = 50
@@ -390,6 +392,7 @@ def build_vpp(config: VPPConfig) -> VPPModel:
         deep_block=config.deep_block,
         out_indices=tuple(config.out_indices),
         background_share=config.background_share,
+        selection_noise=config.selection_noise,
     )
     head = MaskHead(
         PixelDecoder(config.embed_dim, config.decoder_dim, num_inputs=len(config.out_indices)),

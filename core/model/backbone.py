@@ -18,9 +18,13 @@ the full token map once. Pruned tokens keep the features they had when they were
 head always sees a dense map. Keep fractions are absolute (relative to N), and each stage can only
 drop more.
 
-In training the ranking adds logistic (Gumbel-difference) noise and the kept tokens are multiplied by a
-straight-through factor 1 + p - stop_grad(p) (p = soft keep probability), so forward values are those
-of hard top-k while gradients reach Map-SM and the selective modules. At inference the ranking is a
+In training the ranking adds logistic (Gumbel-difference) noise of scale ``selection_noise`` (default 0.1, the
+release's 1 / tau: ``gumbel_softmax(f * tau, tau)`` adds Gumbel noise of scale 1 / tau = 0.1 to the
+log-probabilities) and the kept tokens are multiplied by a straight-through factor 1 + p - stop_grad(p)
+(p = soft keep probability), so forward values are those of hard top-k while gradients reach Map-SM and the
+selective modules. The scale matters: the keep log-probabilities of a model span well under one unit, so
+noise of scale 1 (standard logistic, std 1.8) makes the training selection indistinguishable from random
+drop, and the head never learns the deterministic selection it gets at inference. At inference the ranking is a
 plain top-k: the same input gives the same output, bit for bit.
 
 Two selection rules, a per-call argument like the keep fractions (``forward(..., selection=...)``):
@@ -111,6 +115,7 @@ class PrunedViT(nn.Module):
         out_indices: blocks whose dense-restored outputs go to the head.
         background_share: share of Map-SM's budget kept on a sparse, shifting background lattice.
         masked_training: train "vpp" with masks over the full sequence (see :meth:`forward_masked`).
+        selection_noise: scale of the logistic noise on the keep ranking in training (0: plain top-k).
 
     The keep fractions and the prune mode are per-call arguments of :meth:`forward`; the module holds
     only weights and its fixed structure.
@@ -127,6 +132,7 @@ class PrunedViT(nn.Module):
         out_indices: tuple[int, ...] = (2, 5, 8, 11),
         background_share: float = 0.1,
         masked_training: bool = True,
+        selection_noise: float = 0.1,
     ) -> None:
         super().__init__()
         depth = len(vit.blocks)
@@ -135,6 +141,8 @@ class PrunedViT(nn.Module):
             raise ValueError(f"prune points {points} must be increasing and inside 1..{depth - 1}")
         if not map_block <= deep_block < depth:
             raise ValueError(f"deep_block {deep_block} must be in {map_block}..{depth - 1}")
+        if not 0.0 <= selection_noise <= 10.0:
+            raise ValueError(f"selection_noise {selection_noise} must be in 0..10")
         if any(not 0 <= i < depth for i in out_indices):
             raise ValueError(f"out_indices {out_indices} must be block indices in 0..{depth - 1}")
         self.vit = vit
@@ -146,6 +154,7 @@ class PrunedViT(nn.Module):
         self.prune_points = tuple(points)
         self.background_share = background_share
         self.masked_training = masked_training
+        self.selection_noise = float(selection_noise)
         # Outputs after these blocks are written back into the full map: head taps, the deep block,
         # and the last block of every stage (so dropped tokens keep their latest features).
         self._scatter_after = set(self.out_indices) | {deep_block} | {p - 1 for p in self.prune_points}
@@ -225,7 +234,8 @@ class PrunedViT(nn.Module):
                 if mode != "dense" and k < n and (i != self.map_block or state is not None):
                     scores, forced = self._scores(i, cur, state, grid, frame_index, n_all, keep=keep, mode=mode)
                     flops += self._scoring_flops(i, n, n_all, state, mode=mode)
-                    local, factor = _select(scores, k, forced, training=self.training)
+                    local, factor = _select(scores, k, forced, training=self.training,
+                                            noise=self.selection_noise)
                     cur = _gather(cur, local)
                     if factor is not None:
                         cur = cur * factor.unsqueeze(-1).to(cur.dtype)
@@ -288,7 +298,7 @@ class PrunedViT(nn.Module):
                     scores, forced = self._scores(i, x, state, grid, frame_index, n_all, keep=keep, mode=mode)
                     flops += self._scoring_flops(i, n, n_all, state, mode=mode)
                     masked = scores.masked_fill(~alive, float("-inf"))  # dropped tokens stay dropped
-                    local, _ = _select(masked, k, forced, training=self.training)
+                    local, _ = _select(masked, k, forced, training=self.training, noise=self.selection_noise)
                     hard = torch.zeros_like(alive).scatter_(1, local, True)
                     p = scores.exp()
                     keep_probs.append(p[alive].view(b, n))  # soft keep of the tokens entering the stage
@@ -426,16 +436,16 @@ class PrunedViT(nn.Module):
 
 
 def _select(
-    scores: torch.Tensor, k: int, forced: torch.Tensor | None, *, training: bool
+    scores: torch.Tensor, k: int, forced: torch.Tensor | None, *, training: bool, noise: float = 0.1
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Indices ``[B, k]`` (ascending) of the top-k scores, ``forced`` indices always included.
 
-    In training, logistic noise perturbs the ranking and the straight-through factor is returned.
+    In training, logistic noise of scale ``noise`` perturbs the ranking and the straight-through factor is returned.
     """
     rank = scores.detach().float()
-    if training:
+    if training and noise > 0:
         u = torch.rand_like(rank).clamp_(1e-6, 1 - 1e-6)
-        rank = rank + torch.log(u) - torch.log1p(-u)
+        rank = rank + noise * (torch.log(u) - torch.log1p(-u))
     if forced is not None and forced.numel():
         rank = rank.index_fill(1, forced, float("inf"))
     local = rank.topk(k, dim=1, sorted=False).indices.sort(dim=1).values
