@@ -17,6 +17,9 @@ common="--frames 12 --width 512 --height 288 --max-objects 6 --max-distractors 2
 [ -f data/mix/train/instances.json ] || $vpp make-synthetic --out data/mix --train-videos 800 --val-videos 0 $common --scene mixed
 [ -f data/camo/valid/instances.json ] || $vpp make-synthetic --out data/camo --train-videos 0 --val-videos 200 $common --scene camouflage
 [ -f data/plain/valid/instances.json ] || $vpp make-synthetic --out data/plain --train-videos 0 --val-videos 100 $common --scene plain
+# stage 1: dense + sparse from v2's file (run 3, training noise on the keep ranking of scale 1 as it was then)
 $vpp train --config recipes/default_model_v3.json 2>&1 | tee -a runs/default_model_v3.log
-$vpp export-model runs/default_v3/last.safetensors resources/default_model.safetensors --half --pkr 0.4
+# stage 2: sparse fine-tune of stage 1 on exactly the inference selection (selection_noise 0)
+$vpp train --config recipes/default_model_v3_finetune.json 2>&1 | tee -a runs/default_model_v3_finetune.log
+$vpp export-model runs/default_v3_ft/last.safetensors resources/default_model.safetensors --half --pkr 0.4
 $vpp model-card --split data/camo/valid --pkr 0.7 0.55 0.4 --markdown runs/model_card_v3.md --json runs/model_card_v3.json

@@ -26,3 +26,5 @@ def test_recipe_parses_and_builds(path):
     model = build_vpp(model_cfg)
     assert model.backbone.out_indices == tuple(model_cfg.out_indices)
     assert all(0 < p < 1 for p in cfg.sparse_pkrs) and cfg.dense_steps >= 0 and cfg.sparse_steps > 0
+    # pinned, so that a change of the default (it was 1.0 until v3's fine-tune) cannot change a documented run
+    assert "selection_noise" in cfg.model and model.backbone.selection_noise == cfg.model["selection_noise"]
