@@ -436,11 +436,12 @@ class PrunedViT(nn.Module):
 
 
 def _select(
-    scores: torch.Tensor, k: int, forced: torch.Tensor | None, *, training: bool, noise: float = 0.1
+    scores: torch.Tensor, k: int, forced: torch.Tensor | None, *, training: bool, noise: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Indices ``[B, k]`` (ascending) of the top-k scores, ``forced`` indices always included.
 
-    In training, logistic noise of scale ``noise`` perturbs the ranking and the straight-through factor is returned.
+    In training, logistic noise of scale ``noise`` (the caller's ``selection_noise``; 0: none) perturbs the ranking
+    and the straight-through factor is returned.
     """
     rank = scores.detach().float()
     if training and noise > 0:
