@@ -254,10 +254,11 @@ def load_for_pass(models: ModelStore, spec: ModelSpec, device: str):
 def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
                    open_clip: Callable[[str], object]) -> Iterator[ModelInfo | FrameMessage]:
     """The worker's generator: load the model, then one pass from frame 0, previews interleaved."""
+    from core.cpu_threads import ThreadGovernor
     from core.resources import loaded_categories
     from core.session import make_session, resolve_device
 
-    resolve_device(request.device)  # a clear message ("CUDA is not available ...") before loading anything
+    device = resolve_device(request.device)  # a clear message ("CUDA is not available ...") before loading anything
     loaded = load_for_pass(models, request.spec, request.device)
     # auto threshold: a released model keeps the ROVIS tracker's own (0.3 new / 0.25 kept); ours the trained one
     released = getattr(loaded, "kind", "vpp") == "release"
@@ -267,6 +268,8 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
     yield ModelInfo(request.id, loaded.source, loaded.trained, tuple(n for _, n in categories),
                     tuple(i for i, _ in categories), session.input_long_side, session.patch)
     source = open_clip(request.clip)
+    governor = ThreadGovernor.for_run(device)  # fewer torch threads while other processes keep cores busy
+    tick = governor.tick if governor is not None else (lambda: None)
     try:
         session.reset()
         previewed: set[int] = set()
@@ -274,6 +277,7 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
             wanted = channel.take()
             if wanted is not None and wanted > i and wanted not in previewed and wanted < len(source):
                 previewed.add(wanted)
+                tick()
                 saved = session.state
                 session.reset()
                 try:
@@ -281,8 +285,11 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
                 finally:
                     session.state = saved
                 yield FrameMessage(request.id, CompactFrame.from_result(result, index=wanted), True)
+            tick()
             yield FrameMessage(request.id, CompactFrame.from_result(session.step(source.frame(i))), False)
     finally:
+        if governor is not None:
+            governor.restore()
         source.close()
 
 

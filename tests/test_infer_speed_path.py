@@ -256,6 +256,53 @@ def test_infer_profile_and_threads(tmp_path, capsys):
     assert "profile: 3 frames" in err
 
 
+def test_infer_lowers_torch_threads_while_other_processes_keep_the_cores_busy(tmp_path, capsys, monkeypatch):
+    """Without --threads the run follows the cores left free (core.cpu_threads); the profile lists the changes."""
+    from core.commands import infer as infer_cmd
+    from core.cpu_threads import CpuSample, ThreadGovernor
+
+    class BusyMachine:  # two cores, others keep 1.5 of them busy: every sample a second later
+        cpu_count = 2
+
+        def __init__(self):
+            self.n = 0
+
+        def clock(self):  # time moves a second per frame: the next sample's
+            return float(self.n + 1)
+
+        def sample(self):
+            self.n += 1
+            return CpuSample(float(self.n), 1.5 * self.n, 0.0)
+
+    made = []
+
+    def for_run(device, threads=None):
+        assert threads is None and str(device) == "cpu"
+        made.append(ThreadGovernor(2, sampler=BusyMachine(), interval_s=0.5))
+        return made[-1]
+
+    monkeypatch.setattr(infer_cmd.ThreadGovernor, "for_run", staticmethod(for_run))
+    torch.manual_seed(0)
+    cfg = VPPConfig.for_variant("tiny", input_long_side=64, num_queries=4, decoder_layers=1, num_classes=2,
+                                categories=("a", "b"))
+    model = tmp_path / "m.safetensors"
+    save_checkpoint(build_vpp(cfg).eval(), cfg, model)
+    (tmp_path / "frames").mkdir()
+    frames = _folder(tmp_path / "frames", n=3)
+    before = torch.get_num_threads()
+    try:
+        code = main(["infer", str(frames), "--model", str(model), "--out", str(tmp_path / "r.json"), "--profile"])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    profile = json.loads(next(x for x in err.splitlines() if x.startswith("vpp-profile: "))[len("vpp-profile: "):])
+    assert len(made) == 1 and profile["threads"] == 1
+    assert [c[1:] for c in profile["thread_changes"]] == [[1, 1.5]]
+    assert "threads: started with 2 (auto), then 1 at" in err
+
+
 def test_infer_reads_the_same_with_and_without_the_reader_thread(tmp_path, capsys):
     torch.manual_seed(1)
     cfg = VPPConfig.for_variant("tiny", input_long_side=64, num_queries=4, decoder_layers=1, num_classes=2,
@@ -274,16 +321,22 @@ def test_infer_reads_the_same_with_and_without_the_reader_thread(tmp_path, capsy
     assert outs[0] == outs[1] == outs[2] == outs[3]
 
 
-def test_importing_core_makes_openmp_threads_wait_passively_unless_the_user_chose():
-    """core sets OMP_WAIT_POLICY=PASSIVE before torch loads (spinning workers ruin pruned passes on a busy CPU)."""
+def test_importing_core_makes_openmp_threads_spin_briefly_unless_the_user_chose():
+    """core sets a short OpenMP spin before torch loads (sleeping workers eat a pruned pass's gain; the thread
+    governor keeps spinning workers off cores that other processes need); a wait policy the user set wins."""
     import os
     import subprocess
     import sys
 
-    code = "import os, core, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+    code = ("import os, core, torch; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+            "os.environ.get('KMP_BLOCKTIME'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
+
+    def run(**extra):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.split()
+
+    assert run() == ["None", "10000", "1"]
+    assert run(OMP_WAIT_POLICY="PASSIVE") == ["PASSIVE", "None", "None"]
+    assert run(GOMP_SPINCOUNT="300000") == ["None", "300000", "None"]

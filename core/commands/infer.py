@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.cli import int_range
+from core.cpu_threads import ThreadGovernor, governed
 from core.data.prefetch import Prefetcher
 from core.errors import DataError, VPPError
 from core.resources import load_model, loaded_categories
@@ -72,8 +73,9 @@ def add_parser(sub) -> None:
     p.add_argument("--skip-corrupt", action="store_true",
                    help="drop unreadable frames of a folder or video (listed on stderr) instead of failing")
     p.add_argument("--threads", type=int_range(1, 1024), default=None,
-                   help="torch intra-op threads, 1..1024 (default: torch's, one per core). On a machine whose cores "
-                        "are busy with other work, 1 can be several times faster")
+                   help="torch intra-op threads, 1..1024, fixed for the run (default: on CPU, one per core, lowered "
+                        "while other processes keep cores busy and raised again when they stop, re-measured about "
+                        "once a second; an exported OMP_NUM_THREADS also fixes the count)")
     p.add_argument("--prefetch", type=int_range(0, 64), default=None, metavar="N",
                    help=f"frames decoded and resized ahead on a reader thread while the model runs; 0 reads on the "
                         f"main thread (default: {PREFETCH_DEPTH} on CUDA or when torch uses fewer threads than there "
@@ -189,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     session = make_session(loaded, device=args.device, pkr=args.pkr, mode=args.mode, vpp_session=InferenceSession)
     timer = _start_profile(session, t_run) if args.profile else None
     resize = getattr(session, "resize", None)  # InferenceSession: resize on the reader thread too
-    depth = _prefetch_depth(args.prefetch, getattr(session, "device", args.device))
+    device = getattr(session, "device", args.device)
+    depth = _prefetch_depth(args.prefetch, device)
+    governor = ThreadGovernor.for_run(device, args.threads)
     videos: list[VideoExport] = []
     frames_done = 0
     for vid, name, source in _videos(source_path, split, args.skip_corrupt):
@@ -198,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             # the bar is closed (its line ended) before any error message is printed
             with tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame",
                       file=sys.stderr) as bar, _reader(source, depth, resize) as frames:
-                for index, res in enumerate(session.run_clip(frames)):
+                for index, res in enumerate(session.run_clip(governed(frames, governor))):
                     clip.add(CompactFrame.from_result(res, index))
                     if timer is not None:
                         timer.lap("rle")
@@ -222,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     summary = export_results(videos, **outputs, categories=categories, record=record, inputs=inputs)
     if timer is not None:
         timer.lap("write")
-        _print_profile(timer, frames_done, getattr(session, "device", args.device))
+        _print_profile(timer, frames_done, device, governor)
     for note in summary.recovered:
         print(f"note: {note}", file=sys.stderr)
     print(json.dumps({"results": str(outputs["ytvis"]), "tracks": sum(summary.tracks.values()),
@@ -259,11 +263,13 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         key = {"model": record.model, "model_sha256": record.model_sha256, "pkr": record.pkr, "mode": mode,
                "skip_corrupt": bool(args.skip_corrupt)}
         resize = getattr(session, "resize", None)
-        depth = _prefetch_depth(args.prefetch, getattr(session, "device", dist.device))
+        device = getattr(session, "device", dist.device)
+        depth = _prefetch_depth(args.prefetch, device)
+        governor = ThreadGovernor.for_run(device, args.threads)
         summary = batch_infer.run_batch(
             clips, session, outputs=outputs, record=record, categories=list(loaded_categories(loaded)),
             inputs=inputs, key=key, dist=dist, on_corrupt="skip" if args.skip_corrupt else "raise",
-            input_label=str(inp), reader=lambda source: _reader(source, depth, resize))
+            input_label=str(inp), reader=lambda source: _governed_reader(_reader(source, depth, resize), governor))
     finally:
         dist.close()
     done = len(summary.computed) + len(summary.reused)
@@ -294,6 +300,13 @@ def _prefetch_depth(asked: int | None, device) -> int:
     if str(device).startswith("cuda"):
         return PREFETCH_DEPTH
     return PREFETCH_DEPTH if (os.cpu_count() or 1) > torch.get_num_threads() else 0
+
+
+@contextlib.contextmanager
+def _governed_reader(reader, governor: ThreadGovernor | None):
+    """``reader``'s frames with the thread governor ticked before each."""
+    with reader as frames:
+        yield governed(frames, governor)
 
 
 def _reader(source, depth: int, resize):
@@ -333,7 +346,7 @@ _STAGE_ORDER = ("start-up", "model load", "read", "preprocess", "backbone", "hea
                 "progress bar", "other", "write")
 
 
-def _print_profile(timer, frames: int, device) -> None:
+def _print_profile(timer, frames: int, device, governor: ThreadGovernor | None = None) -> None:
     import torch
 
     seconds = dict(timer.seconds)
@@ -347,9 +360,13 @@ def _print_profile(timer, frames: int, device) -> None:
     for k, v in [*main.items(), *beside.items()]:
         share = f"{100 * v / total:5.1f}%" if k in main and total > 0 else "  beside"
         lines.append(f"  {k:32s} {v:8.2f} {1000 * v / n:9.1f} {share}")
+    if governor is not None:
+        lines.append("  " + governor.summary())
     print("\n".join(lines), file=sys.stderr)
     print("vpp-profile: " + json.dumps({"frames": frames, "total_s": total, "threads": torch.get_num_threads(),
-                                        "device": str(device), "seconds": main, "beside": beside}),
+                                        "device": str(device), "seconds": main, "beside": beside,
+                                        "thread_changes": [] if governor is None else
+                                        [[c.after_s, c.threads, c.others] for c in governor.changes]}),
           file=sys.stderr)
 
 

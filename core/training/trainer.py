@@ -41,6 +41,7 @@ from tqdm import tqdm
 from core.atomic import atomic_write_bytes, atomic_write_text
 from core.build import VARIANTS, VPPConfig, build_vpp, keep_for
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.cpu_threads import ThreadGovernor
 from core.errors import CheckpointError, ConfigError, DataError
 from core.model.backbone import PruneMode
 from core.session import resolve_device
@@ -390,7 +391,10 @@ class Trainer:
         w = LossWeights(objectness=cfg.objectness)
         bar = tqdm(total=total, initial=self.step, disable=self.rank != 0, dynamic_ncols=True, desc="train")
         t0 = time.perf_counter()
+        governor = ThreadGovernor.for_run(self.device)  # fewer torch threads while other processes keep cores busy
         while self.step < total:
+            if governor is not None:
+                governor.tick()
             sparse = self.step >= cfg.dense_steps
             # this step's run settings, passed to every forward call (the model stores none)
             mode: PruneMode = "vpp" if sparse else "dense"
@@ -427,6 +431,8 @@ class Trainer:
                 self.history.append({"step": self.step, "val": figures})
                 self.log(json.dumps({"step": self.step, "val": figures}))
         bar.close()
+        if governor is not None:
+            governor.restore()
         self.model.eval()
         return self.history
 
