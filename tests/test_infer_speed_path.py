@@ -229,14 +229,19 @@ def test_timing_charges_each_stage_and_comes_off_again(model_and_config):
 # -- the command ---------------------------------------------------------------------------------------
 
 
-def test_infer_profile_and_threads(tmp_path, capsys):
-    torch.manual_seed(0)
+def _tiny_model_and_frames(tmp_path, *, seed: int, n: int):
+    """A small random checkpoint and a folder of ``n`` random frames under ``tmp_path``."""
+    torch.manual_seed(seed)
     cfg = VPPConfig.for_variant("tiny", input_long_side=64, num_queries=4, decoder_layers=1, num_classes=2,
                                 categories=("a", "b"))
     model = tmp_path / "m.safetensors"
     save_checkpoint(build_vpp(cfg).eval(), cfg, model)
     (tmp_path / "frames").mkdir()
-    frames = _folder(tmp_path / "frames", n=3)
+    return model, _folder(tmp_path / "frames", n=n)
+
+
+def test_infer_profile_and_threads(tmp_path, capsys):
+    model, frames = _tiny_model_and_frames(tmp_path, seed=0, n=3)
     before = torch.get_num_threads()
     try:
         code = main(["infer", str(frames), "--model", str(model), "--out", str(tmp_path / "r.json"), "--profile",
@@ -282,13 +287,7 @@ def test_infer_lowers_torch_threads_while_other_processes_keep_the_cores_busy(tm
         return made[-1]
 
     monkeypatch.setattr(infer_cmd.ThreadGovernor, "for_run", staticmethod(for_run))
-    torch.manual_seed(0)
-    cfg = VPPConfig.for_variant("tiny", input_long_side=64, num_queries=4, decoder_layers=1, num_classes=2,
-                                categories=("a", "b"))
-    model = tmp_path / "m.safetensors"
-    save_checkpoint(build_vpp(cfg).eval(), cfg, model)
-    (tmp_path / "frames").mkdir()
-    frames = _folder(tmp_path / "frames", n=3)
+    model, frames = _tiny_model_and_frames(tmp_path, seed=0, n=3)
     before = torch.get_num_threads()
     try:
         code = main(["infer", str(frames), "--model", str(model), "--out", str(tmp_path / "r.json"), "--profile"])
@@ -304,13 +303,7 @@ def test_infer_lowers_torch_threads_while_other_processes_keep_the_cores_busy(tm
 
 
 def test_infer_reads_the_same_with_and_without_the_reader_thread(tmp_path, capsys):
-    torch.manual_seed(1)
-    cfg = VPPConfig.for_variant("tiny", input_long_side=64, num_queries=4, decoder_layers=1, num_classes=2,
-                                categories=("a", "b"))
-    model = tmp_path / "m.safetensors"
-    save_checkpoint(build_vpp(cfg).eval(), cfg, model)
-    (tmp_path / "frames").mkdir()
-    frames = _folder(tmp_path / "frames", n=4)
+    model, frames = _tiny_model_and_frames(tmp_path, seed=1, n=4)
     outs = []
     for depth in ("0", "1", "4", None):
         out = tmp_path / f"r{depth}.json"
