@@ -23,15 +23,19 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import sys
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from core.atomic import atomic_write_text
-from core.errors import VPPError
+from core.atomic import atomic_write_text, check_regular, open_regular
+from core.errors import DataError, VPPError
 
 RELEASE_REPO = "PatGlan/Video-Patch-Pruning"
 RELEASE_COMMIT = "bf74be2"
@@ -112,6 +116,14 @@ class DownloadError(VPPError):
     """A download failed: no network, an HTTP error, a checksum mismatch, a full disk, an interruption."""
 
 
+class DownloadCancelled(DownloadError):
+    """The caller's ``cancelled()`` said stop; the partial file is kept, so the next download resumes."""
+
+
+#: ``on_progress(bytes_have, bytes_total_or_None)``, called after every block a download writes.
+ProgressCallback = Callable[[int, int | None], None]
+
+
 def get_entry(name: str) -> ZooEntry:
     for entry in ZOO:
         if entry.name == name:
@@ -186,6 +198,33 @@ def _disk_full(part: Path, written: int, total: int | None) -> DownloadError:
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
+#: The most a download of unknown size may bring (the release's models are a few hundred MB each): an
+#: endless or oversized body is cut here, never left to fill the disk.
+MAX_UNKNOWN_SIZE = 2 << 30
+#: A server must send at least ``MIN_RATE[0]`` bytes in every ``MIN_RATE[1]`` seconds (about 1 KiB/s), or
+#: the download stops (resumable): one byte every ten seconds never ends a socket timeout, this does.
+MIN_RATE = (64 << 10, 60.0)
+
+
+def size_limit(entry: ZooEntry | None, max_bytes: int | None = None) -> int:
+    """The most bytes a download may bring: ``max_bytes``, else the entry's size plus 1% (at least 1 MiB),
+    else :data:`MAX_UNKNOWN_SIZE`."""
+    if max_bytes is not None:
+        return int(max_bytes)
+    if entry is not None and entry.size is not None:
+        return entry.size + max(entry.size // 100, 1 << 20)
+    return MAX_UNKNOWN_SIZE
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """What a download may take: bytes, seconds without a byte or an answer, and the slowest rate."""
+
+    max_bytes: int
+    timeout: float
+    min_bytes: int
+    window: float
+
 
 def download(
     entry_or_url: ZooEntry | str,
@@ -198,23 +237,46 @@ def download(
     filename: str | None = None,
     retries: int = 2,
     log: Callable[[str], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    max_bytes: int | None = None,
+    min_rate: tuple[int, float] = MIN_RATE,
 ) -> Path:
     """Download a zoo entry (or a URL) into ``dest_dir`` and return the final file's path.
 
     - Streams into ``<file>.part``; a partial file left by an earlier, interrupted run is resumed with an
-      HTTP ``Range`` request. A server that ignores Range (200 instead of 206), or a partial file that is
-      not shorter than the remote one (416), restarts the download from byte 0.
-    - ``sha256`` (default: the entry's) is checked before the ``.part`` file is renamed: on a mismatch the
-      file is deleted and :class:`DownloadError` names both hashes. Without a known checksum the computed
-      one is recorded in ``<file>.sha256`` and the download is reported as unverified.
-    - An existing final file is reused (a known checksum is checked against it, or its sidecar).
+      HTTP ``Range`` request. A server that ignores Range (200 instead of 206) restarts from byte 0; a 416
+      answer to a resume restarts from byte 0 too, unless the entry's size or checksum proves the partial
+      file complete (a server's word alone never promotes it).
+    - Limits (:func:`size_limit`): a body larger than ``max_bytes`` (default: the entry's size + 1%, else
+      :data:`MAX_UNKNOWN_SIZE`) is refused as soon as the server announces it or the bytes pass it, and
+      the partial file is deleted. ``timeout``: seconds for the server to answer (headers, redirects
+      included) and the longest wait for a byte; ``min_rate`` ``(bytes, seconds)``: fewer bytes than that
+      in any such window stops the download (the partial file is kept and resumes).
+    - Completeness is proven before the ``.part`` file is renamed into place: its length must be the one
+      the server announced (Content-Length / Content-Range / chunked end) and the entry's size when known;
+      ``sha256`` (default: the entry's) must match. A body whose length nobody states (the server just
+      closes the connection) is accepted only with a known size or checksum, or when it is a zip file
+      whose end record reads back (torch checkpoints are zips); otherwise it is deleted and refused. On
+      any mismatch :class:`DownloadError` says what differed. Without a known checksum the computed one
+      is recorded in ``<file>.sha256`` and the download is reported as unverified.
+    - An existing final file is reused (a known checksum is checked against it, or its sidecar); it may be
+      a link to a regular file (it is only read), never a pipe, device or folder. The ``.part`` file is
+      written only if it is a regular file: a link, pipe or folder in its place is refused
+      (:class:`~core.atomic.NotOurFile`), never followed; the final file is renamed into place (a link
+      there is replaced, not written through).
     - ``retries`` automatic resumes after a connection that ends early; then the error says to run again.
     - Progress goes to a tqdm bar on stderr; messages go to ``log`` (default: stderr when ``progress``).
+    - ``on_progress`` and ``cancelled`` are for a caller on another thread (the app's dialog): progress
+      after every block, and a stop between blocks (:class:`DownloadCancelled`; the ``.part`` file is
+      kept and resumes). Blocks are whatever the connection has delivered, up to ``chunk`` bytes, so a
+      slow link still reports and stops promptly.
     """
-    if isinstance(entry_or_url, ZooEntry):
-        url = entry_or_url.url
-        expected = sha256 or entry_or_url.sha256
-        name = filename or entry_or_url.filename
+    entry = entry_or_url if isinstance(entry_or_url, ZooEntry) else None
+    if entry is not None:
+        url = entry.url
+        expected = sha256 or entry.sha256
+        name = filename or entry.filename
     else:
         url = str(entry_or_url)
         expected = sha256
@@ -226,6 +288,8 @@ def download(
         raise DownloadError(f"not a sha256 hex digest: {expected!r}")
     if log is None:
         log = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    size = entry.size if entry is not None else None
+    limits = _Limits(size_limit(entry, max_bytes), float(timeout), int(min_rate[0]), float(min_rate[1]))
 
     folder = Path(dest_dir)
     try:
@@ -235,37 +299,41 @@ def download(
     final = folder / name
     part = folder / (name + ".part")
 
-    if final.is_file():
+    if check_regular(final, "downloaded model", follow=True) is not None:  # read only: a link to a model is fine
         recorded = read_sidecar(final)
         if expected is None or recorded == expected or sha256_file(final, chunk) == expected:
             log(f"{final}: already downloaded")
             return final
         log(f"{final}: cached file does not match sha256 {expected}; downloading again")
         final.unlink()
+    st = check_regular(part, "partial download")
+    if st is not None and st.st_size > limits.max_bytes:
+        log(f"{part}: the partial file ({st.st_size} bytes) is larger than the {limits.max_bytes} bytes this "
+            "file may have; restarting")
+        part.unlink()
 
+    hooks = _Hooks(on_progress or (lambda have, total: None), cancelled or (lambda: False), url, part)
     attempt = 0
     while True:
+        hooks.check()
         try:
-            _fetch_into(url, part, timeout=timeout, chunk=chunk, progress=progress, desc=name, log=log)
+            told = _fetch_into(url, part, chunk=chunk, progress=progress, desc=name, log=log, hooks=hooks,
+                               limits=limits, known=(size, expected))
             break
         except _Interrupted as exc:
             attempt += 1
             if attempt > retries:
                 raise DownloadError(f"download of {url} was interrupted after {exc.have} of "
-                                    f"{exc.total if exc.total is not None else '?'} bytes; run the same command "
-                                    f"again to resume from {part}") from None
-            log(f"connection ended early at {exc.have} bytes; resuming ({attempt}/{retries})")
+                                    f"{exc.total if exc.total is not None else '?'} bytes{exc.why}; run the same "
+                                    f"command again to resume from {part}") from None
+            log(f"connection ended early at {exc.have} bytes{exc.why}; resuming ({attempt}/{retries})")
 
-    actual = sha256_file(part, chunk)
-    if expected is not None and actual != expected:
-        with contextlib.suppress(OSError):
-            part.unlink()
-        raise DownloadError(f"sha256 mismatch for {url}: expected {expected}, got {actual}; the file was deleted")
+    actual = _verified(url, part, told=told, size=size, expected=expected, chunk=chunk)
     os.replace(part, final)
     try:
         atomic_write_text(sidecar_path(final), f"{actual}  {final.name}\n")
-    except OSError as exc:  # the model itself is complete; a missing sidecar only costs a re-hash later
-        log(f"warning: could not record the checksum in {sidecar_path(final)}: {exc.strerror or exc}")
+    except (OSError, DataError) as exc:  # the model itself is complete; a missing sidecar only costs a re-hash
+        log(f"warning: could not record the checksum in {sidecar_path(final)}: {getattr(exc, 'strerror', None) or exc}")
     if expected is not None:
         log(f"{final}: sha256 {actual} verified")
     else:
@@ -273,44 +341,161 @@ def download(
     return final
 
 
+def _refuse(part: Path, message: str) -> DownloadError:
+    """Delete the partial file (it is not the file asked for) and say why."""
+    with contextlib.suppress(OSError):
+        part.unlink()
+    return DownloadError(f"{message}; the partial file {part} was deleted")
+
+
+def _verified(url: str, part: Path, *, told: bool, size: int | None, expected: str | None, chunk: int) -> str:
+    """The sha256 of ``part`` once it is proven complete (see :func:`download`); else DownloadError."""
+    have = part.stat().st_size
+    if size is not None and have != size:
+        raise _refuse(part, f"{url} gave {have} bytes, but the file has {size}")
+    actual = sha256_file(part, chunk)
+    if expected is not None and actual != expected:
+        raise _refuse(part, f"sha256 mismatch for {url}: expected {expected}, got {actual}")
+    if not told and size is None and expected is None and not _zip_end_reads(part):
+        raise _refuse(part, f"{url} did not say how long the file is and closed the connection after {have} "
+                            "bytes, and the file is not a zip whose end can be checked: a cut download cannot be "
+                            "told from a complete one, so nothing was kept. Download it another way (a browser) "
+                            "and copy it into place")
+    return actual
+
+
+def _zip_end_reads(path: Path) -> bool:
+    """Whether ``path`` is a zip whose central directory (at the very end) reads back: a cut zip fails."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class _Hooks:
+    """The caller's progress and cancel callbacks, checked between blocks."""
+
+    progress: ProgressCallback
+    cancelled: Callable[[], bool]
+    url: str
+    part: Path
+
+    def check(self, have: int | None = None) -> None:
+        if self.cancelled():
+            got = f" after {have} bytes" if have else ""
+            raise DownloadCancelled(f"download of {self.url} cancelled{got}; the partial file {self.part} is kept: "
+                                    "download again to resume")
+
+
 class _Interrupted(Exception):
-    def __init__(self, have: int, total: int | None):
+    def __init__(self, have: int, total: int | None, why: str = ""):
         super().__init__(have, total)
-        self.have, self.total = have, total
+        self.have, self.total, self.why = have, total, why
 
 
-def _open(opener: urllib.request.OpenerDirector, url: str, start: int, timeout: float):
+class _Watch:
+    """The sockets of one request, so that a watchdog can cut a server that takes too long to answer
+    (a socket timeout alone never fires while the server drips one byte at a time)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self.fired = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            if self.fired:
+                self._shut(sock)
+
+    def cut(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._socks:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched_opener(watch: _Watch) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies and redirects as usual) whose connections register their socket in ``watch``."""
+
+    def watched(base: type) -> type:
+        class Connection(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                watch.add(self.sock)
+
+        return Connection
+
+    class Http(urllib.request.HTTPHandler):
+        def do_open(self, http_class, req, **kwargs):
+            return super().do_open(watched(http_class), req, **kwargs)
+
+    class Https(urllib.request.HTTPSHandler):
+        def do_open(self, http_class, req, **kwargs):
+            return super().do_open(watched(http_class), req, **kwargs)
+
+    return urllib.request.build_opener(Http, Https)
+
+
+def _open(url: str, start: int, timeout: float):
+    """The response to a GET of ``url`` from byte ``start``: the server has ``timeout`` seconds to answer
+    (connection, redirects and headers together)."""
     headers = {"User-Agent": "vpp-studio", "Accept-Encoding": "identity"}
     if start:
         headers["Range"] = f"bytes={start}-"
+    watch = _Watch()
+    timer = threading.Timer(timeout, watch.cut)
+    timer.daemon = True
+    timer.start()
+    late = DownloadError(f"{url}: the server did not answer within {timeout:g} s; try again later")
     try:
-        return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
+        resp = _watched_opener(watch).open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and start:
             return exc  # handled by the caller: the partial file is not shorter than the remote one
         raise DownloadError(f"HTTP {exc.code} {exc.reason} for {url}") from None
-    except urllib.error.URLError as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, http.client.HTTPException) as exc:
+        if watch.fired:
+            raise late from None
         raise _network_error(url, exc) from None
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        raise _network_error(url, exc) from None
+    finally:
+        timer.cancel()
+    if watch.fired:  # cut while its headers were read: what was parsed is not the answer
+        resp.close()
+        raise late
+    return resp
 
 
-def _fetch_into(url: str, part: Path, *, timeout: float, chunk: int, progress: bool, desc: str,
-                log: Callable[[str], None]) -> None:
-    """Complete ``part`` from ``url``; raises _Interrupted when the connection ends early."""
+def _too_big(url: str, part: Path, n: int, limits: _Limits, what: str) -> DownloadError:
+    return _refuse(part, f"{url} {what} {n} bytes, more than the {limits.max_bytes} bytes this file may have "
+                         "(an endless or wrong body)")
+
+
+def _fetch_into(url: str, part: Path, *, chunk: int, progress: bool, desc: str, log: Callable[[str], None],
+                hooks: _Hooks, limits: _Limits, known: tuple[int | None, str | None]) -> bool:
+    """Complete ``part`` from ``url``; returns whether the server stated the length it then sent in full.
+
+    Raises _Interrupted when the connection ends early or stalls, DownloadError for the rest."""
     from tqdm import tqdm
 
-    opener = urllib.request.build_opener()  # reads the proxy settings of the environment now
-    start = part.stat().st_size if part.is_file() else 0
-    resp = _open(opener, url, start, timeout)
+    st = check_regular(part, "partial download")
+    start = st.st_size if st is not None else 0
+    resp = _open(url, start, limits.timeout)
     if isinstance(resp, urllib.error.HTTPError):  # 416 for a Range request
-        m = re.match(r"bytes\s+\*/(\d+)", resp.headers.get("Content-Range", ""))
         resp.close()
-        if m and int(m.group(1)) == start:
-            return  # the partial file is already complete (an earlier run stopped before the rename)
-        log(f"{part}: partial file ({start} bytes) is not shorter than the remote file; restarting")
+        size, expected = known
+        if (size is not None and start == size) or (expected is not None and sha256_file(part) == expected):
+            return True  # proven complete (an earlier run stopped before the rename)
+        log(f"{part}: the server refused to resume at {start} bytes (416); restarting from the beginning")
         start = 0
-        resp = _open(opener, url, 0, timeout)
+        resp = _open(url, 0, limits.timeout)
     with resp:
         status = resp.status
         length = resp.headers.get("Content-Length")
@@ -322,7 +507,8 @@ def _fetch_into(url: str, part: Path, *, timeout: float, chunk: int, progress: b
                 log(f"{url}: unexpected Content-Range {resp.headers.get('Content-Range')!r}; restarting")
                 resp.close()
                 part.unlink(missing_ok=True)
-                return _fetch_into(url, part, timeout=timeout, chunk=chunk, progress=progress, desc=desc, log=log)
+                return _fetch_into(url, part, chunk=chunk, progress=progress, desc=desc, log=log, hooks=hooks,
+                                   limits=limits, known=known)
             total = int(m.group(3)) if m.group(3) != "*" else (start + length if length is not None else None)
             mode = "ab"
         else:
@@ -330,27 +516,49 @@ def _fetch_into(url: str, part: Path, *, timeout: float, chunk: int, progress: b
                 log(f"{url}: the server ignored the Range request; restarting from the beginning")
             start, mode = 0, "wb"
             total = length
+        if total is not None and total > limits.max_bytes:
+            raise _too_big(url, part, total, limits, "announces")
+        told = total is not None or bool(getattr(resp, "chunked", False))
         have = start
         try:
-            fh = open(part, mode)  # noqa: SIM115 - closed in the finally below
+            fd = open_regular(part, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC),
+                              0o644, what="partial download")
+            fh = open(fd, mode)  # noqa: SIM115 - closed in the finally below
         except OSError as exc:
             raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from exc
         bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                    disable=not progress, file=sys.stderr, leave=False)
+        hooks.progress(have, total)
+        window_start, window_bytes = time.monotonic(), 0
         try:
             while True:
+                hooks.check(have)
                 try:
-                    block = resp.read(chunk)
+                    block = resp.read1(chunk)  # what has arrived (up to chunk): progress and cancel stay prompt
                 except (http.client.IncompleteRead, ConnectionError, TimeoutError, OSError) as exc:
                     if isinstance(exc, http.client.IncompleteRead) and exc.partial:
                         _write(fh, exc.partial, part, have, total)
                         have += len(exc.partial)
-                    raise _Interrupted(have, total) from None
+                    why = f" (no data for {limits.timeout:g} s)" if isinstance(exc, TimeoutError) else ""
+                    raise _Interrupted(have, total, why) from None
                 if not block:
                     break
+                if have + len(block) > limits.max_bytes:
+                    raise _too_big(url, part, have + len(block), limits, "sent more than")
                 _write(fh, block, part, have, total)
                 have += len(block)
+                window_bytes += len(block)
                 bar.update(len(block))
+                hooks.progress(have, total)
+                now = time.monotonic()
+                if now - window_start >= limits.window:
+                    if window_bytes < limits.min_bytes:
+                        _flush(fh, part, have, total)
+                        raise DownloadError(
+                            f"{url} sent only {window_bytes} bytes in {now - window_start:.0f} s (less than "
+                            f"{limits.min_bytes}): too slow, stopped; the partial file {part} is kept: run the same "
+                            "command again to resume")
+                    window_start, window_bytes = now, 0
             _flush(fh, part, have, total)
         finally:
             bar.close()
@@ -359,8 +567,8 @@ def _fetch_into(url: str, part: Path, *, timeout: float, chunk: int, progress: b
     if total is not None and have < total:
         raise _Interrupted(have, total)
     if total is not None and have > total:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"{url} sent {have} bytes but announced {total}; the partial file was deleted")
+        raise _refuse(part, f"{url} sent {have} bytes but announced {total}")
+    return told
 
 
 def _write(fh, block: bytes, part: Path, have: int, total: int | None) -> None:

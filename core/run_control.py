@@ -147,10 +147,8 @@ class RunController:
 
     def run_info(self) -> dict[str, Any]:
         """What produces the current pass, for the document's run record."""
-        from core.resources import DEFAULT_MODEL
-
         spec = self.spec
-        model = {"default": str(DEFAULT_MODEL), "file": spec.path}.get(spec.kind, f"untrained {spec.kind}")
+        model = spec.location() or f"untrained {spec.kind}"
         info = self.model_info
         return {"model": model, "model_kind": spec.kind, "pkr": round(float(self.pkr), 3), "mode": "vpp",
                 "device": self.device, "threshold": self.threshold,

@@ -46,6 +46,16 @@ class ModelSpec:
         return {"default": "Default model", "tiny": "Tiny (untrained)", "small": "Small (untrained)"}.get(
             self.kind, Path(self.path).name)
 
+    def location(self) -> str:
+        """The weights file this choice loads ("" for an untrained variant): what the app shows as the model."""
+        if self.kind == "file":
+            return self.path
+        if self.kind == "default":
+            from core.resources import DEFAULT_MODEL
+
+            return str(DEFAULT_MODEL)
+        return ""
+
     def known_untrained(self) -> bool:
         """True when the weights are surely random (no torch needed to tell)."""
         if self.kind in ("tiny", "small"):

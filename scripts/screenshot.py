@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = window.transfers.import_path(args.import_file)
         doc = window.bridge.doc
         if ids:
-            doc.set_categories({5: "car"})
+            doc.relabel(ids, doc.add_category("car"))
             doc.accept(ids)
             doc.select(ids)
             window.tracks.select(ids)

@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.import_file:
             ids = window.transfers.import_path(args.import_file)
             if ids:
-                car = max(doc.categories, default=0) + 1  # a category of its own ("ring" is the model's 5)
-                doc.set_categories({car: "car"})
-                doc.relabel(ids, car)
+                doc.relabel(ids, doc.add_category("car"))  # a label of its own ("ring" is the model's 5)
                 doc.accept(ids)
                 doc.select(ids)
                 window.tracks.select(ids)

@@ -111,3 +111,23 @@ def test_oversized_results_and_gt_are_refused_in_one_line(shared_data, tmp_path,
     monkeypatch.setattr(ytvis, "MAX_JSON_BYTES", 5_000)
     code, _, err = _run(capsys, "--gt", shared_data / MM_GT, "--results", shared_data / MM_RES)
     assert code == 2 and f"{shared_data / MM_GT}: the file is 9.5 KiB (9695 bytes), over the" in err
+
+
+def test_result_categories_the_gt_lacks_are_ignored_with_one_warning(shared_data, tmp_path, capsys):
+    """As the official YouTube-VIS evaluator: results of a category without ground truth change nothing."""
+    raw = json.loads((shared_data / "davis_car_shadow/pred_ytvis_results.json").read_text())
+    extra = [*raw, {**raw[0], "category_id": 77, "score": 0.5}, {**raw[0], "category_id": 3000, "score": 0.4},
+             {**raw[0], "category_id": 77, "score": 0.3}]
+    path = tmp_path / "extra.json"
+    path.write_text(json.dumps(extra))
+    code, out, err = _run(capsys, "--gt", shared_data / "davis_car_shadow/gt_ytvis.json", "--results", path,
+                          "--json", tmp_path / "f.json", "--no-frame-metrics")
+    assert code == 0 and "video AP" in out
+    assert err.count("\n") == 1 and err.startswith("warning: ") and str(path) in err
+    assert "3 result track(s) of category id(s) 77, 3000" in err
+    assert json.loads((tmp_path / "f.json").read_text())["figures"]["AP"] == pytest.approx(0.9, abs=5e-4)
+    # every other check stays: an unknown video still refuses the file
+    extra[-1]["video_id"] = 2
+    path.write_text(json.dumps(extra))
+    code, _, err = _run(capsys, "--gt", shared_data / "davis_car_shadow/gt_ytvis.json", "--results", path)
+    assert code == 2 and "unknown video id 2" in err

@@ -90,3 +90,17 @@ def test_export_never_overwrites_the_project(tmp_path, capsys):
     assert main(["export", str(path), "--out", str(path)]) == 2
     assert "review.vppproj" in capsys.readouterr().err
     assert path.read_bytes() == before
+
+
+def test_no_journal_warning_right_after_a_save(tmp_path, capsys):
+    """The app keeps a journal open beside a saved project; with only its header (nothing unsaved), no warning."""
+    doc, path, (a, _b, _c) = _project(tmp_path)
+    doc.start_journal()
+    doc.save()  # as the app does: the journal restarts with its header only
+    assert doc.journal_path.is_file()
+    assert main(["export", str(path), "--out", str(tmp_path / "r.json")]) == 0
+    assert "warning" not in json.loads(capsys.readouterr().out)
+    doc.delete([a])  # one edit after the save: now the journal holds something the project lacks
+    assert main(["export", str(path), "--out", str(tmp_path / "r2.json")]) == 0
+    assert "1 edit(s) not saved" in json.loads(capsys.readouterr().out)["warning"]
+    doc.stop_journal(delete=True)

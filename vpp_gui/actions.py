@@ -55,7 +55,10 @@ class Actions:
         # Edit: every track operation, keyboard-first (the selected tracks; the first one is the current one)
         self.undo = _action(w, "&Undo", ("Ctrl+Z",))
         self.redo = _action(w, "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"))
-        self.relabel = _action(w, "Re&label…", ("R",), tip="Change the category of the selected tracks")
+        self.relabel = _action(w, "Re&label…", ("R",), tip="Change the label of the selected tracks (a new name "
+                               "creates a label; nothing selected: the label of new tracks)")
+        self.labels = _action(w, "La&bels…", ("Ctrl+L",), tip="Add, rename, recolour, delete, reorder or load "
+                              "the project's labels")
         self.accept = _action(w, "&Accept", ("A",), tip="Mark the selected tracks as reviewed and correct")
         self.reject = _action(w, "Re&ject", ("X",), tip="Mark the selected tracks as wrong (kept, not exported)")
         self.delete = _action(w, "&Delete track", ("Delete",), tip="Delete the selected tracks")
@@ -75,7 +78,14 @@ class Actions:
             "brush": _action(w, "&Brush", ("B",), checkable=True, tip="Paint into the current track"),
             "eraser": _action(w, "&Eraser", ("E",), checkable=True, tip="Erase from the current track"),
             "polygon": _action(w, "&Polygon", ("P",), checkable=True,
-                               tip="Click points, Enter closes (Backspace removes the last point)"),
+                               tip="Click points (drag one to move it); Enter or a click on the first point closes; "
+                                   "Shift at the first click: the polygon erases from the current track "
+                                   "(Backspace removes the last point)"),
+            "box": _action(w, "Bo&x to mask", ("K",), checkable=True,
+                           tip="Drag a box around an object: GrabCut previews its mask. Shift-drag marks the "
+                               "object, Ctrl-drag the background (brush radius [ ]), each runs GrabCut again. "
+                               "Enter sets the current track's mask on this frame (nothing selected: a new "
+                               "track); Esc drops the box"),
             "fill": _action(w, "&Fill hole", ("G",), checkable=True, tip="Click a hole of the current mask to fill it"),
         }
         self.tool_group = QActionGroup(w)
@@ -83,7 +93,10 @@ class Actions:
             self.tool_group.addAction(act)
         self.grow = _action(w, "Larger brush", ("]",))
         self.shrink = _action(w, "Smaller brush", ("[",))
-        self.close_polygon = _action(w, "Close polygon", ("Return", "Enter"))
+        self.close_polygon = _action(w, "Close polygon / accept box", ("Return", "Enter"))
+        self.refine_edge = _action(w, "Refine mask &edge", ("Ctrl+K",),
+                                   tip="Snap the current track's mask edge on this frame to the image (GrabCut in "
+                                       "a band around the edge; one undo step)")
         self.remove_point = _action(w, "Remove last polygon point", ("Backspace",))
 
         self.layers = {
@@ -118,9 +131,23 @@ class Actions:
         self.next = _action(w, "&Next frame", ("Right", "F"))
         self.first = _action(w, "&First frame", ("Home",))
         self.last = _action(w, "&Last frame", ("End",))
+        # Propagate (vpp_gui.propagation): carry the selected track's mask through the clip; keyframe keys
+        self.propagate_forward = _action(w, "Propagate &forward", ("T",), tip="Carry the selected track's mask "
+                                         "from this frame forward (to: the choice above the Tracks panel)")
+        self.propagate_backward = _action(w, "Propagate &backward", ("Shift+T",), tip="Carry the selected track's "
+                                          "mask from this frame backward (to: the choice above the Tracks panel)")
+        self.fill_between = _action(w, "Fill between &keyframes", ("Ctrl+T",), tip="Fill the frames between the "
+                                    "selected track's keyframes around this frame, from both sides")
+        self.prev_keyframe = _action(w, "Previous keyframe", ("Ctrl+Left",), tip="Go to the selected track's "
+                                     "previous keyframe")
+        self.next_keyframe = _action(w, "Next keyframe", ("Ctrl+Right",), tip="Go to the selected track's next "
+                                     "keyframe")
+        self.next_gap = _action(w, "Next frame without a mask", ("Ctrl+Shift+Right",), tip="Go to the next frame "
+                                "where the selected track has no mask")
 
         self.run = _action(w, "&Run inference", ("Ctrl+R",), tip="Run the whole clip again with the current settings")
-        self.cancel = _action(w, "&Cancel inference", ("Esc",), tip="Stop the running inference")
+        self.cancel = _action(w, "&Cancel propagation or inference", ("Esc",),
+                              tip="Stop the running propagation (its finished frames are kept), else the inference")
         self.sweep = _action(w, "PKR &sweep…", ("Ctrl+Shift+W",),
                              tip="Run the clip at several PKRs against its ground truth and plot accuracy vs speed")
 
@@ -149,10 +176,14 @@ class Actions:
                          self.new_track])
         edit.addSeparator()
         edit.addActions([self.hide, self.solo, self.select_all])
+        edit.addSeparator()
+        edit.addAction(self.labels)
         tools = bar.addMenu("&Tools")
         tools.addActions(list(self.tools.values()))
         tools.addSeparator()
         tools.addActions([self.grow, self.shrink, self.close_polygon, self.remove_point])
+        tools.addSeparator()
+        tools.addAction(self.refine_edge)
 
         view = bar.addMenu("&View")
         view.addActions(list(self.layers.values()))
@@ -168,6 +199,10 @@ class Actions:
 
         play = bar.addMenu("&Playback")
         play.addActions([self.play, self.prev, self.next, self.first, self.last])
+        play.addSeparator()
+        play.addActions([self.prev_keyframe, self.next_keyframe, self.next_gap])
+        propagate = bar.addMenu("P&ropagate")
+        propagate.addActions([*self.propagation(), self.cancel])
         run = bar.addMenu("&Inference")
         run.addActions([self.run, self.cancel])
         run.addSeparator()
@@ -180,12 +215,18 @@ class Actions:
                 self.export_ytvis, self.export_davis, self.quit, *self.editing(), *self.tools.values(), self.grow,
                 self.shrink, self.close_polygon, self.remove_point, *self.layers.values(), self.fit, self.cycle_gt,
                 self.load_gt, self.play,
-                self.prev, self.next, self.first, self.last, self.run, self.cancel, self.sweep, self.shortcuts]
+                self.prev, self.next, self.first, self.last, *self.propagation(), self.prev_keyframe,
+                self.next_keyframe, self.next_gap, self.run, self.cancel, self.sweep, self.shortcuts]
+
+    def propagation(self) -> list[QAction]:
+        """Propagate forward / backward, fill between keyframes (also in the frame view's right-click menu)."""
+        return [self.propagate_forward, self.propagate_backward, self.fill_between]
 
     def editing(self) -> list[QAction]:
         """The actions that need an open document."""
         return [self.undo, self.redo, self.relabel, self.accept, self.reject, self.delete, self.delete_from,
-                self.merge, self.split, self.new_track, self.hide, self.solo, self.select_all]
+                self.merge, self.split, self.new_track, self.hide, self.solo, self.select_all, self.labels,
+                self.refine_edge]
 
 
 def shortcuts_html(actions: Actions) -> str:

@@ -38,7 +38,8 @@ def create_window(path: str | Path | None = None, *, model_factory: ModelFactory
                   recover: bool = True, data_dir: str | Path | None = None):
     """Build the main window (a QApplication must exist) and open ``project``, ``path``, else the demo clip.
 
-    With ``recover``, journals left by a crash are offered first (a recovered document wins).
+    With ``recover``, journals left by a crash are offered first (a recovered document wins); the
+    journal beside ``project`` is always offered when it is opened, whatever the settings list.
     Tests inject a small ``model_factory`` and a ``settings`` object living in ``tmp_path``.
     """
     from core.resources import DEMO_CLIP
@@ -50,7 +51,7 @@ def create_window(path: str | Path | None = None, *, model_factory: ModelFactory
                         data_dir=data_dir if data_dir is not None else data_folder())
     if model is not None:
         window.controls.set_model(model)
-    if recover and window.projects.offer_recovery():
+    if recover and window.projects.offer_recovery(skip=project):
         return window
     if project is not None:
         window.projects.open(project)

@@ -28,6 +28,7 @@ PKR_DEBOUNCE_MS = 250
 DEFAULT_STAGES = ("Map-SM", "block 3", "block 6", "block 9")
 LAYER_TITLES = {"masks": "Masks", "contours": "Contours", "labels": "Labels", "heatmap": "Kept/pruned heatmap"}
 CHECKPOINT_ITEM = "Checkpoint file…"
+ZOO_ITEM = "Get the authors' models…"
 
 
 def snap_pkr(value: float) -> float:
@@ -37,6 +38,7 @@ def snap_pkr(value: float) -> float:
 class ControlsPanel(QWidget):
     modelChosen = Signal(object)  # ModelSpec
     checkpointRequested = Signal()
+    zooRequested = Signal()  # "Get the authors' models…" (the window opens vpp_gui.models_dialog)
     deviceChosen = Signal(str)
     pkrChanged = Signal(float)  # debounced, snapped to PKR_STEP
     thresholdChanged = Signal(object)  # float, or None for auto
@@ -61,11 +63,14 @@ class ControlsPanel(QWidget):
         model_box = QGroupBox("Model", self)
         form = QFormLayout(model_box)
         self.model_combo = QComboBox(model_box)
-        self._specs: list[ModelSpec | None] = []
+        self._specs: list[ModelSpec | str] = []  # a model, or the text of an item that opens a dialog
         for spec in (ModelSpec("default"), ModelSpec("tiny"), ModelSpec("small")):
             self._add_spec(spec)
-        self.model_combo.addItem(CHECKPOINT_ITEM)
-        self._specs.append(None)
+        for item in (CHECKPOINT_ITEM, ZOO_ITEM):
+            self.model_combo.addItem(item)
+            self._specs.append(item)
+        self.model_combo.setItemData(len(self._specs) - 1, "The authors' YouTube-VIS models: download (needs internet) "
+                                     "or import one", Qt.ItemDataRole.ToolTipRole)
         self.model_combo.setToolTip("The model to run. Changing it restarts inference.")
         self.model_combo.activated.connect(self._on_model_activated)
         form.addRow("Model", self.model_combo)
@@ -156,7 +161,7 @@ class ControlsPanel(QWidget):
 
     # -- model --------------------------------------------------------------------------------------
     def _add_spec(self, spec: ModelSpec) -> int:
-        index = len([s for s in self._specs if s is not None])
+        index = len([s for s in self._specs if isinstance(s, ModelSpec)])
         self.model_combo.insertItem(index, spec.label, None)
         if spec.kind == "file":
             self.model_combo.setItemData(index, spec.path, Qt.ItemDataRole.ToolTipRole)
@@ -173,14 +178,21 @@ class ControlsPanel(QWidget):
             self._add_spec(spec)
         self.model_combo.setCurrentIndex(self._specs.index(spec))
 
+    def choose_model(self, spec: ModelSpec) -> None:
+        """Select ``spec`` as a person choosing it would (the window runs it)."""
+        self.set_model(spec)
+        self.modelChosen.emit(spec)
+
     def model(self) -> ModelSpec:
         spec = self._specs[self.model_combo.currentIndex()]
-        return spec if spec is not None else ModelSpec("default")
+        return spec if isinstance(spec, ModelSpec) else ModelSpec("default")
 
     def _on_model_activated(self, index: int) -> None:
         spec = self._specs[index]
-        if spec is None:
+        if spec == CHECKPOINT_ITEM:
             self.checkpointRequested.emit()
+        elif spec == ZOO_ITEM:
+            self.zooRequested.emit()
         else:
             self.modelChosen.emit(spec)
 

@@ -1,7 +1,10 @@
 """The Edit menu, the mask tools and the tracks panel, wired to the document (all edits go through it).
 
 Selection rule: the tools act on ``doc.selected`` (the current track first). With no track selected,
-a brush stroke or a polygon makes a new track of the last used category; ``N`` clears the selection.
+a brush stroke, a polygon or an accepted box makes a new track of the current label (the selector
+above the Tracks panel; R with nothing selected chooses it, and relabelling makes its label the
+current one); ``N`` clears the selection. The R picker creates a label from a name no label has;
+Ctrl+L edits the labels.
 Every error of an edit is shown with its reason; the document is unchanged then.
 """
 
@@ -15,7 +18,11 @@ from PySide6.QtWidgets import QApplication
 
 from core.document import DocEvent, brush_mask, polygon_mask
 from core.errors import VPPError
+from vpp_gui.box_tool import BoxTool
 from vpp_gui.category_picker import pick_category
+from vpp_gui.file_dialogs import start_folder
+from vpp_gui.label_selector import LabelSelector
+from vpp_gui.labels_dialog import LabelsDialog
 from vpp_gui.overlay import track_color
 
 log = logging.getLogger(__name__)
@@ -44,15 +51,18 @@ class EditController(QObject):
     def __init__(self, window, bridge, actions, tools, panel) -> None:
         super().__init__(window)
         self.window, self.bridge, self.actions, self.tools, self.panel = window, bridge, actions, tools, panel
-        self.last_category: int | None = None
+        self.labels = LabelSelector(window.settings, panel)  # the label of new tracks, above the table
+        panel.add_header(self.labels)
+        self.labels.edit_button.clicked.connect(lambda: actions.labels.trigger())
         a = actions
         for act, slot in ((a.undo, self.undo), (a.redo, self.redo), (a.relabel, self.relabel),
                           (a.accept, self.accept), (a.reject, self.reject), (a.delete, self.delete),
                           (a.delete_from, self.delete_from), (a.merge, self.merge), (a.split, self.split),
                           (a.new_track, self.new_track), (a.hide, self.toggle_hidden), (a.solo, self.solo),
                           (a.select_all, self.select_all), (a.grow, tools.grow_radius),
-                          (a.shrink, tools.shrink_radius), (a.close_polygon, tools.close_polygon),
-                          (a.remove_point, tools.remove_last_point)):
+                          (a.shrink, tools.shrink_radius), (a.close_polygon, self.finish_gesture),
+                          (a.refine_edge, self.refine_edge),
+                          (a.remove_point, tools.remove_last_point), (a.labels, self.edit_labels)):
             act.triggered.connect(lambda _checked=False, s=slot: s())
         for name, act in a.tools.items():
             act.triggered.connect(lambda _checked=False, n=name: self.set_tool(n))
@@ -61,6 +71,14 @@ class EditController(QObject):
         tools.strokeFinished.connect(self._on_stroke)
         tools.polygonFinished.connect(self._on_polygon)
         tools.clicked.connect(self._on_click)
+        self.box = BoxTool(tools, self)  # Box tool (K) and Refine edge (Ctrl+K): GrabCut off the UI thread
+        tools.boxFinished.connect(self._on_box)
+        tools.hintFinished.connect(self._on_hint)
+        self.box.accepted.connect(self._on_box_accepted)
+        self.box.refined.connect(self._on_refined)
+        self.box.refineFailed.connect(lambda _tag, why: window.show_error("Cannot refine the edge", why))
+        self.box.message.connect(self._say)
+        window.timeline.frameChanged.connect(lambda i: self.box.drop() if self.box.frame not in (None, i) else None)
         panel.selectionChanged.connect(self._on_panel_selection)
         panel.trackActivated.connect(self._on_track_activated)
         bridge.changed.connect(self._on_doc_event)
@@ -104,14 +122,30 @@ class EditController(QObject):
 
     @_guarded
     def relabel(self, category_id: int | None = None) -> None:
-        ids = self._selection()
-        doc = self.doc
+        """R: relabel the selected tracks, or (nothing selected) choose the label of new tracks; a typed
+        name that no label has creates that label. The label becomes the current one."""
+        doc = self._need_doc()
+        ids = doc.selected
         if category_id is None:
-            category_id = pick_category(self.window, doc.categories, doc.track(ids[0]).category_id)
+            current = doc.track(ids[0]).category_id if ids else self.labels.current_id()
+            category_id = pick_category(self.window, doc.categories, current, create=doc.add_category,
+                                        title="Relabel" if ids else "Label of new tracks")
             if category_id is None:
                 return
-        doc.relabel(ids, category_id)
-        self.last_category = category_id
+        if ids:
+            doc.relabel(ids, category_id)
+        self.labels.set_labels(doc.labels)
+        self.labels.set_current(category_id)
+        if not ids:
+            self._say(f"New tracks will be labelled {doc.category_name(category_id)}")
+
+    @_guarded
+    def edit_labels(self) -> None:
+        dialog = LabelsDialog(self._need_doc(), self.window, folder=start_folder(self.window, "labels"))
+        try:
+            dialog.exec()
+        finally:
+            dialog.deleteLater()
 
     @_guarded
     def accept(self) -> None:
@@ -148,9 +182,9 @@ class EditController(QObject):
     @_guarded
     def new_track(self) -> None:
         self._need_doc().select([])
-        if self.tools.tool() not in ("brush", "polygon"):
+        if self.tools.tool() not in ("brush", "polygon", "box"):
             self.set_tool("brush")
-        self._say("Draw with the brush (B) or a polygon (P): it becomes a new track")
+        self._say("Draw with the brush (B), a polygon (P) or a box (K): it becomes a new track")
 
     @_guarded
     def toggle_hidden(self) -> None:
@@ -177,14 +211,33 @@ class EditController(QObject):
         if act is not None and not act.isChecked():
             act.setChecked(True)
         polygon = name == "polygon"
-        self.actions.close_polygon.setEnabled(polygon)
+        self.actions.close_polygon.setEnabled(polygon or name == "box")
         self.actions.remove_point.setEnabled(polygon)
+        if name != "box":
+            self.box.drop()
+
+    def finish_gesture(self) -> None:
+        """Enter: close the polygon, or accept the box's mask."""
+        if self.tools.tool() == "box":
+            self.box.accept()
+        else:
+            self.tools.close_polygon()
+
+    def escape(self) -> bool:
+        """Esc: drop the gesture in progress (polygon, stroke, the box and its strokes); False when there was none."""
+        busy = self.tools.busy() or self.box.active or self.tools.box_rect() is not None
+        self.tools.cancel()
+        self.box.drop()
+        return busy
 
     def _new_track_category(self) -> int:
+        """The current label; a project without labels gets its first one, "object"."""
         doc = self.doc
-        if self.last_category is not None and self.last_category in doc.categories:
-            return self.last_category
-        return min(doc.categories) if doc.categories else 1
+        current = self.labels.current_id()
+        if current is not None and current in doc.categories:
+            return current
+        first = next(iter(doc.categories), None)
+        return first if first is not None else doc.add_category("object")
 
     def _apply_drawn(self, mask, *, erase: bool, what: str) -> None:
         doc = self._need_doc()
@@ -206,9 +259,55 @@ class EditController(QObject):
                           what="eraser" if erase else "brush")
 
     @_guarded
-    def _on_polygon(self, points) -> None:
+    def _on_polygon(self, points, subtract: bool = False) -> None:
         clip = self._need_doc().clip
-        self._apply_drawn(polygon_mask(points, clip.height, clip.width), erase=False, what="polygon")
+        self._apply_drawn(polygon_mask(points, clip.height, clip.width), erase=subtract, what="polygon")
+
+    # -- box to mask and refine (vpp_gui.box_tool) ---------------------------------------------------
+    def _image(self):
+        """The shown frame's RGB pixels (what GrabCut looks at)."""
+        self._need_doc()
+        if self.window.source is None:
+            raise ValueError("Open a clip first (File → Open).")
+        return self.window.source.frame(self.frame())
+
+    @_guarded
+    def _on_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.box.set_box(self.frame(), self._image(), (x0, y0, x1, y1))
+
+    @_guarded
+    def _on_hint(self, points, radius: float, foreground: bool) -> None:
+        self.box.add_hint(self.frame(), self._image(), points, radius, foreground=foreground)
+
+    @_guarded
+    def _on_box_accepted(self, frame: int, mask) -> None:
+        doc = self._need_doc()
+        if frame != self.frame():
+            raise ValueError(f"the box was drawn on frame {frame}, but frame {self.frame()} is shown: draw it again")
+        if doc.current is None:
+            self._apply_drawn(mask, erase=False, what="box")
+        elif doc.set_mask(doc.current, frame, mask, label="Box to mask") is not None:
+            self._say(f"Track {doc.current}: its mask on frame {frame} is the box's now (Ctrl+Z undoes it)")
+
+    @_guarded
+    def refine_edge(self) -> None:
+        """Ctrl+K: snap the current track's mask edge on the shown frame to the image (GrabCut in a band)."""
+        track_id, frame = self._selection()[0], self.frame()
+        before = self.doc.track(track_id).frames.get(frame)
+        if before is None or before.area == 0:
+            raise ValueError(f"Track {track_id} has no mask on frame {frame}: draw one first, or go to a frame "
+                             "where it has one.")
+        self.box.refine((self.doc, track_id, frame, before), self._image(), before.decode())
+        self._say(f"Refining the edge of track {track_id}…")
+
+    @_guarded
+    def _on_refined(self, tag, mask) -> None:
+        doc, track_id, frame, before = tag
+        if doc is not self.doc or track_id not in doc.tracks or doc.track(track_id).frames.get(frame) is not before:
+            self._say("The mask changed while its edge was being refined: nothing done (Ctrl+K refines it again)")
+            return
+        cmd = doc.set_mask(track_id, frame, mask, label="Refine edge")
+        self._say("Edge refined (Ctrl+Z undoes it)" if cmd else "The edge already follows the image: nothing changed")
 
     @_guarded
     def _on_click(self, x: float, y: float) -> None:
@@ -236,20 +335,24 @@ class EditController(QObject):
         doc = self.doc
         if doc is None or track_id not in doc.tracks:
             return
-        first = doc.track(track_id).first
+        target = doc.track(track_id).nearest_frame(self.frame())  # stays here when the track is on this frame
         if track_id not in doc.selected:
             doc.select([track_id])
-        if first is not None:
-            self.window.timeline.set_frame(first)
+        if target is not None and target != self.frame():
+            self.window.timeline.set_frame(target)
 
     def _on_replaced(self) -> None:
+        self.box.drop()
         self.panel.set_document(self.doc)
+        self.labels.set_labels(self.doc.labels if self.doc is not None else (), fresh=True)
         self.update_actions()
 
     def _on_doc_event(self, event: DocEvent) -> None:
         doc = self.doc
         if event.kind in ("tracks", "view", "categories"):
             self.panel.refresh(event.tracks or None)
+        if event.kind == "categories" and doc is not None:
+            self.labels.set_labels(doc.labels)
         if event.kind == "view" and doc is not None:
             self.panel.select(doc.selected)
         if event.kind in ("view", "history", "tracks") and doc is not None:
@@ -267,10 +370,13 @@ class EditController(QObject):
         a.redo.setEnabled(have and doc.history.can_redo)
         a.undo.setText(f"&Undo {doc.history.undo_label}" if have and doc.history.can_undo else "&Undo")
         a.redo.setText(f"&Redo {doc.history.redo_label}" if have and doc.history.can_redo else "&Redo")
-        for act in (a.relabel, a.accept, a.reject, a.delete, a.hide):
+        for act in (a.accept, a.reject, a.delete, a.hide):
             act.setEnabled(n >= 1)
+        a.relabel.setEnabled(have)  # nothing selected: R chooses the label of new tracks
+        a.labels.setEnabled(have)
         for act in (a.delete_from, a.split, a.solo):
             act.setEnabled(n >= 1 or (act is a.solo and have and doc.solo is not None))
         a.merge.setEnabled(n >= 2)
+        a.refine_edge.setEnabled(n >= 1)
         a.new_track.setEnabled(have)
         a.select_all.setEnabled(have)

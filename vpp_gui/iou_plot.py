@@ -44,7 +44,8 @@ class IouPlot(pg.PlotWidget):
 
     def set_clip(self, count: int) -> None:
         self._count = count
-        self.setXRange(0, max(1, count - 1), padding=0.01)
+        if self.isVisible():  # hidden, its x link would push a range computed for its stale geometry onto the
+            self.setXRange(0, max(1, count - 1), padding=0.01)  # plots below (25..95 on a 60-frame clip)
         self.set_values(None)
 
     def set_values(self, frame_iou: np.ndarray | None) -> None:

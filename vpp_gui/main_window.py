@@ -13,9 +13,9 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
-from core.commands.models import imported_models as released_models
 from core.document import ClipInfo, DocEvent, Document
 from core.errors import VPPError
+from core.released_models import imported_models as released_models
 from core.studio import ModelInfo, ModelSpec, default_model_factory, synthetic_model_notice
 from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
@@ -24,11 +24,17 @@ from vpp_gui.controls import ControlsPanel
 from vpp_gui.document_bridge import DocumentBridge
 from vpp_gui.editing import EditController
 from vpp_gui.export import Exporter
+from vpp_gui.file_dialogs import start_folder
 from vpp_gui.frame_view import FrameView
+from vpp_gui.heatmap_default import HeatmapDefault
 from vpp_gui.iou_plot import IouPlot
+from vpp_gui.keyframe_strip import KeyframeStrip
+from vpp_gui.mask_menu import MaskMenu
+from vpp_gui.models_dialog import ModelsDialog, show_models_dialog
 from vpp_gui.notice_bar import NoticeBar
 from vpp_gui.plots import PlotsPanel
 from vpp_gui.project_io import ProjectIO
+from vpp_gui.propagation import PropagationController
 from vpp_gui.review_controller import ReviewController, review_docks
 from vpp_gui.settings import Settings
 from vpp_gui.status import StatusPanel
@@ -42,7 +48,9 @@ from vpp_gui.worker import InferenceRunner
 log = logging.getLogger(__name__)
 UI_CACHE_BYTES = 256 * 2**20
 PLOT_REFRESH_MS = 300
+SWEEP_WIDTH_SHARE = 0.45  # of the window, for the PKR sweep dock beside the timeline
 UNTRAINED_NOTE = "untrained model — masks are not meaningful"
+PROJECT_PLOTS_HINT = "kept ratio, ms and GFLOPs per frame are not saved in a project: Run (Ctrl+R) measures them"
 VIDEO_FILTERS = "Videos (*.mp4 *.avi *.mkv *.mov *.webm *.m4v);;All files (*)"
 
 
@@ -96,6 +104,8 @@ class MainWindow(QMainWindow):
         col = QVBoxLayout(bottom)
         col.setContentsMargins(0, 0, 0, 0)
         col.addWidget(self.timeline)
+        self.keyframe_strip = KeyframeStrip(self)  # per track: its frames and keyframes (vpp_gui.propagation)
+        col.addWidget(self.keyframe_strip)
         self.iou_plot = IouPlot(self)  # per-frame IoU against the ground truth (shown once one is loaded)
         col.addWidget(self.iou_plot)
         col.addWidget(self.plots, 1)
@@ -108,20 +118,27 @@ class MainWindow(QMainWindow):
                                                         self.controls.threshold()), self)
         self.sweep_dock = self._dock("PKR sweep", "sweepDock", self.sweep_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.sweep_dock.hide()  # until Inference → PKR sweep
-        self.resizeDocks([self.controls_dock], [330], Qt.Orientation.Horizontal)
+        # the right column as wide as the Tracks table's columns (no horizontal scroll bar at 1600x960)
+        self.resizeDocks([self.controls_dock], [max(330, self.tracks.preferred_width())], Qt.Orientation.Horizontal)
         self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
+        # the Tracks / Review docks get the taller share: the controls scroll, and M C L H reach the layers
+        self.resizeDocks([self.controls_dock, self.tracks_dock], [280, 340], Qt.Orientation.Vertical)
 
         self.actions_ = Actions(self)
         self.actions_.build_menus(self, [self.controls_dock, self.tracks_dock, self.timeline_dock,
                                          self.sweep_dock, self.review_dock, self.eval_dock])
         self.editing = EditController(self, self.bridge, self.actions_, self.view.tools, self.tracks)
         self.review = ReviewController(self)  # ground truth: load, draw, review and evaluation docks
+        self.propagation = PropagationController(self)  # T / Shift+T / Ctrl+T, keyframe keys and strip
+        self.mask_menu = MaskMenu(self)  # right-click on a mask
         for name, act in self.actions_.layers.items():
             self.controls.bind_layer_action(name, act)
         self._plot_timer = QTimer(self, singleShot=True, interval=PLOT_REFRESH_MS)
-        self._plot_timer.timeout.connect(lambda: self.plots.set_results(self.controller.results))
+        self._plot_timer.timeout.connect(self._refresh_plots)
         self._connect()
         window_state.restore(self)
+        self.heatmap_default = HeatmapDefault(self)  # after restore: on for the demo, off for real work
+        self.models_dialog: ModelsDialog | None = None  # "Get the authors' models…", made when first asked
         self._update_recent_menu()
         self.view.show_hint(self._no_clip_text())
 
@@ -157,8 +174,9 @@ class MainWindow(QMainWindow):
         a.first.triggered.connect(lambda: self.timeline.set_frame(0))
         a.last.triggered.connect(lambda: self.timeline.set_frame(self.timeline.count - 1))
         a.run.triggered.connect(lambda: c.restart(force=True, preview=self.timeline.frame))
-        a.cancel.triggered.connect(c.cancel)
-        a.sweep.triggered.connect(lambda: (self.sweep_dock.show(), self.sweep_dock.raise_()))
+        # Esc: the gesture on the canvas (polygon, box), else propagation, else inference
+        a.cancel.triggered.connect(lambda: self.editing.escape() or self.propagation.cancel() or c.cancel())
+        a.sweep.triggered.connect(self._show_sweep)
         self.clipOpened.connect(self.sweep_panel.set_clip)
         self.sweep_panel.pkrChosen.connect(lambda v: (self.controls.set_pkr(v),
                                                       self._configure(pkr=self.controls.pkr())))
@@ -168,6 +186,7 @@ class MainWindow(QMainWindow):
 
         self.controls.modelChosen.connect(lambda spec: self._configure(spec=spec))
         self.controls.checkpointRequested.connect(self.choose_checkpoint)
+        self.controls.zooRequested.connect(lambda: show_models_dialog(self))
         self.controls.deviceChosen.connect(lambda d: self._configure(device=d))
         self.controls.pkrChanged.connect(lambda v: self._configure(pkr=v))
         self.controls.thresholdChanged.connect(lambda t: self._configure(threshold=t))
@@ -213,7 +232,9 @@ class MainWindow(QMainWindow):
         old = self.bridge.doc
         if old is not None:
             old.stop_journal(delete=True)  # saved or discarded by maybe_save
+            old.release_lock()
         doc = document or Document(clip, settings=window_state.run_settings(self))
+        doc.claim()  # this window's project (a second window gets Save As only: doc.read_only)
         self.projects.start_journal(doc, journal)
         self.source, self.clip_path = source, str(Path(path).resolve())
         self.settings.add_recent(self.clip_path)
@@ -235,13 +256,13 @@ class MainWindow(QMainWindow):
         return True
 
     def choose_and_open(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames", self.settings.folder("open"))
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames", start_folder(self, "open"))
         if path:
             self.settings.set_folder("open", str(Path(path).parent))
             self.open_path(path)
 
     def choose_and_open_video(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a video", self.settings.folder("open"), VIDEO_FILTERS)
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", start_folder(self, "open"), VIDEO_FILTERS)
         if path:
             self.settings.set_folder("open", str(Path(path).parent))
             self.open_path(path)
@@ -300,9 +321,17 @@ class MainWindow(QMainWindow):
             if self._names and self.controller.state == "done":  # a cache hit: no ModelInfo will come
                 doc.set_categories(self._names)
             doc.begin_pass(results, self.controller.run_info())
-        self.plots.set_results(self.controller.results)
+        self._refresh_plots()
         self.timeline.set_progress(self.controller.results.count if self.controller.results else 0)
         self.show_frame()
+
+    def _refresh_plots(self) -> None:
+        """The pass's results; with none (a project opened, no pass run yet), the document's tracks."""
+        results, doc = self.controller.results, self.bridge.doc
+        if results is None and doc is not None and doc.tracks:
+            self.plots.set_results(doc.to_clip_results(), missing_hint=PROJECT_PLOTS_HINT)
+        else:
+            self.plots.set_results(results)
 
     def _on_frame_arrived(self, index: int, preview: bool) -> None:
         results = self.controller.results
@@ -426,6 +455,15 @@ class MainWindow(QMainWindow):
         return self.transfers.davis(folder)
 
     # -- misc -----------------------------------------------------------------------------------------
+    def _show_sweep(self) -> None:
+        """Show the sweep dock beside the timeline; when it opens, give it a share of the width its fields,
+        plot and table can use (it opened at its minimum width, its PKR field a few characters wide)."""
+        opening = self.sweep_dock.isHidden()
+        self.sweep_dock.show()
+        self.sweep_dock.raise_()
+        if opening:
+            self.resizeDocks([self.sweep_dock], [int(self.width() * SWEEP_WIDTH_SHARE)], Qt.Orientation.Horizontal)
+
     def show_error(self, title: str, message: str) -> None:
         self.statusBar().showMessage(message, 15000)
         QMessageBox.warning(self, title, message)
@@ -461,11 +499,16 @@ class MainWindow(QMainWindow):
             return
         if self.bridge.doc is not None:
             self.bridge.doc.stop_journal(delete=True)  # saved or deliberately discarded
+            self.bridge.doc.release_lock()
         self.timeline.pause()
         window_state.save(self)
         self.controller.cancel(quiet=True)
+        self.propagation.shutdown()
         self.sweep_panel.shutdown()
+        if self.models_dialog is not None:
+            self.models_dialog.shutdown()
         self.review.shutdown()
+        self.editing.box.shutdown()  # a GrabCut still running (box or refine)
         if not self.controller.runner.shutdown(10000):
             log.warning("the inference thread did not stop within 10 s")
         self._render_timer.stop()

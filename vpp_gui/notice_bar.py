@@ -28,11 +28,13 @@ class NoticeBar(QFrame):
         self.hide()
 
     def notify(self, text: str) -> bool:
-        """Show ``text`` unless it was shown (and dismissed or replaced) before; True when shown now."""
+        """Show ``text`` unless it was shown before; True when shown now. A notice arriving while another
+        is up is added below it (one-time notices must not wipe each other out before they are read)."""
         if not text or text in self._shown:
             return False
         self._shown.add(text)
-        self.label.setText(text)
+        current = self.label.text() if not self.isHidden() else ""
+        self.label.setText(f"{current}\n\n{text}" if current else text)
         self.show()
         return True
 

@@ -63,31 +63,43 @@ def rle_runs(counts: bytes | str) -> np.ndarray:
     return runs
 
 
+#: Instances one frame's map can hold (uint16 values; a project holds fewer tracks than this).
+MAX_MAP_INSTANCES = 65535
+
+
+def map_dtype(num_instances: int) -> type:
+    """uint8 up to 255 instances on a frame (the common case, half the memory), else uint16."""
+    return np.uint8 if num_instances <= 255 else np.uint16
+
+
 def instance_map(frame: CompactFrame) -> np.ndarray:
-    """``[H, W]`` uint8: 0 background, ``k + 1`` where instance ``k`` is on top (higher score on top).
+    """``[H, W]`` uint8 (uint16 past 255 instances): 0 background, ``k + 1`` where instance ``k`` is on
+    top (higher score on top).
 
     RLEs are column-major, so the map is painted as ``[W, H]`` and transposed once at the end
     (``cv2.transpose``: far faster than NumPy's strided copy); every layer below is C-contiguous,
     which the view needs to show an image without copying it again.
     """
-    if frame.num_instances > 255:
-        raise ValueError(f"{frame.num_instances} instances do not fit a uint8 instance map")
-    ids = np.zeros(frame.width * frame.height, np.uint8)
+    if frame.num_instances > MAX_MAP_INSTANCES:
+        raise ValueError(f"{frame.num_instances} instances on one frame are more than the {MAX_MAP_INSTANCES} "
+                         "VPP Studio can draw")
+    dtype = map_dtype(frame.num_instances)
+    ids = np.zeros(frame.width * frame.height, dtype)
     for k in np.argsort(frame.scores, kind="stable"):
         if frame.areas[k] == 0:
             continue
         runs = rle_runs(frame.rles[k]["counts"])
-        values = np.zeros(len(runs), np.uint8)
+        values = np.zeros(len(runs), dtype)
         values[1::2] = k + 1
         painted = np.repeat(values, runs)
-        np.copyto(ids, painted, where=painted.view(bool))
+        np.copyto(ids, painted, where=painted.view(bool) if dtype is np.uint8 else painted != 0)
     return cv2.transpose(ids.reshape(frame.width, frame.height))
 
 
 def _lut(frame: CompactFrame, *, hollow: frozenset[int] = frozenset(),
          selected: frozenset[int] = frozenset()) -> np.ndarray:
     """Colour per instance-map value; ``hollow`` tracks get no fill, ``selected`` ones white outlines."""
-    lut = np.zeros((256, 4), np.uint8)
+    lut = np.zeros((max(256, frame.num_instances + 1), 4), np.uint8)
     for k, tid in enumerate(frame.track_ids.tolist()):
         lut[k + 1, :3] = (255, 255, 255) if tid in selected else track_color(tid)
         lut[k + 1, 3] = 0 if tid in hollow else 255
@@ -114,8 +126,12 @@ def render_contours(ids: np.ndarray, frame: CompactFrame, thickness: int | None 
     ids = np.ascontiguousarray(ids)
     lo = cv2.erode(ids, kernel, borderType=cv2.BORDER_REPLICATE)
     hi = cv2.dilate(ids, kernel, borderType=cv2.BORDER_REPLICATE)
-    np.not_equal(lo, hi, out=lo.view(bool))  # lo != hi exactly where a pixel has another id within t
-    edge = np.where(lo.view(bool), ids, np.uint8(0))
+    if ids.dtype == np.uint8:
+        np.not_equal(lo, hi, out=lo.view(bool))  # lo != hi exactly where a pixel has another id within t
+        near = lo.view(bool)
+    else:
+        near = lo != hi
+    edge = np.where(near, ids, ids.dtype.type(0))
     return np.take(_lut(frame, selected=selected), edge, axis=0)
 
 
@@ -278,7 +294,7 @@ def render_layers(frame: CompactFrame, *, masks: bool = True, contours: bool = T
         if contours or selected or hollow:
             if not contours:  # only the selected / hollow outlines
                 keep = [k + 1 for k, t in enumerate(frame.track_ids.tolist()) if t in selected or t in hollow]
-                ids = np.where(np.isin(ids, keep), ids, np.uint8(0))
+                ids = np.where(np.isin(ids, keep), ids, ids.dtype.type(0))
             out.contours = render_contours(ids, frame, selected=selected)
     if heatmap and frame.kept.shape[0]:
         out.heatmap = render_heatmap(frame.kept, stage, frame.height, frame.width, long_side=long_side, patch=patch)

@@ -80,6 +80,9 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
         self.plots["tracks"].setLabel("bottom", "frame")
         self._track_curves: dict[int, pg.PlotDataItem] = {}
         self._count = 0
+        self.hint = pg.TextItem("", color="#9e9e9e", anchor=(0, 0))  # why a plot is empty (see set_results)
+        self.plots["keep_ratio"].addItem(self.hint, ignoreBounds=True)
+        self.plots["keep_ratio"].sigXRangeChanged.connect(self._place_hint)
         self.scene().sigMouseClicked.connect(self._on_click)
 
     def set_clip(self, count: int) -> None:
@@ -88,22 +91,29 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
         self.plots["keep_ratio"].setXRange(0, max(1, count - 1), padding=0.01)
 
     def clear_results(self) -> None:
+        self.hint.setText("")
         for curve in self.curves.values():
             curve.setData([], [])
         for curve in self._track_curves.values():
             self.plots["tracks"].removeItem(curve)
         self._track_curves.clear()
 
-    def set_results(self, results: ClipResults | None) -> None:
+    def set_results(self, results: ClipResults | None, *, missing_hint: str = "") -> None:
+        """Plot ``results`` (a pass's, or a document's tracks); ``missing_hint`` is shown where the kept
+        ratio, ms and GFLOPs plots have no value at all (e.g. a project: they are not saved in it)."""
         if results is None:
             self.clear_results()
             return
         x = np.arange(results.num_frames, dtype=float)
         series = results.series()
+        empty = True
         for key, curve in self.curves.items():
             y = series[key]
             done = np.isfinite(y)
+            empty = empty and not done.any()
             curve.setData(x[done], y[done], skipFiniteCheck=True)
+        self.hint.setText(missing_hint if empty else "")
+        self._place_hint()
         tracks = results.track_scores(MAX_TRACK_CURVES)
         for tid in [t for t in self._track_curves if t not in tracks]:
             self.plots["tracks"].removeItem(self._track_curves.pop(tid))
@@ -116,6 +126,10 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
             curve.setData(x, scores)
         top = np.nanmax([np.nanmax(s) for s in tracks.values()]) if tracks else 1.0
         self.plots["tracks"].setYRange(0, max(0.05, float(top) * 1.1), padding=0)
+
+    def _place_hint(self, *_args) -> None:
+        left, right = self.plots["keep_ratio"].viewRange()[0]
+        self.hint.setPos(left + 0.01 * (right - left), 1.0)
 
     def set_cursor(self, frame: int) -> None:
         for cursor in self.cursors:

@@ -2,6 +2,11 @@
 
 The file work is :mod:`core.document`'s (atomic project writes, the journal); this module only asks
 the questions. Dialog calls go through small methods so tests can answer them.
+
+Opening a project always looks for the crash journal beside it (whatever the recent-projects list
+says) and offers to recover it; "No: ask again next time" keeps it (the session then journals into
+the app's data folder), only "Discard" removes it. A project another window has open is opened for
+Save As only (:attr:`Document.read_only`).
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from core.document import PROJECT_SUFFIX, Document, find_recoverable
+from core.document import PROJECT_SUFFIX, Document, find_recoverable, journal_path_for
+from core.document.journal import recovery_candidate
 from core.document.project import locate_clip, read_relative_clip_path
 from core.errors import VPPError
+from vpp_gui.file_dialogs import start_folder, start_path
 
 log = logging.getLogger(__name__)
 PROJECT_FILTER = f"VPP Studio projects (*{PROJECT_SUFFIX});;All files (*)"
@@ -37,14 +44,16 @@ class ProjectIO:
             return False
         if doc.path is None:
             return self.save_as()
+        if doc.read_only:
+            self.window.show_error("Save As only", f"{doc.read_only}\n\nChoose another name to save your work.")
+            return self.save_as()
         return self._save_to(doc.path)
 
     def save_as(self) -> bool:
         doc = self.doc
         if doc is None:
             return False
-        start = str(doc.path) if doc.path else str(Path(self.settings.folder("project")) /
-                                                    f"{doc.clip.name}{PROJECT_SUFFIX}")
+        start = str(doc.path) if doc.path else start_path(self.window, "project", f"{doc.clip.name}{PROJECT_SUFFIX}")
         path = self.ask_save_path(start)
         if not path:
             return False
@@ -70,7 +79,7 @@ class ProjectIO:
 
     # -- opening -------------------------------------------------------------------------------------
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open project", self.settings.folder("project"),
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open project", start_folder(self.window, "project"),
                                               PROJECT_FILTER)
         if path:
             self.open(path)
@@ -78,12 +87,56 @@ class ProjectIO:
     def open(self, path: str | Path) -> bool:
         if not self.maybe_save():
             return False
+        recovered = self._recover_beside(Path(path))
+        if recovered is not None:
+            return recovered
         try:
             doc = Document.load(path)
         except (VPPError, OSError) as exc:
             self.window.show_error("Cannot open the project", str(exc))
             return False
         return self._show(doc, Path(path))
+
+    def _recover_beside(self, project: Path) -> bool | None:
+        """The crash journal beside ``project``, if one holds edits: offered for recovery whatever the
+        settings list. Returns whether the recovered document was shown, or None to open the project."""
+        try:
+            c = recovery_candidate(journal_path_for(project))
+        except OSError as exc:
+            log.warning("could not look at the journal beside %s: %s", project, exc)
+            return None
+        if c is None:
+            return None
+        if c.problem is not None:
+            self.window.show_error("Cannot recover", f"{c.problem}\n\nThe journal is left at {c.path}; the project "
+                                   "opens without it, and your new edits are journalled elsewhere.")
+            return None
+        return self._offer(c, project)
+
+    def _offer(self, c, project: Path | None) -> bool | None:
+        """Ask about one journal: True (recovered and shown), False (recovered, but its clip could not be
+        shown), None (not recovered: declined, discarded, or refused; the project then opens as saved)."""
+        answer = self.ask_recover(c)
+        if answer == Button.Discard:
+            self.discard_journal(c.path)
+            return None
+        if answer != Button.Yes:
+            return None  # "ask again next time": the journal stays as it is
+        try:
+            doc = Document.recover(c.path, project=project)
+        except (VPPError, OSError) as exc:
+            self.window.show_error("Cannot recover", f"{exc}\n\nThe journal is left at {c.path}.")
+            return None
+        if self._show(doc, doc.path, journal=c.path):
+            self.window.statusBar().showMessage(f"recovered {c.edits} edit(s) from {c.path}", 10000)
+            return True
+        return False
+
+    @staticmethod
+    def discard_journal(path: Path) -> None:
+        """A person chose to discard the journal's edits: remove it (only a regular file, not a link)."""
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
 
     def _show(self, doc: Document, project: Path | None, *, journal: Path | None = None) -> bool:
         rel = read_relative_clip_path(project) if project is not None else None
@@ -100,6 +153,9 @@ class ProjectIO:
         if project is not None:
             self.settings.set_folder("project", str(Path(project).resolve().parent))
             self.settings.add_recent_project(str(Path(project).resolve()))
+        if doc.read_only:
+            self.window.show_error("Project open in another window", f"{doc.read_only}\n\nYou can look and edit "
+                                   "here; Save stores your work under another name (Save As).")
         return True
 
     def start_journal(self, doc: Document, journal: Path | None = None) -> None:
@@ -112,6 +168,11 @@ class ProjectIO:
         except (VPPError, OSError) as exc:
             log.warning("no recovery journal: %s", exc)
             self.window.show_error("Autosave is off", f"Edits cannot be journalled for recovery ({exc}). Save often.")
+            return
+        if doc.journal_note:
+            log.info("journal in %s: %s", doc.journal_path, doc.journal_note)
+            self.window.statusBar().showMessage(f"edits are journalled in {doc.journal_path} ({doc.journal_note})",
+                                                15000)
 
     # -- closing -------------------------------------------------------------------------------------
     def maybe_save(self) -> bool:
@@ -130,30 +191,23 @@ class ProjectIO:
             Button.Save | Button.Discard | Button.Cancel, Button.Save)
 
     # -- recovery ------------------------------------------------------------------------------------
-    def offer_recovery(self) -> bool:
-        """After a crash: offer each journal left behind; True when one was recovered and opened."""
+    def offer_recovery(self, skip: Path | str | None = None) -> bool:
+        """After a crash: offer each journal left behind; True when one was recovered and opened.
+
+        ``skip``: a project about to be opened (its own journal is offered by :meth:`open`)."""
         try:
             candidates = find_recoverable(self.data_dir, self.settings.recent_projects())
         except OSError as exc:
             log.warning("could not look for journals to recover: %s", exc)
             return False
+        skipped = journal_path_for(Path(skip).resolve()) if skip is not None else None
         for c in candidates:
+            if skipped is not None and c.path.resolve() == skipped:
+                continue
             if c.problem is not None:
                 self.window.show_error("Cannot recover", f"{c.problem}\n\nThe journal is left at {c.path}.")
                 continue
-            answer = self.ask_recover(c)
-            if answer == Button.Discard:
-                c.path.unlink(missing_ok=True)
-                continue
-            if answer != Button.Yes:
-                continue
-            try:
-                doc = Document.recover(c.path)
-            except (VPPError, OSError) as exc:
-                self.window.show_error("Cannot recover", f"{exc}\n\nThe journal is left at {c.path}.")
-                continue
-            if self._show(doc, doc.path, journal=c.path):
-                self.window.statusBar().showMessage(f"recovered {c.edits} edit(s) from {c.path}", 10000)
+            if self._offer(c, None):
                 return True
         return False
 

@@ -24,6 +24,7 @@ from core.errors import VPPError
 from core.review_state import MODE_TEXT, ReviewState, Ticket
 from vpp_gui.background import LatestRunner
 from vpp_gui.eval_panel import EvalPanel
+from vpp_gui.file_dialogs import start_folder
 from vpp_gui.gt_overlay import gt_labels, render_gt
 from vpp_gui.review_panel import ReviewPanel
 
@@ -113,7 +114,7 @@ class ReviewController(QObject):
         if self.doc is None:
             w.show_error("Cannot load ground truth", "Open the clip the ground truth belongs to first.")
             return
-        start = w.settings.folder("gt") or str(Path(self.doc.clip.path).parent)
+        start = start_folder(w, "gt")
         if kind == "folder":
             path = QFileDialog.getExistingDirectory(w, "Ground truth: a folder of DAVIS PNG masks", start)
         else:

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import FunctionWorker
 
 from core.sweep import DEFAULT_PKRS, Cancelled
+from vpp_gui.file_dialogs import folder_of
 
 #: (what the plot calls it, symbol, colour) per row mode
 STYLES = {"dense": ("dense", "d", "#f5f5f5"), "vpp": ("VPP", "o", "#4fc3f7"), "random": ("random drop", "t", "#ffb74d")}
@@ -103,6 +104,7 @@ class SweepPanel(QWidget):
         gt_folder.clicked.connect(self._choose_gt_folder)
         self.pkr_edit = QLineEdit(", ".join(str(p) for p in DEFAULT_PKRS), self)
         self.pkr_edit.setToolTip("PKRs to run, comma separated (1.0 is the dense model)")
+        self.pkr_edit.setMinimumWidth(self.pkr_edit.fontMetrics().horizontalAdvance(self.pkr_edit.text() + "0000"))
         self.random_check = QCheckBox("random drop", self)
         self.random_check.setChecked(True)
         self.random_check.setToolTip("Also run a random token drop at the same keep ratios")
@@ -152,12 +154,15 @@ class SweepPanel(QWidget):
         row.addWidget(gt_file)
         row.addWidget(gt_folder)
         layout.addLayout(row)
-        row = QHBoxLayout()
+        row = QHBoxLayout()  # the PKRs on a row of their own: the whole list stays readable in a narrow dock
         row.addWidget(QLabel("PKRs", self))
         row.addWidget(self.pkr_edit, 1)
         row.addWidget(self.random_check)
+        layout.addLayout(row)
+        row = QHBoxLayout()
         row.addWidget(QLabel("x axis", self))
         row.addWidget(self.x_axis)
+        row.addStretch(1)
         row.addWidget(self.run_button)
         row.addWidget(self.cancel_button)
         layout.addLayout(row)
@@ -198,7 +203,8 @@ class SweepPanel(QWidget):
             self.set_gt(path)
 
     def _start_dir(self) -> str:
-        return str(Path(self.gt_path() or self.clip_path or Path.home()).parent)
+        """Beside the GT chosen, else beside the clip (the window's dialogs start there too), else home."""
+        return folder_of(self.gt_path(), self.clip_path) or str(Path.home())
 
     # -- running ------------------------------------------------------------------------------------
     @property

@@ -42,12 +42,18 @@ TRACK_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 COLUMNS = ("ID", "Category", "Score", "First", "Last", "Frames", "Review", "Edited", "Visible")
 ID, CATEGORY, SCORE, FIRST, LAST, FRAMES, REVIEW, EDITED, VISIBLE = range(len(COLUMNS))
 HEADER_TIPS = {
-    ID: "Track id (its colour in the view)", CATEGORY: "Category name", SCORE: "Mean score over the track's frames",
+    ID: "Track id (its colour in the view)", CATEGORY: "Label (with its colour; Ctrl+L edits the labels)",
+    SCORE: "Mean score over the track's frames",
     FIRST: "First frame of the track", LAST: "Last frame of the track", FRAMES: "Number of frames with a mask",
     REVIEW: "Review state (A accepts, X rejects)", EDITED: "✎: drawn, imported or edited by a person",
     VISIBLE: "Shown or hidden in the view (Ctrl+H)",
 }
 REVIEW_TEXT = {"unreviewed": "unreviewed", "accepted": "✓ accepted", "rejected": "✗ rejected"}
+#: The widest text of each column (the Category column stretches), its padding, the sorted column's arrow
+#: and the ID column's colour swatch: what :meth:`TracksPanel._fit_columns` sizes the columns by.
+COLUMN_SAMPLES = (("0000",), (), ("0.00",), ("00000",), ("00000",), ("00000",), tuple(REVIEW_TEXT.values()), ("✎",),
+                  ("hidden", "shown"))
+CELL_PAD, SORT_ARROW, ICON_ROOM = 14, 16, 20
 REVIEW_ORDER = {"unreviewed": 0, "accepted": 1, "rejected": 2}
 _NUMERIC = (ID, SCORE, FIRST, LAST, FRAMES)
 _EVENTS = frozenset({"tracks", "view", "categories", "results"})
@@ -96,6 +102,7 @@ class TracksModel(QAbstractTableModel):
         self._notes: dict[int, str] = {}
         self._pos: dict[int, int] = {}
         self._colors: dict[int, QColor] = {}
+        self._label_colors: dict[int, QColor] = {}
 
     # -- updating ----------------------------------------------------------------------------------
     def set_rows(self, rows: Sequence[TrackRow], notes: dict[int, str]) -> bool:
@@ -122,6 +129,14 @@ class TracksModel(QAbstractTableModel):
             self._pos.update({t: n + k for k, t in enumerate(new_ids[n:])})
             self.endInsertRows()
         return False
+
+    def set_label_colors(self, colors: dict[int, str]) -> None:
+        """The labels' colours (id -> "#rrggbb"), shown beside each row's label; a change redraws that column."""
+        if {k: QColor(v) for k, v in colors.items()} == self._label_colors:
+            return
+        self._label_colors = {k: QColor(v) for k, v in colors.items()}
+        if self._rows:
+            self.dataChanged.emit(self.index(0, CATEGORY), self.index(len(self._rows) - 1, CATEGORY))
 
     # -- reading -----------------------------------------------------------------------------------
     def row_of(self, track_id: int) -> int | None:
@@ -167,6 +182,8 @@ class TracksModel(QAbstractTableModel):
             if color is None:
                 color = self._colors[r.id] = QColor(*track_color(r.id))
             return color
+        if role == Qt.ItemDataRole.DecorationRole and col == CATEGORY:
+            return self._label_colors.get(r.category_id)
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == EDITED and by_person(r):
                 return edit_reason(r)
@@ -254,7 +271,8 @@ class TrackTable(QTableView):
 
 
 class TracksPanel(QWidget):
-    """Every track of the document; click or Enter seeks to a track, Ctrl / Shift+click select several.
+    """Every track of the document; click or Enter selects a track (the window seeks to it when it is not on
+    the frame shown), Ctrl / Shift+click select several.
 
     The panel follows the document itself (it subscribes to its events and refreshes, coalesced);
     :meth:`refresh` may also be called directly, as often as wanted.
@@ -294,10 +312,9 @@ class TracksPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setStretchLastSection(False)
         header.setHighlightSections(False)
-        samples = ("■ 00000", "", "0.00", "00000", "00000", "00000", "✗ unreviewed", "✎", "hidden")
-        for col, sample in enumerate(samples):
-            header.resizeSection(col, max(fm.horizontalAdvance(sample), fm.horizontalAdvance(COLUMNS[col])) + 24)
         header.setSectionResizeMode(CATEGORY, QHeaderView.ResizeMode.Stretch)
+        self._fit_columns()
+        header.sortIndicatorChanged.connect(lambda *_: self._fit_columns())
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -311,6 +328,30 @@ class TracksPanel(QWidget):
         self.table.rowActivated.connect(self._activate)
         self.table.selectionModel().selectionChanged.connect(self._selection_moved)
         self.table.selectionModel().currentChanged.connect(self._selection_moved)
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its header or its widest cell, not wider: the sort arrow's room only in the
+        sorted column (every header reserves it otherwise, which pushed the last columns out of a side dock)."""
+        fm, header = self.table.fontMetrics(), self.table.horizontalHeader()
+        sorted_col = header.sortIndicatorSection()
+        for col, samples in enumerate(COLUMN_SAMPLES):
+            if col == CATEGORY:
+                continue
+            title = fm.horizontalAdvance(COLUMNS[col]) + (SORT_ARROW if col == sorted_col else 0)
+            cells = max(fm.horizontalAdvance(t) for t in samples) + (ICON_ROOM if col == ID else 0)
+            header.resizeSection(col, max(title, cells) + CELL_PAD)
+
+    def preferred_width(self) -> int:
+        """Wide enough to show every column without a horizontal scroll bar (the window sizes its dock so)."""
+        header = self.table.horizontalHeader()
+        fixed = sum(header.sectionSize(c) for c in range(len(COLUMNS)) if c != CATEGORY)
+        category = self.table.fontMetrics().horizontalAdvance(COLUMNS[CATEGORY]) + CELL_PAD + ICON_ROOM
+        return (fixed + category + self.table.verticalScrollBar().sizeHint().width()
+                + 2 * self.table.frameWidth() + 4)
+
+    def add_header(self, widget: QWidget) -> None:
+        """Put ``widget`` above the table (the current-label selector)."""
+        self.layout().insertWidget(0, widget)
 
     # -- document ----------------------------------------------------------------------------------
     def set_document(self, doc: Document | None) -> None:
@@ -336,6 +377,7 @@ class TracksPanel(QWidget):
         rows = doc.rows() if doc is not None else []
         notes = {tid: t.note for tid, t in doc.tracks.items()} if doc is not None else {}
         selected, current = self.selected(), self._current_id()
+        self.model.set_label_colors({label.id: label.color for label in doc.labels} if doc is not None else {})
         self._quiet += 1
         try:
             if self.model.set_rows(rows, notes):

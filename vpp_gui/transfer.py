@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from core.errors import VPPError
 from vpp_gui.export import COCO_FILTERS, YTVIS_FILTERS, incomplete_message, write_coco, write_davis, write_ytvis
+from vpp_gui.file_dialogs import start_folder, start_path
 
 IMPORT_FILTERS = "YouTube-VIS results or ground truth (*.json *.zip);;All files (*)"
 
@@ -53,7 +54,7 @@ class Transfers:
         if not self.ready():
             return
         w = self.window
-        start = str(Path(w.settings.folder("export")) / "results.json")
+        start = start_path(w, "export", "results.json")
         path, chosen = QFileDialog.getSaveFileName(w, "Export YouTube-VIS results", start, YTVIS_FILTERS)
         if path:
             self.ytvis(path, zipped=path.lower().endswith(".zip") or ".zip" in chosen)
@@ -73,7 +74,7 @@ class Transfers:
         if not self.ready():
             return
         w = self.window
-        folder = QFileDialog.getExistingDirectory(w, "Export DAVIS masks into a folder", w.settings.folder("export"))
+        folder = QFileDialog.getExistingDirectory(w, "Export DAVIS masks into a folder", start_folder(w, "export"))
         if folder:
             self.davis(folder)
 
@@ -88,7 +89,7 @@ class Transfers:
         if not self.ready():
             return
         w = self.window
-        start = str(Path(w.settings.folder("export")) / "coco.json")
+        start = start_path(w, "export", "coco.json")
         path, _ = QFileDialog.getSaveFileName(w, "Export COCO per-frame JSON", start, COCO_FILTERS)
         if path:
             self.coco(path)
@@ -104,14 +105,14 @@ class Transfers:
     # -- import ------------------------------------------------------------------------------------
     def import_dialog(self) -> None:
         w = self.window
-        path, _ = QFileDialog.getOpenFileName(w, "Import masks for this clip", w.settings.folder("import"),
+        path, _ = QFileDialog.getOpenFileName(w, "Import masks for this clip", start_folder(w, "import"),
                                               IMPORT_FILTERS)
         if path:
             self.import_path(path)
 
     def import_davis_dialog(self) -> None:
         w = self.window
-        folder = QFileDialog.getExistingDirectory(w, "Import a folder of DAVIS PNG masks", w.settings.folder("import"))
+        folder = QFileDialog.getExistingDirectory(w, "Import a folder of DAVIS PNG masks", start_folder(w, "import"))
         if folder:
             self.import_path(folder)
 

@@ -7,6 +7,10 @@ from core.document import RunSettings
 from core.resources import default_pkr
 from core.studio import ModelSpec
 
+#: The dock layout's version: raised when the default layout changes, so that a layout saved before (e.g.
+#: the Tracks dock too narrow for its columns, issue 24) is not restored over the new defaults.
+LAYOUT_VERSION = 1
+
 
 def restore(window) -> None:
     """Theme, run choices, layers and the window layout from the settings."""
@@ -26,14 +30,14 @@ def restore(window) -> None:
     if geometry is not None:
         self.restoreGeometry(geometry)
     if state is not None:
-        self.restoreState(state)
+        self.restoreState(state, LAYOUT_VERSION)  # a layout saved by an older version is refused: defaults
 
 
 def save(window) -> None:
     """The window layout, run choices and layers into the settings."""
     self = window
     s = self.settings
-    s.set_window_layout(self.saveGeometry(), self.saveState())
+    s.set_window_layout(self.saveGeometry(), self.saveState(LAYOUT_VERSION))
     s.set_value("run/pkr", self.controls.pkr())
     s.set_value("run/device", self.controls.device())
     s.set_value("run/threshold", self.controls.threshold() or 0.0)
@@ -60,3 +64,4 @@ def apply_run_settings(window, rs: RunSettings) -> None:
     self.controls.set_pkr(rs.pkr)
     self.controls.set_threshold(rs.threshold)
     self.controller.set_settings(spec=spec, device=rs.device, pkr=float(rs.pkr), threshold=rs.threshold)
+    self._set_untrained_note(spec.known_untrained(), spec.location())  # the model's path, until it loads

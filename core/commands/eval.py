@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from core import __version__
 from core.atomic import atomic_write_text
-from core.data.ytvis import read_ytvis_gt, read_ytvis_results
+from core.data.ytvis import YtvisGroundTruth, YtvisResult, read_ytvis_gt, read_ytvis_results
 from core.errors import DataError
 from core.evaluation.ytvis_eval import evaluate, format_table
 
@@ -28,10 +29,22 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def known_categories(results: tuple[YtvisResult, ...], gt: YtvisGroundTruth, source: str) -> tuple[YtvisResult, ...]:
+    """The results whose category the ground truth has; the others are ignored with one warning naming
+    their ids (as the official YouTube-VIS evaluator does: it scores the GT's categories only)."""
+    known = set(gt.category_ids)
+    extra = sorted({r.category_id for r in results} - known)
+    if extra:
+        n = sum(r.category_id not in known for r in results)
+        print(f"warning: {source}: ignored {n} result track(s) of category id(s) {', '.join(map(str, extra))}, "
+              "which the ground truth does not have", file=sys.stderr)
+    return tuple(r for r in results if r.category_id in known)
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     gt = read_ytvis_gt(args.gt)
-    results = read_ytvis_results(args.results, gt)
+    results = known_categories(read_ytvis_results(args.results, gt, check_categories=False), gt, args.results)
     figures = evaluate(gt, results, area_ranges=args.area_ranges, frame_metrics=not args.no_frame_metrics,
                        source=f"{args.results} (against {args.gt})")
     seconds = time.perf_counter() - start

@@ -5,13 +5,15 @@
 What is written is what the app shows: every track of the project after a person's edits, rejected
 tracks left out. All outputs are written together through :mod:`core.export` (all or none, each with a
 run record). The clip itself need not be on this machine: the project holds the masks and frame names.
-With ``--recover``, a journal left beside the project by a crash is applied first.
+With ``--recover``, a journal left beside the project by a crash is applied first; a journal of another
+clip, of another project or of another version of this one is refused whole.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from core.errors import DataError, VPPError
@@ -33,6 +35,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.document import Document, journal_path_for
+    from core.document.journal import unsaved_edits
     from core.export import VideoExport, check_outputs, export_results
 
     project = Path(args.project)
@@ -44,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(**outputs, inputs=(project,))  # a clear error before reading a large project
     journal = journal_path_for(project)
     if args.recover:
-        if not journal.is_file():
+        if not os.path.lexists(journal):
             raise DataError(f"{journal}: no journal to recover beside {project}")
-        doc = Document.recover(journal)
+        doc = Document.recover(journal, project=project)  # a journal of another clip or project: refused whole
     else:
         doc = Document.load(project)
     clip = doc.to_clip_results(include_rejected=args.include_rejected)
@@ -55,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
     summary = export_results([video], **outputs, categories=tuple(sorted(doc.categories.items())),
                              record=doc.run_record("vpp export"), inputs=inputs)
     report = {"project": str(project), "tracks": summary.tracks.get(1, 0), "written": [str(p) for p in summary.paths]}
-    if journal.is_file() and not args.recover:
-        report["warning"] = (f"{journal} holds edits not saved in the project (a crash?); "
-                             "open the project in the app to recover them, or pass --recover")
+    pending = 0 if args.recover else unsaved_edits(journal)
+    if pending is None:
+        report["warning"] = (f"{journal} cannot be read; it may hold edits not saved in the project: open the "
+                             "project in the app to see them")
+    elif pending:
+        report["warning"] = (f"{journal} holds {pending} edit(s) not saved in the project (a crash, or unsaved "
+                             "edits in an open app); save or recover them in the app, or pass --recover")
     print(json.dumps(report))
     return 0

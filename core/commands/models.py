@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from core import model_zoo
+from core import model_zoo, released_models
+from core.released_models import imported_models, imported_path  # noqa: F401 - the names the app used to import
 
 
 def add_parser(sub) -> None:
@@ -33,32 +33,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _pkr(entry: model_zoo.ZooEntry) -> str:
-    if entry.pkr is None:
-        return "-"
-    return "100% (dense)" if entry.pkr == 1.0 else f"{entry.pkr * 100:.1f}%"
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "unknown"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)  # pragma: no cover
-
-
 def list_table(dest_dir=None) -> str:
-    """The ``vpp models list`` table as text."""
-    folder = dest_dir if dest_dir is not None else model_zoo.cache_dir()
-    header = ("name", "variant", "kind", "PKR", "size", "cached", "checksum")
-    rows = []
-    for e in model_zoo.ZOO:
-        cached = model_zoo.cached_path(e, folder)
-        size = e.size if e.size is not None else (cached.stat().st_size if cached else None)
-        rows.append((e.name, e.variant, e.kind, _pkr(e), _size(size), "yes" if cached else "no",
-                     "published" if e.sha256 else "not published"))
+    """The ``vpp models list`` table as text (the app's dialog shows the same rows)."""
+    folder = released_models.folder_or_cache(dest_dir)
+    header = ("name", "variant", "kind", "PKR", "size", "state", "checksum")
+    rows = [(m.entry.name, m.entry.variant, m.entry.kind, released_models.pkr_text(m.entry), m.size_text,
+             m.state_text, "published" if m.entry.sha256 else "not published")
+            for m in released_models.local_models(folder)]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in (header, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -73,23 +54,6 @@ def list_table(dest_dir=None) -> str:
     return "\n".join(lines)
 
 
-def imported_path(entry: model_zoo.ZooEntry, folder) -> Path:
-    """Where ``vpp models download`` puts the imported model of ``entry``."""
-    return Path(folder) / f"{entry.name}.safetensors"
-
-
-def imported_models(folder=None) -> list[tuple[str, Path]]:
-    """(name, path) of the released models already downloaded and imported into ``folder`` (default: the cache),
-    in the release's order: what the app's Model list offers."""
-    folder = folder if folder is not None else model_zoo.cache_dir()
-    out = []
-    for e in model_zoo.ZOO:
-        p = imported_path(e, folder)
-        if p.is_file():
-            out.append((e.name, p))
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     folder = getattr(args, "dir", None)
     if args.models_command == "list":
@@ -97,20 +61,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "download":
         entry = model_zoo.get_entry(args.name)
-        dest = folder if folder is not None else model_zoo.cache_dir()
-        path = model_zoo.download(entry, dest, progress=not getattr(args, "no_progress", False))
+        dest = released_models.folder_or_cache(folder)
+        progress = not getattr(args, "no_progress", False)
+        no_import = getattr(args, "no_import", False)
+        try:
+            out = released_models.get_model(entry, dest, do_import=not no_import, progress=progress)
+        except model_zoo.DownloadError as exc:
+            raise model_zoo.DownloadError(f"{exc}\n{released_models.offline_help(entry, dest)}") from None
+        path = dest / entry.filename
         recorded = model_zoo.read_sidecar(path)
         status = "verified" if entry.sha256 else "unverified (the release publishes no checksum)"
         print(f"sha256 {recorded or '?'}: {status}", file=sys.stderr)
-        if getattr(args, "no_import", False):
+        if no_import:
             print(path)
             print(f"to use it: vpp import-checkpoint {path} --out {entry.name}.safetensors --variant {entry.variant}",
                   file=sys.stderr)
             return 0
-        from core.commands import import_checkpoint
-
-        out = imported_path(entry, dest)
-        import_checkpoint.run(argparse.Namespace(src=str(path), out=str(out), variant=entry.variant))
         print(out)
         print(f"to use it: vpp infer CLIP --model {out}, or choose it in the app's Model list", file=sys.stderr)
         return 0

@@ -240,9 +240,9 @@ def parse_ytvis_results(data: Any, gt: YtvisGroundTruth | None = None, *,
 
 
 def _parse_results(data: Any, gt: YtvisGroundTruth | None, source: str | Path, *,
-                   owned: bool) -> tuple[YtvisResult, ...]:
+                   owned: bool, check_categories: bool = True) -> tuple[YtvisResult, ...]:
     shapes = gt.video_shapes() if gt is not None else None
-    cats = set(gt.category_ids) if gt is not None else None
+    cats = set(gt.category_ids) if gt is not None and check_categories else None
     converted: list = []
     problems = check_results(data, shapes, cats, segmentations_out=converted, reuse=owned)
     if problems:
@@ -434,11 +434,15 @@ def read_ytvis_gt(path: str | Path) -> YtvisGroundTruth:
     raise _out_of_memory(path, "check and load this ground truth")
 
 
-def read_ytvis_results(path: str | Path, gt: YtvisGroundTruth | None = None) -> tuple[YtvisResult, ...]:
-    """Read a results ``.json`` or a zip holding ``results.json``; with ``gt``, check ids, lengths, sizes."""
+def read_ytvis_results(path: str | Path, gt: YtvisGroundTruth | None = None, *,
+                       check_categories: bool = True) -> tuple[YtvisResult, ...]:
+    """Read a results ``.json`` or a zip holding ``results.json``; with ``gt``, check ids, lengths, sizes.
+
+    ``check_categories=False``: a category id the ground truth lacks is let through (``vpp eval``
+    ignores those results, as the official evaluator does); every other check stays."""
     data, source = _load_results_json(Path(path))
     try:
-        return _parse_results(data, gt, source, owned=True)
+        return _parse_results(data, gt, source, owned=True, check_categories=check_categories)
     except MemoryError:
         pass
     del data

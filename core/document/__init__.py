@@ -5,7 +5,10 @@ The GUI is a view over a :class:`Document`; everything it can do can be done fro
     from core.document import Document
 
     doc = Document.open_clip("clips/dojo")                  # a frame folder or a video file
-    doc.set_categories({1: "person", 2: "dog"})
+    doc.set_categories({1: "person", 2: "dog"})             # the model's categories, joined to the labels by name
+    chair = doc.add_category("chair")                       # the project's labels (core.document.labels): a new
+    doc.rename_category(chair, "armchair")                  # one's id (an existing name: its id); also recolour,
+    doc.load_categories("labels.txt")                       # delete (unused), reorder; a YTVIS GT or one name a line
     doc.import_file("someone_elses_results.json")           # YTVIS results / GT, or a DAVIS PNG folder
     for row in doc.rows():                                  # the tracks panel: id, category, score, frames...
         print(row.id, row.category, row.first, row.last, row.review, row.edited)
@@ -22,6 +25,25 @@ The GUI is a view over a :class:`Document`; everything it can do can be done fro
     doc = Document.load("dojo.vppproj")                     # reopen (the clip need not be on disk to export)
     doc = Document.recover(".dojo.vppproj.journal")         # after a crash: the project plus every edit
 
+Keyframes and propagation (:mod:`core.document.propagation`: OpenCV's DIS optical flow, no weights)::
+
+    doc.keyframes(3)                                        # [0, 20]: the frames a person drew, edited or imported
+    doc.propagate(3, start=0, stop=39)                      # carry frame 0's mask to frame 39 (backward: stop < start);
+    doc.propagate(3, 39, 0, frames=source.frame)            # keyframes in the range anchor it and stay unchanged
+    doc.fill_between(3, frame=10)                           # the gap(s) around frame 10, from both keyframes
+    print(doc.last_propagation.summary())                   # what was filled; where and why it stopped early
+    doc.undo()                                              # a run (also a cancelled one) is one undoable step
+
+Each returns the :class:`Command` it committed (None: nothing changed). For a worker thread,
+:func:`core.document.propagation.propagate` computes on an immutable track and
+:meth:`Document.commit_propagation` applies the result on the UI thread.
+
+Box to mask (:mod:`core.document.grabcut`, OpenCV's GrabCut: no weights, works offline)::
+
+    from core.document import box_to_mask, refine_mask
+    mask = box_to_mask(rgb, (x0, y0, x1, y1))               # [H, W] bool; hints=[H, W] int8 (1 fg, -1 bg)
+    doc.set_mask(3, frame=10, mask=refine_mask(rgb, doc.mask(3, 10)), label="Refine edge")
+
 Model passes feed the document with :meth:`Document.begin_pass` (the unreviewed model tracks go) and
 :meth:`Document.add_model_frame` (one frame of results at a time).
 
@@ -36,15 +58,25 @@ Model passes feed the document with :meth:`Document.begin_pass` (the unreviewed 
   object start a new unreviewed track.
 - Undo / redo (Ctrl+Z, Ctrl+Shift+Z / Ctrl+Y in the app; 1000 levels) restore whole tracks exactly,
   also across a re-inference.
+- A track's *keyframes* are the frames whose mask a person drew, edited (brush, eraser, polygon, box,
+  set mask, fill) or imported; deleting a frame drops it, split and merge carry them along. Propagation
+  writes only the other frames and never a keyframe.
 - Rejected tracks are kept in the project (and drawn as outlines) but are not exported. Hidden / solo
   are view settings, saved with the project, not edits; export writes hidden tracks too.
 - The journal (:mod:`core.document.journal`) lives beside the project (``.<name>.journal``) or, for
   a document never saved, in ``<data dir>/journals``; :func:`find_recoverable` lists those left by a
   crash. A damaged journal, or one of another clip or another version of the project, is refused whole.
+  A journal holding edits is never replaced or removed by starting another one (it then goes to the data
+  folder; :attr:`Document.journal_note` says why), and no journal, project, lock or temporary file is
+  written through a link or into a pipe (:mod:`core.atomic`'s ``open_regular``).
+- A window claims its project (:meth:`Document.claim`: ``.<name>.lock``, see
+  :mod:`core.document.project_lock`): a second opener gets :attr:`Document.read_only` (Save As only),
+  and :meth:`Document.save` refuses to overwrite a project file changed on disk since it was read.
 """
 
 from core.document.clip import ClipInfo, RunSettings
 from core.document.document import SHADOW_IOU, DocEvent, Document, Instance, TrackRow
+from core.document.grabcut import BoxPrompt, box_to_mask, refine_mask
 from core.document.history import Command, UndoStack
 from core.document.journal import RecoveryCandidate, find_recoverable, journal_path_for
 from core.document.project import SUFFIX as PROJECT_SUFFIX
@@ -54,6 +86,7 @@ from core.document.tracks import FrameMask, Track, brush_mask, draw_stroke, fill
 __all__ = [
     "PROJECT_SUFFIX",
     "SHADOW_IOU",
+    "BoxPrompt",
     "ClipInfo",
     "Command",
     "DocEvent",
@@ -65,6 +98,7 @@ __all__ = [
     "Track",
     "TrackRow",
     "UndoStack",
+    "box_to_mask",
     "brush_mask",
     "draw_stroke",
     "fill_holes",
@@ -72,5 +106,6 @@ __all__ = [
     "journal_path_for",
     "polygon_mask",
     "read_project",
+    "refine_mask",
     "write_project",
 ]

@@ -96,6 +96,14 @@ class RunSettings:
         if not isinstance(data, dict):
             raise DataError(f"{source}: 'settings' must be an object")
         known = {"model_kind", "model_path", "device", "pkr", "threshold", "mode"}
+        for key in ("model_kind", "model_path", "device", "mode"):
+            if key in data and not isinstance(data[key], str):
+                raise DataError(f"{source}: bad run settings: '{key}' must be a string, got {data[key]!r:.60}")
+        for key in ("pkr", "threshold"):
+            value = data.get(key)
+            if key in data and (isinstance(value, bool) or not isinstance(value, (int, float, type(None)))
+                                or (value is None and key == "pkr")):
+                raise DataError(f"{source}: bad run settings: '{key}' must be a number, got {value!r:.60}")
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except (TypeError, ValueError) as exc:

@@ -1,20 +1,21 @@
 """JSON form of tracks, shared by the project file and the journal, and whole-track diffs.
 
-A track is ``{"id", "category_id", "origin", "review", "edited", "note", "frames"}`` with
+A track is ``{"id", "category_id", "origin", "review", "edited", "note", "keyframes", "frames"}`` with
 ``frames`` = ``{"<frame index>": [counts, score, area]}``: ``counts`` is the compressed COCO RLE
-string of the mask at the clip's frame size (the size is the clip's, written once per file).
+string of the mask at the clip's frame size (the size is the clip's, written once per file), and
+``keyframes`` the sorted frame indices a person drew or imported (files written before keyframes
+existed lack it: a drawn or imported track's frames are then all keyframes, a model track's none).
 Everything read is checked (types, ranges, frame indices inside the clip, RLEs that decode to the
 clip's size) and a bad value raises :class:`core.errors.DataError` naming the file and the track.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-from core.data.rle import counts_problems
+from core.data.rle import counts_problems, rle_areas
 from core.document.tracks import ORIGINS, REVIEW_STATES, FrameMask, Track
 from core.errors import DataError
 
@@ -30,6 +31,7 @@ def track_to_json(track: Track) -> dict[str, Any]:
         "review": track.review,
         "edited": track.edited,
         "note": track.note,
+        "keyframes": sorted(track.keyframes),
         "frames": {str(i): [f.rle["counts"], f.score, f.area] for i, f in sorted(track.frames.items())},
     }
 
@@ -55,7 +57,19 @@ def track_from_json(data: Any, *, num_frames: int, height: int, width: int, sour
         raise DataError(f"{what}: 'note' must be a string")
     frames = frames_from_json(data.get("frames", {}), num_frames=num_frames, height=height, width=width,
                               what=what)
-    return Track(tid, category, origin, review, edited, frames, note)
+    keys = keyframes_from_json(data, num_frames=num_frames, what=what)
+    return Track(tid, category, origin, review, edited, frames, note,
+                 frozenset(frames) if keys is None and origin != "model" else frozenset(keys or ()))
+
+
+def keyframes_from_json(data: dict, *, num_frames: int, what: str) -> list[int] | None:
+    """The track's ``keyframes`` (None when the file predates them)."""
+    if "keyframes" not in data:
+        return None
+    keys = data["keyframes"]
+    if not isinstance(keys, list) or len(keys) > num_frames:
+        raise DataError(f"{what}: 'keyframes' must be a list of at most {num_frames} frame indices")
+    return [_int(k, f"{what} keyframe", 0, num_frames - 1) for k in keys]
 
 
 def frames_from_json(data: Any, *, num_frames: int, height: int, width: int, what: str) -> dict[int, FrameMask]:
@@ -74,8 +88,8 @@ def frames_from_json(data: Any, *, num_frames: int, height: int, width: int, wha
         if not _COUNTS.fullmatch(value[0]):
             raise DataError(f"{what}: frame {index} mask counts hold characters outside the COCO RLE alphabet")
         score = value[1]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise DataError(f"{what}: frame {index} has score {score!r}; expected a finite number")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+            raise DataError(f"{what}: frame {index} has score {score!r}; expected a number in [0, 1]")
         area = _int(value[2], f"{what} frame {index} area", 0, height * width)
         rle = {"size": [height, width], "counts": value[0]}
         rles.append((index, rle))
@@ -84,6 +98,10 @@ def frames_from_json(data: Any, *, num_frames: int, height: int, width: int, wha
     for (index, _), why in zip(rles, problems):
         if why is not None:
             raise DataError(f"{what}: frame {index} mask is not a valid RLE of a {height}x{width} frame ({why})")
+    # the stored area is a cache: what counts (exports, empty frames) is the mask itself
+    for (index, rle), area in zip(rles, rle_areas([r for _, r in rles]) if rles else []):
+        if int(area) != frames[index].area:
+            frames[index] = FrameMask(rle, frames[index].score, int(area))
     return frames
 
 
@@ -122,4 +140,5 @@ def apply_diff(before: Track, diff: Any, *, num_frames: int, height: int, width:
         frames.pop(i, None)
     frames.update(frames_from_json(diff.get("set", {}), num_frames=num_frames, height=height, width=width,
                                    what=what))
-    return base.with_(frames=frames)
+    keys = keyframes_from_json(diff["attrs"], num_frames=num_frames, what=what)
+    return base.with_(frames=frames, keyframes=before.keyframes if keys is None else frozenset(keys))

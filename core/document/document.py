@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -15,11 +16,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.document import edits, recovery, views
+from core.atomic import NotOurFile, real_target
+from core.data.rle import decode_rle
+from core.document import edits, propagation, recovery, views
 from core.document.clip import ClipInfo, RunSettings
+from core.document.codec import MAX_TRACK_ID
 from core.document.history import DEFAULT_UNDO_LIMIT, Change, Command, UndoStack
 from core.document.journal import JournalWriter
+from core.document.labels import Label, LabelSet, join_categories, read_label_file
 from core.document.project import ProjectData, read_project, write_project
+from core.document.project_lock import FileIdentity, ProjectInUse, ProjectLock
+from core.document.propagation import FrameReader, Progress, PropagationOptions, PropagationResult, Snap
 from core.document.tracks import FrameMask, Review, Track, check_mask, fill_holes, rle_iou
 from core.document.views import Instance, TrackRow
 from core.errors import DataError
@@ -46,7 +53,10 @@ class Document:
                  categories: dict[int, str] | None = None, undo_limit: int = DEFAULT_UNDO_LIMIT) -> None:
         self.clip = clip
         self.settings = settings or RunSettings()
-        self.categories: dict[int, str] = dict(categories or {})
+        self._labels = LabelSet.from_names(categories or {})  # the project's labels (core.document.labels)
+        self._labels_serial = 0  # label edits by a person (they make the document dirty)
+        self._model_map: dict[int, int] = {}  # the model's category id -> label id (set_categories)
+        self._model_names: dict[int, str] = {}  # the model's category id -> name (to join again by name)
         self.results: ClipResults | None = None  # the current pass's raw per-frame results (heatmap, plots)
         self.run: dict[str, Any] | None = None  # what produced the model tracks (model, PKR, ...)
         self.history = UndoStack(undo_limit)
@@ -67,6 +77,14 @@ class Document:
         self._settings_serial = 0
         self._extra: dict[str, Any] = {}  # unknown keys of the project file, written back
         self.journal_error: str | None = None  # why edits are not journalled (None: they are, or no journal)
+        self.journal_note: str | None = None  # why the journal is not beside the project (its place was taken)
+        self.read_only: str | None = None  # why this document may not save over its project (claim(); Save As may)
+        self._lock: ProjectLock | None = None  # held while a window has the project open (claim / release)
+        self._hold = False  # claim() was called: keep the lock of the project saved to
+        self._recovered_from: Path | None = None  # the journal this document was rebuilt from (its edits are here)
+        self._identity: FileIdentity | None = None  # the project file as read or last written
+        self._low_free = 1  # where the search for a free track id goes on once ids reach MAX_TRACK_ID
+        self.last_propagation: PropagationResult | None = None  # what the last propagation filled and why it stopped
         self._clean: tuple = self._token()
 
     # -- opening -----------------------------------------------------------------------------------
@@ -79,12 +97,17 @@ class Document:
     def load(cls, path: str | os.PathLike, *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> Document:
         """Open a project file (the clip itself need not exist: export works without it)."""
         data = read_project(path)
-        doc = cls(data.clip, settings=data.settings, categories=data.categories, undo_limit=undo_limit)
+        doc = cls(data.clip, settings=data.settings, undo_limit=undo_limit)
+        try:
+            doc._labels = LabelSet.from_names(data.categories, data.label_colors)
+        except ValueError as exc:
+            raise DataError(f"{path}: bad label: {exc}") from exc
         doc._tracks = {t.id: t for t in data.tracks}
         doc._next_id = data.next_track_id
         doc.hidden, doc.solo, doc.run = data.hidden, data.solo, data.run
         doc._extra = data.extra
-        doc.path = Path(path).resolve()
+        doc.path = real_target(path)  # its folder resolved, its own name kept: a link there is never saved through
+        doc._identity = data.identity
         doc._clean = doc._token()
         return doc
 
@@ -111,8 +134,22 @@ class Document:
         except KeyError:
             raise KeyError(f"no track {track_id} in this document (tracks: {sorted(self._tracks)})") from None
 
+    @property
+    def categories(self) -> dict[int, str]:
+        """The project's labels as id -> name, in their order (a copy; change them through the label methods)."""
+        return self._labels.names()
+
+    @property
+    def labels(self) -> tuple[Label, ...]:
+        """The project's labels (id, name, colour), in their order."""
+        return tuple(self._labels)
+
     def category_name(self, category_id: int) -> str:
-        return self.categories.get(category_id, f"class {category_id}")
+        return self._labels.name(category_id)
+
+    def category_color(self, category_id: int) -> str:
+        """The label's colour as ``"#rrggbb"``."""
+        return self._labels.color(category_id)
 
     def rows(self) -> list[TrackRow]:
         return [TrackRow(t.id, t.category_id, self.category_name(t.category_id), t.score, t.first, t.last,
@@ -165,7 +202,7 @@ class Document:
         return self._token() != self._clean
 
     def _token(self) -> tuple:
-        return (self.history.position, self._settings_serial if self.path is not None else 0)
+        return (self.history.position, self._settings_serial if self.path is not None else 0, self._labels_serial)
 
     # -- model passes ------------------------------------------------------------------------------
     def begin_pass(self, results: ClipResults, run: dict[str, Any] | None = None) -> None:
@@ -213,7 +250,7 @@ class Document:
             if frame.areas[k] == 0 or (iou is not None and iou[k].max() >= SHADOW_IOU):
                 continue
             pid = int(frame.track_ids[k])
-            category, score = int(frame.category_ids[k]), float(frame.scores[k])
+            category, score = self._model_label(int(frame.category_ids[k])), float(frame.scores[k])
             did = self._live.get(pid)
             track = self._tracks.get(did) if did is not None else None
             if track is None:
@@ -237,9 +274,32 @@ class Document:
         return f"model {self.run.get('model', '?')} at PKR {self.run.get('pkr', '?')}"
 
     def _new_id(self) -> int:
-        tid = self._next_id
-        self._next_id += 1
+        [tid] = self._free_ids(1)
+        self._next_id = max(self._next_id, tid + 1)
         return tid
+
+    def _free_ids(self, n: int) -> list[int]:
+        """``n`` unused track ids: the next ones, or, once ids reached :data:`MAX_TRACK_ID` (the largest
+        a project file holds), the lowest free ones, so that every saved project opens again."""
+        out: list[int] = []
+        taken: set[int] = set()
+        high = self._next_id <= MAX_TRACK_ID
+        tid, restarts = (self._next_id if high else self._low_free), 0
+        while len(out) < n:
+            if tid > MAX_TRACK_ID:  # from the lowest ids on (once more from 1, for ids freed meanwhile)
+                if not high:
+                    restarts += 1
+                    if restarts > 1:
+                        raise ValueError(f"no free track id is left (ids go up to {MAX_TRACK_ID})")
+                high, tid = False, (self._low_free if restarts == 0 else 1)
+                continue
+            if tid not in self._tracks and tid not in taken:
+                out.append(tid)
+                taken.add(tid)
+            tid += 1
+        if not high:
+            self._low_free = tid
+        return out
 
     # -- settings and categories -------------------------------------------------------------------
     def set_settings(self, settings: RunSettings) -> None:
@@ -251,12 +311,83 @@ class Document:
         self._emit("settings")
 
     def set_categories(self, categories: dict[int, str]) -> None:
-        """Add (or rename) categories; ids already used by tracks are never dropped."""
-        merged = {**self.categories, **{int(k): str(v) for k, v in categories.items()}}
-        if merged == self.categories:
-            return
-        self.categories = merged
-        self._write_journal({"kind": "categories", "categories": [[k, v] for k, v in sorted(merged.items())]})
+        """The model's categories (its id -> name): model passes label their tracks with the project's
+        label of the same name, created when missing (keeping the model's id when it is free). No
+        label is renamed; a label a person renames keeps its model category. A model category never
+        declared here is taken as the label of that id."""
+        names = {int(k): str(v) for k, v in categories.items()}
+        self._model_names.update(names)
+        mapping, created = join_categories(self._labels, list(names.items()))
+        self._model_map.update(mapping)
+        if created:
+            self._labels_changed(by_person=False)
+
+    def _model_label(self, category: int, *, create: bool = True) -> int:
+        """The label of the model's ``category`` (joined by name again when its label was deleted)."""
+        label = self._model_map.get(category)
+        if label is not None and label in self._labels:
+            return label
+        name = self._model_names.get(category)
+        if name is None:
+            return category
+        if not create:
+            found = self._labels.find(name)
+            return found if found is not None else category
+        self.set_categories({category: name})
+        return self._model_map[category]
+
+    # -- labels (the project's: core.document.labels); not undoable, journalled, saved -------------
+    def add_category(self, name: str, color=None) -> int:
+        """A new label called ``name`` (stripped, not empty) and its id; a name that exists (any case)
+        returns that label's id. ``color``: "#rrggbb" or (r, g, b) (default: one per id)."""
+        label_id, created = self._labels.add(name, color=color)
+        if created:
+            self._labels_changed()
+        return label_id
+
+    def rename_category(self, category_id: int, name: str) -> None:
+        """Rename a label (its tracks follow); refused when another label has the name."""
+        if self._labels.rename(int(category_id), name):
+            self._labels_changed()
+
+    def recolor_category(self, category_id: int, color) -> None:
+        if self._labels.recolor(int(category_id), color):
+            self._labels_changed()
+
+    def delete_category(self, category_id: int) -> None:
+        """Delete a label no track uses (a ValueError names the tracks that do)."""
+        label = self._labels[int(category_id)]
+        users = sorted(t.id for t in self._tracks.values() if t.category_id == label.id)
+        if users:
+            shown = ", ".join(map(str, users[:8])) + (" …" if len(users) > 8 else "")
+            raise ValueError(f"label {label.name!r} is used by {_n_tracks(len(users))} ({shown}); relabel (R) or "
+                             "delete those tracks first")
+        self._labels.remove(label.id)
+        self._labels_changed()
+
+    def reorder_categories(self, order: Sequence[int]) -> None:
+        """Put the labels in ``order`` (every label id once)."""
+        if self._labels.reorder(order):
+            self._labels_changed()
+
+    def load_categories(self, path: str | os.PathLike) -> list[int]:
+        """Add the labels of a YouTube-VIS ground truth (its ids kept where free) or of a text file with
+        one name per line; names that exist are not duplicated. Returns the file's labels' ids, in order."""
+        ids, created = [], False
+        for outside_id, name in read_label_file(path):
+            label_id, new = self._labels.add(name, prefer_id=outside_id)
+            ids.append(label_id)
+            created |= new
+        if created:
+            self._labels_changed()
+        return ids
+
+    def _labels_changed(self, *, by_person: bool = True) -> None:
+        if by_person:
+            self._labels_serial += 1
+        # "person": false marks labels a model pass or an import created (nothing a crash would lose)
+        person = {} if by_person else {"person": False}
+        self._write_journal({"kind": "categories", **self._labels.to_json(), **person})
         self._emit("categories")
 
     # -- view state (not edits: not undoable, saved with the project) -------------------------------
@@ -287,9 +418,8 @@ class Document:
 
     def relabel(self, track_ids: Iterable[int], category_id: int) -> Command | None:
         category_id = int(category_id)
-        if category_id not in self.categories:
-            raise ValueError(f"unknown category {category_id}; known: "
-                             + ", ".join(f"{k} {v}" for k, v in sorted(self.categories.items())))
+        if category_id not in self._labels:
+            raise ValueError(f"unknown category {category_id}; known: {self._labels.describe()}")
         return self._commit(f"Relabel as {self.category_name(category_id)}",
                             edits.relabel(self._get(track_ids), category_id))
 
@@ -323,7 +453,7 @@ class Document:
 
     def split(self, track_id: int, frame: int) -> int:
         """Frames ``>= frame`` become a new track; returns its id."""
-        new_id = self._next_id
+        [new_id] = self._free_ids(1)
         self._commit(f"Split track {track_id} at frame {frame}",
                      edits.split(self.track(track_id), self._frame(frame), new_id))
         return new_id
@@ -348,12 +478,11 @@ class Document:
         m = check_mask(mask, self.clip.height, self.clip.width)
         if not m.any():
             raise ValueError("the drawn mask is empty; draw inside the frame to make a new track")
-        if self.categories and int(category_id) not in self.categories:
-            raise ValueError(f"unknown category {category_id}; known: "
-                             + ", ".join(f"{k} {v}" for k, v in sorted(self.categories.items())))
-        new_id = self._next_id
+        if len(self._labels) and int(category_id) not in self._labels:
+            raise ValueError(f"unknown category {category_id}; known: {self._labels.describe()}")
+        [new_id] = self._free_ids(1)
         track = Track(new_id, int(category_id), "user", frames={self._frame(frame): FrameMask.from_mask(m, 1.0)},
-                      note=note)
+                      note=note, keyframes=frozenset({self._frame(frame)}))
         self._commit("New track", {new_id: track})
         return new_id
 
@@ -362,8 +491,9 @@ class Document:
         """Add tracks given as (category_id, score, {frame: RLE}) as one undoable step; returns their ids."""
         updates: dict[int, Track | None] = {}
         ids = []
-        next_id = self._next_id
+        free = iter(self._free_ids(len(tracks)))
         for category, score, frames in tracks:
+            next_id = next(free)
             fm = {}
             for i, rle in frames.items():
                 i = self._frame(i)
@@ -371,26 +501,107 @@ class Document:
                     raise ValueError(f"{note or 'import'}: a mask of size {rle['size']} in a clip of "
                                      f"{self.clip.height}x{self.clip.width}")
                 fm[i] = FrameMask.from_rle(rle, score)
-            updates[next_id] = Track(next_id, int(category), origin, frames=fm, note=note)  # type: ignore[arg-type]
+            updates[next_id] = Track(next_id, int(category), origin, frames=fm, note=note,  # type: ignore[arg-type]
+                                     keyframes=frozenset(fm))
             ids.append(next_id)
-            next_id += 1
         self._commit(label, updates)
         return ids
 
-    def import_file(self, path: str | os.PathLike, *, video_id: int | None = None) -> list[int]:
-        """Import a YTVIS results / ground-truth file or a folder of DAVIS PNG masks for this clip."""
+    def import_file(self, path: str | os.PathLike, *, video_id: int | None = None,
+                    label: int | None = None) -> list[int]:
+        """Import a YTVIS results / ground-truth file or a folder of DAVIS PNG masks for this clip.
+
+        The file's categories join the project's labels by name (missing ones are created; no label
+        or track is renamed, see :mod:`core.document.labels`). ``label``: the label of a DAVIS
+        folder's objects (PNG masks carry no classes; default: a label called "object").
+        """
         from core.export import import_tracks
 
         imported = import_tracks(path, num_frames=self.clip.num_frames, height=self.clip.height,
                                  width=self.clip.width, video_id=video_id)
-        names = {k: v if v is not None else self.category_name(k) for k, v in imported.categories
-                 if v is not None or k not in self.categories}  # a file without names renames nothing
-        if names:
-            self.set_categories(names)
         if not imported.tracks:
             raise DataError(f"{path}: holds no masks for this clip")
-        return self.add_tracks([(t.category_id, t.score, t.frames) for t in imported.tracks],
+        used = {t.category_id for t in imported.tracks}
+        if imported.format == "davis" and label is not None:
+            mapping, created = {k: self._labels[int(label)].id for k in used}, False
+        else:
+            named = dict(imported.categories)
+            cats = [(k, "object" if imported.format == "davis" else named.get(k)) for k in sorted(used)]
+            mapping, created = join_categories(self._labels, cats)
+        if created:
+            self._labels_changed(by_person=False)  # the import itself is the undoable step
+        return self.add_tracks([(mapping[t.category_id], t.score, t.frames) for t in imported.tracks],
                                note=f"imported from {Path(path).name}", label=f"Import {Path(path).name}")
+
+    # -- keyframes and propagation (see core.document.propagation) --------------------------------
+    def keyframes(self, track_id: int) -> list[int]:
+        """The frames of the track a person drew, edited or imported, in order."""
+        return sorted(self.track(track_id).keyframes)
+
+    def propagate(self, track_id: int, start: int, stop: int, *, frames: FrameReader | None = None,
+                  snap: bool = False, options: PropagationOptions | None = None,
+                  cancel: threading.Event | None = None, progress: Progress | None = None) -> Command | None:
+        """Carry the track's mask from frame ``start`` toward ``stop`` (inclusive; backward when
+        ``stop < start``) with optical flow, as one undoable command (None: nothing changed).
+
+        Between keyframes inside the range both sides are used; keyframes stay unchanged. The run
+        stops early where the mask vanishes or the motion is unreliable: :attr:`last_propagation`
+        says which frames were filled, where and why it stopped. ``frames``: a reader of the clip's
+        frames (default: the clip opened from disk); ``snap``: swap each mask for the model instance
+        of the current pass overlapping it best (IoU >= 0.5). A cancelled run keeps what it finished.
+        """
+        track = self.track(track_id)
+        segments = propagation.plan(track, self._frame(start), self._frame(stop), self.clip.num_frames)
+        return self._run_propagation(track, segments, start, stop, frames, snap, options, cancel, progress)
+
+    def fill_between(self, track_id: int, frame: int, *, frames: FrameReader | None = None, snap: bool = False,
+                     options: PropagationOptions | None = None, cancel: threading.Event | None = None,
+                     progress: Progress | None = None) -> Command | None:
+        """Fill the frames between the keyframes around ``frame`` from both sides (when ``frame`` is a
+        keyframe, both of its gaps: a correction reaches its neighbouring keyframes and no further)."""
+        track = self.track(track_id)
+        segments = propagation.plan_fill(track, self._frame(frame))
+        first = min(s.left for s in segments if s.left is not None) if segments else frame
+        last = max(s.right for s in segments if s.right is not None) if segments else frame
+        return self._run_propagation(track, segments, first, last, frames, snap, options, cancel, progress)
+
+    def _run_propagation(self, track, segments, start, stop, frames, snap, options, cancel, progress):
+        snapper = self.model_snap() if snap else None
+        if frames is None:
+            from core.data.sources import open_source
+
+            with open_source(self.clip.path) as source:
+                result = propagation.propagate(track, segments, source.frame, self.clip.height, self.clip.width,
+                                               start=start, stop=stop, options=options, snap=snapper,
+                                               cancel=cancel, progress=progress)
+        else:
+            result = propagation.propagate(track, segments, frames, self.clip.height, self.clip.width, start=start,
+                                           stop=stop, options=options, snap=snapper, cancel=cancel,
+                                           progress=progress)
+        return self.commit_propagation(result)
+
+    def model_snap(self) -> Snap | None:
+        """A snap onto the current pass's instances (None when no pass ran)."""
+        results = self.results
+        if results is None:
+            return None
+
+        def candidates(index: int) -> list[np.ndarray]:
+            frame = results.get(index)
+            return [] if frame is None else [decode_rle(r) for r in frame.rles]
+
+        return propagation.snap_to_instances(candidates)
+
+    def commit_propagation(self, result: PropagationResult) -> Command | None:
+        """Apply a propagation computed elsewhere (e.g. on a worker thread) as one undoable step.
+
+        Frames that became keyframes meanwhile are left alone; a track deleted meanwhile raises KeyError.
+        """
+        self.last_propagation = result
+        track = self.track(result.track_id)
+        label = (f"Propagate track {track.id} {result.start}→{result.stop}"
+                 + (" (cancelled)" if result.cancelled else ""))
+        return self._commit(label, edits.propagated(track, result.masks))
 
     def _frame(self, frame: int) -> int:
         f = int(frame)
@@ -404,7 +615,7 @@ class Document:
         if not changes:
             return None
         cmd = Command.make(label, changes)
-        self._next_id = max(self._next_id, max(c.track_id for c in changes) + 1)
+        self._next_id = min(max(self._next_id, max(c.track_id for c in changes) + 1), MAX_TRACK_ID + 1)
         self._write_journal(recovery.edit_record(self, cmd))
         self._journalled.add(cmd.serial)
         self.history.push(cmd)
@@ -428,6 +639,7 @@ class Document:
     def _apply(self, cmd: Command, *, forward: bool) -> None:
         live_docs = {d: p for p, d in self._live.items()}
         frames: set[int] = set()
+        restored: set[int] = set()
         for ch in cmd.changes if forward else reversed(cmd.changes):
             state = ch.after if forward else ch.before
             for t in (ch.before, ch.after):
@@ -444,6 +656,9 @@ class Document:
                     self.solo = None
             else:
                 self._tracks[ch.track_id] = state
+                restored.add(state.category_id)
+        if self._labels.revive(restored):  # undo / redo brought back a track of a deleted label
+            self._labels_changed(by_person=False)
         self._emit("tracks", [c.track_id for c in cmd.changes], frames)
         self._emit("history")
 
@@ -469,30 +684,57 @@ class Document:
             self._journal.append(record)
 
     @classmethod
-    def recover(cls, journal: str | os.PathLike, *, clip: ClipInfo | None = None) -> Document:
+    def recover(cls, journal: str | os.PathLike, *, clip: ClipInfo | None = None,
+                project: str | os.PathLike | None = None) -> Document:
         """A document rebuilt from a journal left by a crash: its base plus every recorded edit.
 
         The whole journal is checked and replayed on a fresh document; any problem raises
         :class:`DataError` and nothing is applied. ``clip``: the clip open now, which must be the
         journal's (same frames and size). The result is unsaved (``dirty``) and its undo history is
-        the one before the crash; call :meth:`start_journal` to keep recording.
+        the one before the crash; call :meth:`start_journal` to keep recording. ``project``: the
+        project the journal must belong to (the one it lies beside); a journal of another clip or
+        project, or of another version of it, is refused whole.
         """
-        return recovery.recover(cls, journal, clip)
+        return recovery.recover(cls, journal, clip, project)
 
     # -- saving ------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the project (atomically) to ``path`` (default: where it was opened or last saved).
 
         The journal restarts beside the saved file (the previous one is deleted once the save is done).
+        Refused (:class:`DataError`, nothing written) when another window holds the target's lock
+        (:meth:`claim`), when the project file changed on disk since this document read or wrote it,
+        or when a link, pipe or device stands in its place.
         """
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("the document was never saved: give a path")
-        target = target.resolve()
-        if target.exists() and target.is_dir():
+        target = real_target(target)
+        if target.exists() and target.is_dir() and not target.is_symlink():
             raise DataError(f"{target}: is a folder; choose a project file name (*.vppproj)")
         had_journal = self._journal is not None
-        write_project(target, self.project_data())
+        lock = None
+        if self._lock is None or self._lock.project != target:
+            try:
+                lock = ProjectLock.acquire(target)
+            except NotOurFile:  # a link, pipe or device in the lock's place
+                raise
+            except OSError:  # no lock file can be made there: the write below says why it fails, or succeeds
+                lock = None
+        try:
+            if target == self.path and self._identity is not None:
+                self._identity.check_unchanged(target)
+            identity = write_project(target, self.project_data())
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        if lock is not None and self._hold:  # this window now holds the project it saved to
+            self.release_lock()
+            self._lock, self._hold, self.read_only = lock, True, None
+        elif lock is not None:
+            lock.release()
+        self._identity = identity
         old_path = self.path
         self.path = target
         self._clean = self._token()
@@ -507,13 +749,35 @@ class Document:
         self._emit("clean")
         return target
 
+    def claim(self) -> str | None:
+        """Take the project's lock while this document is open in a window (see
+        :mod:`core.document.project_lock`). Returns None, or why another window keeps it: then
+        :attr:`read_only` says so and only a save to another path (Save As) succeeds."""
+        self._hold = True
+        if self.path is None or self._lock is not None:
+            return None
+        try:
+            self._lock = ProjectLock.acquire(self.path)
+            self.read_only = None
+        except (DataError, OSError) as exc:
+            self.read_only = str(exc) if isinstance(exc, ProjectInUse) else f"{self.path}: cannot be locked ({exc})"
+        return self.read_only
+
+    def release_lock(self) -> None:
+        """Give the project's lock back (the window closes the document)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self._hold = False
+
     def mark_clean(self) -> None:
         self._clean = self._token()
         self._emit("clean")
 
     def project_data(self) -> ProjectData:
-        return ProjectData(self.clip, self.settings, dict(self.categories), list(self._tracks.values()),
-                           self._next_id, set(self.hidden), self.solo, self.run, dict(self._extra))
+        return ProjectData(self.clip, self.settings, self._labels.names(), list(self._tracks.values()),
+                           self._next_id, set(self.hidden), self.solo, self.run, dict(self._extra),
+                           {k.id: k.color for k in self._labels})
 
     # -- export ------------------------------------------------------------------------------------
     def to_clip_results(self, *, include_rejected: bool = False) -> ClipResults:

@@ -53,7 +53,7 @@ def split(track: Track, frame: int, new_id: int) -> Updates:
                          f"{'after' if not head else 'before'} it (first {track.first}, last {track.last})")
     return {track.id: track.with_(frames=head, edited=True),
             new_id: Track(new_id, track.category_id, track.origin, track.review, True, tail,
-                          f"split from track {track.id} at frame {frame}")}
+                          f"split from track {track.id} at frame {frame}", track.keyframes & tail.keys())}
 
 
 def merge(target: Track, others: Sequence[Track]) -> Updates:
@@ -61,7 +61,9 @@ def merge(target: Track, others: Sequence[Track]) -> Updates:
     if not others:
         raise ValueError("merging needs at least two tracks")
     frames = dict(target.frames)
+    keys = set(target.keyframes)
     for other in others:
+        keys |= other.keyframes
         for i, f in other.frames.items():
             mine = frames.get(i)
             if mine is None:
@@ -69,12 +71,13 @@ def merge(target: Track, others: Sequence[Track]) -> Updates:
             else:
                 frames[i] = FrameMask.from_mask(mine.decode() | f.decode(), max(mine.score, f.score))
     out: Updates = {o.id: None for o in others}
-    out[target.id] = target.with_(frames=frames, edited=True)
+    out[target.id] = target.with_(frames=frames, edited=True, keyframes=frozenset(keys))
     return out
 
 
 def set_mask(track: Track, frame: int, mask: np.ndarray, *, score: float | None = None) -> Updates:
-    """Replace the track's mask on ``frame``; an empty mask removes the frame from the track."""
+    """Replace the track's mask on ``frame`` (a person's: the frame becomes a keyframe); an empty mask
+    removes the frame from the track."""
     old = track.frames.get(frame)
     frames = dict(track.frames)
     if not mask.any():
@@ -84,9 +87,21 @@ def set_mask(track: Track, frame: int, mask: np.ndarray, *, score: float | None 
     else:
         new = FrameMask.from_mask(mask, score if score is not None else (old.score if old else 1.0))
         if new.same(old):
-            return {}
+            return {} if frame in track.keyframes else {track.id: track.keyed([frame]).with_(edited=True)}
         frames[frame] = new
-    return {track.id: track.with_(frames=frames, edited=True)}
+    return {track.id: track.with_(frames=frames, edited=True, keyframes=track.keyframes | {frame})}
+
+
+def propagated(track: Track, masks: dict[int, FrameMask]) -> Updates:
+    """The track with ``masks`` on frames that are not its keyframes (those are never overwritten)."""
+    frames = dict(track.frames)
+    changed = False
+    for i, m in masks.items():
+        if i in track.keyframes or m.same(frames.get(i)):
+            continue
+        frames[i] = m
+        changed = True
+    return {track.id: track.with_(frames=frames, edited=True)} if changed else {}
 
 
 def paint(track: Track, frame: int, stroke: np.ndarray, *, erase: bool = False) -> Updates:

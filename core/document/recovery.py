@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.atomic import real_target
 from core.document.clip import ClipInfo, RunSettings
-from core.document.codec import apply_diff, track_diff, track_from_json, track_to_json
+from core.document.codec import MAX_TRACK_ID, apply_diff, track_diff, track_from_json, track_to_json
 from core.document.history import Change, Command
-from core.document.journal import JournalWriter, journal_path_for, read_journal, unsaved_journal_path
+from core.document.journal import JournalBusy, JournalWriter, journal_path_for, read_journal, unsaved_journal_path
+from core.document.labels import LabelSet
 from core.errors import DataError
 
 if TYPE_CHECKING:
@@ -24,24 +26,42 @@ if TYPE_CHECKING:
 
 # -- recording -------------------------------------------------------------------------------------
 def start_journal(doc: Document, data_dir: str | os.PathLike | None = None) -> Path:
-    """Open a new journal for ``doc`` (beside its project, else in ``<data_dir>/journals``)."""
+    """Open a new journal for ``doc`` (beside its project, else in ``<data_dir>/journals``).
+
+    The place beside the project may be taken (a journal of another window, or one holding edits
+    not recovered yet, which is never replaced): the journal then goes to ``<data_dir>/journals``
+    (its header names the project; :attr:`Document.journal_note` says why), or, without a data
+    folder, :class:`JournalBusy` is raised."""
     if data_dir is not None:
         doc._journal_dir = Path(data_dir)
     doc.stop_journal(delete=False)
+    doc.journal_note = None
     if doc.path is not None:
-        path, base, sha = journal_path_for(doc.path), str(doc.path), sha256(doc.path)
+        base, sha = str(doc.path), sha256(doc.path)
     elif doc._journal_dir is not None:
-        path, base, sha = unsaved_journal_path(doc._journal_dir, doc.clip.name), None, None
+        base, sha = None, None
     else:
         raise ValueError("an unsaved document needs a data_dir for its journal")
     # a saved project with edits not in its file: the header holds every track (the state to replay onto)
     snapshot = base is not None and doc.dirty
-    doc._journal = JournalWriter(path, {
+    header = {
         "clip": doc.clip.to_json(), "base": base, "base_sha256": sha, "settings": doc.settings.to_json(),
-        "categories": [[k, v] for k, v in sorted(doc.categories.items())],
+        **doc._labels.to_json(),  # categories (in order), label_colors, retired_labels
         "tracks": [track_to_json(t) for t in doc._tracks.values() if snapshot or (base is None and t.protected)],
         "snapshot": snapshot, "next_id": doc._next_id,
-    })
+    }
+    if doc.path is not None:
+        path = journal_path_for(doc.path)
+        try:  # the journal this document was recovered from holds nothing it does not hold itself
+            doc._journal = JournalWriter(path, header, take_over=doc._recovered_from == real_target(path))
+        except JournalBusy as exc:
+            if doc._journal_dir is None:
+                raise
+            doc.journal_note = str(exc)
+    if doc._journal is None:
+        path = unsaved_journal_path(doc._journal_dir, doc.clip.name)
+        doc._journal = JournalWriter(path, header)
+    doc._recovered_from = None
     doc._journalled = set()
     return path
 
@@ -99,10 +119,16 @@ def sha256(path: Path) -> str:
 
 
 # -- recovering ------------------------------------------------------------------------------------
-def recover(cls: type[Document], journal: str | os.PathLike, clip: ClipInfo | None = None) -> Document:
-    """A ``cls`` rebuilt from ``journal``: its base plus every recorded edit (see :meth:`Document.recover`)."""
+def recover(cls: type[Document], journal: str | os.PathLike, clip: ClipInfo | None = None,
+            project: str | os.PathLike | None = None) -> Document:
+    """A ``cls`` rebuilt from ``journal``: its base plus every recorded edit (see :meth:`Document.recover`).
+
+    ``project``: the project the journal must belong to (the one it lies beside). A journal of a clip
+    never saved, of another project or of another version of it is then refused whole."""
     contents = read_journal(journal)
     h, src = contents.header, Path(journal)
+    if project is not None:
+        h = {**h, "base": _check_owner(h, src, Path(project))}
     try:
         jclip = ClipInfo(**{k: h["clip"][k] for k in ("path", "num_frames", "height", "width")},
                          names=tuple(h["clip"].get("names", ())), fps=float(h["clip"].get("fps", 25.0)))
@@ -123,18 +149,23 @@ def recover(cls: type[Document], journal: str | os.PathLike, clip: ClipInfo | No
         if h.get("snapshot"):  # started on unsaved edits: the header holds the tracks, not the file
             doc._tracks = {}
             doc.settings = RunSettings.from_json(h.get("settings", {}), src)
-            doc.categories = {int(k): str(v) for k, v in h.get("categories", [])}
+            doc._labels = LabelSet.from_json(h, src)
     else:
-        doc = cls(jclip, settings=RunSettings.from_json(h.get("settings", {}), src),
-                  categories={int(k): str(v) for k, v in h.get("categories", [])})
+        doc = cls(jclip, settings=RunSettings.from_json(h.get("settings", {}), src))
+        doc._labels = LabelSet.from_json(h, src)
     if not h.get("base") or h.get("snapshot"):
         for t in h.get("tracks", []):
             tr = track_from_json(t, num_frames=jclip.num_frames, height=jclip.height, width=jclip.width,
                                  source=src)
             doc._tracks[tr.id] = tr
-        doc._next_id = max([int(h.get("next_id", 1)), *(t + 1 for t in doc._tracks)])
+        try:
+            first_free = next_id(h.get("next_id", 1), src)
+        except ValueError as exc:
+            raise DataError(f"{src}: line 1 (header): {exc}") from exc
+        doc._next_id = max([first_free, *(t + 1 for t in doc._tracks)])
         doc.hidden &= set(doc._tracks)
         doc.solo = doc.solo if doc.solo in doc._tracks else None
+    doc._recovered_from = real_target(src)
     doc._replaying = True
     try:
         for number, rec in enumerate(contents.records, start=2):
@@ -146,6 +177,41 @@ def recover(cls: type[Document], journal: str | os.PathLike, clip: ClipInfo | No
         doc._replaying = False
     doc._clean = (None,)  # recovered edits are not in any file yet
     return doc
+
+
+def next_id(value: Any, src: Path) -> int:
+    """A journal's ``next_id``: an integer; a value past the last id a file can hold is capped (new ids
+    are always checked for room, see :meth:`Document._free_ids`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"'next_id' must be a positive integer, got {value!r:.40}")
+    return min(value, MAX_TRACK_ID + 1)
+
+
+def _check_owner(h: dict[str, Any], src: Path, project: Path) -> str:
+    """The path to load as the journal's base: ``project``, once the header says the journal is its own
+    (a project base whose content at the journal's start was this file's, and the same clip)."""
+    if not h.get("base"):
+        raise DataError(f"{src}: is the journal of a clip never saved ({h['clip'].get('path', '?')}), not of the "
+                        f"project {project}; it is refused whole. Open it in VPP Studio (it is offered for "
+                        "recovery at start) or move it away")
+    if not project.is_file():
+        raise DataError(f"{src}: its project {project} is not a file")
+    if sha256(project) != h.get("base_sha256"):
+        same = os.path.exists(h["base"]) and os.path.samefile(h["base"], project)
+        if same:
+            raise DataError(f"{src}: the project {project} was changed after this journal started; the edits "
+                            "belong to an older version and are not applied")
+        raise DataError(f"{src}: belongs to the project {h['base']}, not to {project} (another project or "
+                        "another version of it); the journal is refused whole and nothing is applied")
+    from core.document.project import read_project
+
+    theirs = read_project(project).clip
+    clip = h["clip"]
+    if (clip.get("path"), clip.get("num_frames"), clip.get("height"), clip.get("width")) != (
+            theirs.path, theirs.num_frames, theirs.height, theirs.width):
+        raise DataError(f"{src}: is a journal of the clip {clip.get('path', '?')}, not of {project}'s clip "
+                        f"{theirs.path}; it is refused whole")
+    return str(project)
 
 
 def replay(doc: Document, rec: dict[str, Any], src: Path) -> None:
@@ -167,13 +233,13 @@ def replay(doc: Document, rec: dict[str, Any], src: Path) -> None:
             del doc._tracks[tid]
     elif kind == "settings":
         doc.settings = RunSettings.from_json(rec["settings"], src)
-    elif kind == "categories":
-        doc.categories = {int(k): str(v) for k, v in rec["categories"]}
+    elif kind == "categories":  # the whole label set (older journals: names only)
+        doc._labels = LabelSet.from_json(rec, src)
     elif kind == "edit":
         cmd = command_from(doc, rec, src)
         doc.history.push(cmd)
         doc._apply(cmd, forward=True)
-        doc._next_id = max(doc._next_id, int(rec.get("next_id", 1)))
+        doc._next_id = max(doc._next_id, next_id(rec.get("next_id", 1), src))
     else:  # read_journal already refused unknown kinds
         raise ValueError(f"unknown record kind {kind!r}")
 
@@ -182,8 +248,12 @@ def command_from(doc: Document, rec: dict[str, Any], src: Path) -> Command:
     """The command of an edit record (its ``before`` states as ``doc`` holds them now)."""
     shape = {"num_frames": doc.clip.num_frames, "height": doc.clip.height, "width": doc.clip.width}
     changes = []
+    if not isinstance(rec["changes"], list):
+        raise ValueError("'changes' must be a list")
     for ch in rec["changes"]:
-        tid = int(ch["id"])
+        tid = ch["id"]
+        if isinstance(tid, bool) or not isinstance(tid, int) or not 0 <= tid <= MAX_TRACK_ID:
+            raise ValueError(f"a change names track {tid!r:.40}; ids are integers in 0..{MAX_TRACK_ID}")
         if ch["before"] == "current":
             before = doc._tracks.get(tid)
         else:
@@ -197,5 +267,8 @@ def command_from(doc: Document, rec: dict[str, Any], src: Path) -> Command:
             if before is None:
                 raise ValueError(f"a change of track {tid}, which does not exist")
             after = apply_diff(before, a["diff"], source=src, **shape)
+        for state in (before, after):
+            if state is not None and state.id != tid:  # else two tracks would share an id once saved
+                raise ValueError(f"a change of track {tid} holds track {state.id}")
         changes.append(Change(tid, before, after))
     return Command.make(str(rec.get("label", "Edit")), changes)

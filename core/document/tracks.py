@@ -63,6 +63,9 @@ class Track:
     ``origin``: "model" (from an inference pass), "user" (drawn by a person) or "import" (read from a
     file). ``edited``: a person changed its masks or frames. A track is *protected* (kept exactly
     as it is when the model runs again) when a person created, imported, edited or reviewed it.
+    ``keyframes``: the frames whose mask a person drew, edited or imported; its other frames come from
+    the model or from propagation (:mod:`core.document.propagation`), which never overwrites a keyframe.
+    Always a subset of ``frames``.
     """
 
     id: int
@@ -72,8 +75,13 @@ class Track:
     edited: bool = False
     frames: Mapping[int, FrameMask] = field(default_factory=dict)
     note: str = ""  # where it came from (file name, run), shown as a tooltip
+    keyframes: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.keyframes, frozenset):
+            object.__setattr__(self, "keyframes", frozenset(self.keyframes))
+        if not self.keyframes <= self.frames.keys():
+            object.__setattr__(self, "keyframes", frozenset(k for k in self.keyframes if k in self.frames))
         if self.origin not in ORIGINS:
             raise ValueError(f"track {self.id}: unknown origin {self.origin!r}; valid: {', '.join(ORIGINS)}")
         if self.review not in REVIEW_STATES:
@@ -99,10 +107,25 @@ class Track:
     def last(self) -> int | None:
         return max(self.frames) if self.frames else None
 
+    def nearest_frame(self, frame: int) -> int | None:
+        """``frame`` when the track has a mask there, else its frame closest to it (the earlier one on a
+        tie), None without frames: where to show the track without leaving the frame a person is on."""
+        if frame in self.frames or not self.frames:
+            return frame if self.frames else None
+        return min(self.frames, key=lambda i: (abs(i - frame), i))
+
     def with_(self, **changes) -> Track:
-        """A copy with ``changes`` (``frames`` is copied so the two never share a dict)."""
+        """A copy with ``changes`` (``frames`` is copied so the two never share a dict; keyframes whose
+        frame is gone are dropped)."""
         frames = changes.pop("frames", self.frames)
         return replace(self, frames=dict(frames), **changes)
+
+    def keyed(self, frames) -> Track:
+        """A copy whose keyframes also hold ``frames`` (those the track has a mask on)."""
+        add = {int(f) for f in frames} & self.frames.keys()
+        if add <= self.keyframes:
+            return self
+        return replace(self, frames=dict(self.frames), keyframes=self.keyframes | add)
 
 
 # -- pixel helpers of the mask tools ----------------------------------------------------------------

@@ -8,13 +8,16 @@ what :meth:`Document.frame_instances` and :meth:`Document.rows` return. The func
 
 from __future__ import annotations
 
+import os
+import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.atomic import open_regular
 from core.document.tracks import FrameMask, Review, Track
+from core.errors import DataError
 from core.results import ClipResults, CompactFrame
 
 if TYPE_CHECKING:
@@ -66,8 +69,9 @@ def view_frame(doc: Document, index: int, preview: CompactFrame | None = None) -
         base = preview
         people = {i.track_id for i in doc.frame_instances(index) if doc._tracks[i.track_id].protected}
         items = [it for it in items if it[0] in people]
-        items += [(-int(preview.track_ids[k]), int(preview.category_ids[k]), float(preview.scores[k]),
-                   preview.rles[k], int(preview.areas[k])) for k in range(preview.num_instances)]
+        items += [(-int(preview.track_ids[k]), doc._model_label(int(preview.category_ids[k]), create=False),
+                   float(preview.scores[k]), preview.rles[k], int(preview.areas[k]))
+                  for k in range(preview.num_instances)]
     if base is None and not items:
         return None
     _n, h, w = doc.clip.shape
@@ -95,21 +99,28 @@ def to_clip_results(doc: Document, *, include_rejected: bool = False) -> ClipRes
         for i, f in t.frames.items():
             if f.area > 0:
                 per_frame[i].append((t, f))
+    no_ids, no_scores, no_kept = _empty(np.int64), _empty(np.float32), _empty(bool, (0, 1, 1))
     for i, items in enumerate(per_frame):
         model = doc.results.get(i) if doc.results is not None else None
-        out.add(CompactFrame(
+        out.add(CompactFrame(  # frames without tracks share read-only empty arrays: memory follows the tracks
             index=i, height=h, width=w,
-            track_ids=np.asarray([t.id for t, _ in items], np.int64),
-            category_ids=np.asarray([t.category_id for t, _ in items], np.int64),
-            scores=np.asarray([f.score for _, f in items], np.float32),
+            track_ids=np.asarray([t.id for t, _ in items], np.int64) if items else no_ids,
+            category_ids=np.asarray([t.category_id for t, _ in items], np.int64) if items else no_ids,
+            scores=np.asarray([f.score for _, f in items], np.float32) if items else no_scores,
             rles=tuple(dict(f.rle) for _, f in items),
-            areas=np.asarray([f.area for _, f in items], np.int64),
-            kept=model.kept if model is not None else np.zeros((0, 1, 1), bool),
+            areas=np.asarray([f.area for _, f in items], np.int64) if items else no_ids,
+            kept=model.kept if model is not None else no_kept,
             stage_names=model.stage_names if model is not None else (),
             keep_ratio=model.keep_ratio if model is not None else float("nan"),
             gflops=model.gflops if model is not None else float("nan"),
             ms=model.ms if model is not None else float("nan")))
     return out
+
+
+def _empty(dtype, shape=(0,)) -> np.ndarray:
+    a = np.zeros(shape, dtype)
+    a.flags.writeable = False
+    return a
 
 
 def export_video(doc: Document):
@@ -134,10 +145,37 @@ def run_record(doc: Document, tool: str):
     run = doc.run or {}
     model = run.get("model") or doc.settings.model_path or doc.settings.model_kind
     sha = run.get("model_sha256")
-    if sha is None and model and Path(str(model)).is_file():
-        sha = file_sha256(model)
+    if sha is None and run.get("model"):  # the model that made the tracks (the settings name the next run's)
+        sha = checkpoint_sha256(str(run["model"]), file_sha256)
     edited = sum(t.protected for t in doc._tracks.values())
     return RunRecord(tool=tool, model=str(model), model_sha256=sha, pkr=run.get("pkr", doc.settings.pkr),
                      mode=run.get("mode", doc.settings.mode),
                      extra={"project": str(doc.path) if doc.path else None, "tracks": len(doc._tracks),
                             "tracks_by_person": edited})
+
+
+#: What a checkpoint file may be called, and how its first bytes start (zip: torch's; 0x80: a pickle).
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+
+
+def checkpoint_sha256(path: str, hasher) -> str | None:
+    """The SHA-256 of ``path`` when it is a regular file that looks like a model checkpoint (its name and
+    first bytes), else None: a project naming any other file (``/etc/shadow``, a pipe, a folder) never
+    makes an export read it."""
+    if not path.lower().endswith(CHECKPOINT_SUFFIXES):
+        return None
+    try:
+        fd = open_regular(path, os.O_RDONLY, what="checkpoint", follow=True)
+        try:
+            head = os.read(fd, 9)
+        finally:
+            os.close(fd)
+    except (OSError, DataError):
+        return None
+    safetensors = len(head) == 9 and 2 <= struct.unpack("<Q", head[:8])[0] < 2**27 and head[8:9] == b"{"
+    if not (safetensors or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return None
+    try:
+        return hasher(path)
+    except OSError:
+        return None

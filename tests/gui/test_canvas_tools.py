@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from vpp_gui.canvas_tools import MAX_RADIUS, MIN_RADIUS, ToolOverlay
@@ -133,7 +133,7 @@ def test_polygon_of_three_clicks_closes_and_two_points_do_not(view):
     assert tools.polygon_points() == [(10.0, 10.0), (50.0, 10.0)]
     tools.add_polygon_point(50, 60)
     assert tools.close_polygon() is True
-    assert got == [([(10.0, 10.0), (50.0, 10.0), (50.0, 60.0)],)]
+    assert got == [([(10.0, 10.0), (50.0, 10.0), (50.0, 60.0)], False)]
     assert tools.polygon_points() == [] and tools.close_polygon() is False and len(got) == 1
 
 
@@ -227,3 +227,112 @@ def test_with_the_brush_a_middle_drag_still_pans_and_the_wheel_zooms(view, qtbot
     qtbot.wait(20)
     zoomed = view.view.viewRange()
     assert zoomed[0][1] - zoomed[0][0] < 0.9 * (panned[0][1] - panned[0][0])  # wheel up zooms in
+
+
+def drag_with(qtbot, view: FrameView, points: list[tuple[float, float]], modifiers: Qt.KeyboardModifier) -> None:
+    """A left drag with keys held (QTest's mouseMove carries no modifiers, and pyqtgraph reads them from the
+    moves): the mouse events themselves, as the platform sends them."""
+    viewport = view.graphics.viewport()
+    pos = [QPointF(widget_pos(view, x, y)) for x, y in points]
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+
+    def send(kind: QEvent.Type, p: QPointF, button, buttons) -> None:
+        QApplication.sendEvent(viewport, QMouseEvent(kind, p, QPointF(viewport.mapToGlobal(p.toPoint())), button,
+                                                     buttons, modifiers))
+
+    send(QEvent.Type.MouseMove, pos[0], none, none)
+    qtbot.wait(20)
+    send(QEvent.Type.MouseButtonPress, pos[0], left, left)
+    for p in pos[1:]:
+        qtbot.wait(20)
+        send(QEvent.Type.MouseMove, p, none, left)
+    qtbot.wait(20)
+    send(QEvent.Type.MouseButtonRelease, pos[-1], left, none)
+    qtbot.wait(20)
+
+
+def quick_clicks(qtbot, view: FrameView, points: list[tuple[float, float]], gap_ms: int = 50) -> None:
+    """Clicks ``gap_ms`` apart as a real mouse sends them: every second one of a quick pair arrives as a
+    double-click (press, release, double-click, release), which is how Qt reports it."""
+    viewport = view.graphics.viewport()
+    left = Qt.MouseButton.LeftButton
+    for i, (x, y) in enumerate(points):
+        pos = widget_pos(view, x, y)
+        if i % 2:
+            qtbot.mouseDClick(viewport, left, pos=pos)
+        else:
+            qtbot.mousePress(viewport, left, pos=pos)
+        qtbot.mouseRelease(viewport, left, pos=pos)
+        qtbot.wait(gap_ms)
+
+
+POLY = [(10, 10), (40, 8), (70, 12), (100, 20), (105, 50), (80, 70), (40, 72), (12, 55)]
+
+
+def test_quick_clicks_and_double_clicks_add_points_and_never_close_the_polygon(view, qtbot):
+    tools = view.tools
+    tools.set_tool("polygon")
+    got = record(tools.polygonFinished)
+    quick_clicks(qtbot, view, POLY)
+    assert got == []  # a double-click used to close it (and drop its point): one polygon became several
+    pts = np.array(tools.polygon_points())
+    assert pts.shape == (len(POLY), 2) and np.abs(pts - POLY).max() < 0.5
+    assert tools.close_polygon() and len(got) == 1 and len(got[0][0]) == len(POLY) and got[0][1] is False
+
+
+def test_shift_at_the_first_click_makes_the_polygon_subtract(view, qtbot):
+    tools = view.tools
+    tools.set_tool("polygon")
+    got = record(tools.polygonFinished)
+    viewport = view.graphics.viewport()
+    shift = Qt.KeyboardModifier.ShiftModifier
+    for i, (x, y) in enumerate([(20, 20), (90, 20), (90, 60)]):
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, shift if i == 0 else Qt.KeyboardModifier.NoModifier,
+                         widget_pos(view, x, y))
+        qtbot.wait(10)
+    assert tools.polygon_subtracts()
+    qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=widget_pos(view, 20, 20))  # its first point
+    assert len(got) == 1 and got[0][1] is True and not tools.polygon_subtracts()
+    for i, (x, y) in enumerate([(20, 20), (90, 20), (90, 60)]):  # Shift later than the first click: adds
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, shift if i == 2 else Qt.KeyboardModifier.NoModifier,
+                         widget_pos(view, x, y))
+        qtbot.wait(10)
+    assert tools.close_polygon() and got[-1][1] is False
+
+
+def test_a_polygon_point_can_be_dragged_before_it_is_closed(view, qtbot):
+    tools = view.tools
+    tools.set_tool("polygon")
+    got = record(tools.polygonFinished)
+    for p in [(20, 20), (60, 15), (90, 60)]:
+        tools.add_polygon_point(*p)
+    before = view.view.viewRange()
+    drag(qtbot, view, [(60, 15), (65, 25), (70, 35)])
+    assert view.view.viewRange() == before  # the point moved, the view did not pan
+    pts = tools.polygon_points()
+    assert len(pts) == 3 and np.abs(np.subtract(pts[1], (70, 35))).max() < 0.5
+    assert pts[0] == (20.0, 20.0) and pts[2] == (90.0, 60.0) and got == []
+    drag(qtbot, view, [(40, 70), (60, 72), (80, 75)])  # away from every point: pans, points stay
+    assert view.view.viewRange() != before and len(tools.polygon_points()) == 3 and got == []
+
+
+def test_box_tool_drag_shows_and_emits_a_box_and_modifier_drags_paint_hints(view, qtbot):
+    tools = view.tools
+    tools.set_tool("box")
+    tools.set_radius(3)
+    boxes, hints = record(tools.boxFinished), record(tools.hintFinished)
+    before = view.view.viewRange()
+    drag(qtbot, view, [(20, 15), (50, 40), (80, 60)])
+    assert view.view.viewRange() == before and len(boxes) == 1
+    x0, y0, x1, y1 = boxes[0]  # edges: pixel 20 starts at 20, pixel 80 ends at 81
+    assert abs(x0 - 20.5) < 0.6 and abs(y0 - 15.5) < 0.6 and abs(x1 - 80.5) < 0.6 and abs(y1 - 60.5) < 0.6
+    assert tools.box_rect() == boxes[0]
+    drag_with(qtbot, view, [(30, 30), (40, 32), (50, 35)], Qt.KeyboardModifier.ShiftModifier)
+    drag_with(qtbot, view, [(70, 20), (72, 30)], Qt.KeyboardModifier.ControlModifier)
+    assert [h[1:] for h in hints] == [(3.0, True), (3.0, False)] and len(boxes) == 1
+    assert np.abs(np.subtract(hints[0][0][0], (30, 30))).max() < 0.5 and not tools.stroke_canvas().any()
+    assert view.view.viewRange() == before and tools.box_rect() == boxes[0]
+    tools.cancel()
+    assert tools.box_rect() is None
+    drag(qtbot, view, [(100, 70), (60, 50), (-40, -30)])  # any direction, clamped to the frame
+    assert boxes[-1] == (0.0, 0.0, 100.5, 70.5) or np.abs(np.subtract(boxes[-1], (0, 0, 100.5, 70.5))).max() < 0.6

@@ -80,11 +80,11 @@ def test_relabel_shows_in_label_and_panel(window, shared_data, monkeypatch):
     w = window
     doc = w.bridge.doc
     tid = _imported(w, shared_data)
-    doc.set_categories({5: "car", 26: "person"})
+    person = doc.add_category("person")  # the test model's categories are class_1 … class_40
     w.tracks.select([tid])
-    monkeypatch.setattr("vpp_gui.editing.pick_category", lambda parent, cats, current=None: 26)
+    monkeypatch.setattr("vpp_gui.editing.pick_category", lambda parent, cats, current=None, **_kw: person)
     w.actions_.relabel.trigger()
-    assert doc.track(tid).category_id == 26
+    assert doc.track(tid).category_id == person
     w.timeline.set_frame(3)
     w.show_frame()
     texts = [item.toPlainText() for item in w.view._label_items if item.isVisible()]
