@@ -1,6 +1,11 @@
 """Atomic file writes: a unique temporary file in the target's folder, fsync, then os.replace.
 
-A failed write leaves any existing file untouched and no temporary file behind.
+A failed write leaves any existing file untouched and no temporary file behind. What stands at the
+target must be a regular file (or nothing): a symbolic link, named pipe, device or folder there is
+refused with :class:`NotOurFile`, never followed, truncated or replaced. Temporary files a killed
+write left (``.NAME.XXXXXXXX.tmp``, only our own pattern, only regular files no live writer holds)
+are removed by the next write of ``NAME``. :func:`open_regular` and :func:`read_regular` are the one
+way this program opens a file it writes beside a person's files, or reads one that may be hostile.
 
 :class:`MultiCommit` does the same for several files and folders at once, all or none even across a
 SIGKILL or power loss (a manifest records the commit; :func:`recover_commits` finishes or undoes it).
@@ -9,6 +14,7 @@ SIGKILL or power loss (a manifest records the commit; :func:`recover_commits` fi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -21,12 +27,156 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from core.errors import DataError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no locks, recovery cannot tell a live commit from a dead one
+    fcntl = None  # type: ignore[assignment]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class NotOurFile(DataError, OSError):
+    """Something other than a regular file of ours stands where this program reads or writes one.
+
+    Also an OSError, so that every caller already handling a failed write reports it (never ignores it
+    as a crash would)."""
+
+
+def node_kind(mode: int) -> str:
+    """What an ``st_mode`` is, for messages: "a regular file", "a symbolic link", "a named pipe (FIFO)"..."""
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISLNK, "a symbolic link"),
+                       (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular(path: str | os.PathLike, what: str = "file", *, follow: bool = False,
+                  owned: bool = False) -> os.stat_result | None:
+    """The stat of the regular file at ``path`` (None when nothing is there); :class:`NotOurFile` when a
+    symbolic link (unless ``follow``), a pipe, a device, a folder or (``owned``) another user's file is."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return None
+    _check_stat(path, st, what, owned)
+    return st
+
+
+def _check_stat(path, st: os.stat_result, what: str, owned: bool) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = node_kind(st.st_mode)
+        extra = f" (to {os.path.realpath(path)})" if stat.S_ISLNK(st.st_mode) else ""
+        raise NotOurFile(f"{path}: is {kind}{extra}, not a {what} VPP Studio made; it is left untouched (never "
+                         "followed, read or overwritten). Remove or rename it, then try again")
+    if owned and hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise NotOurFile(f"{path}: belongs to another user, not a {what} of yours; it is left untouched. "
+                         "Remove it or work in a folder of your own")
+
+
+def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, mode: int = 0o600, *, what: str = "file",
+                 follow: bool = False, owned: bool = False) -> int:
+    """``os.open`` for a regular file only: never through a symbolic link (unless ``follow``), never
+    blocking on a named pipe or a device (it is refused before it is opened, and checked again after).
+
+    Raises :class:`NotOurFile` naming ``path`` and what stands there; OSError for the rest."""
+    check_regular(path, what, follow=follow, owned=owned)
+    try:
+        fd = os.open(path, flags | _NONBLOCK | _CLOEXEC | (0 if follow else _NOFOLLOW), mode)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # replaced by a link / pipe / folder meanwhile
+            check_regular(path, what, follow=follow, owned=owned)
+        raise
+    try:
+        _check_stat(path, os.fstat(fd), what, owned)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike, limit: int, *, what: str = "file", follow: bool = True) -> bytes:
+    """The bytes of the regular file at ``path`` (a pipe or device refused unopened, so nothing hangs),
+    :class:`NotOurFile` / DataError when it is not one or holds more than ``limit`` bytes."""
+    fd = open_regular(path, os.O_RDONLY, what=what, follow=follow)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise DataError(f"{path}: {size} bytes is more than a {what} can hold ({limit} bytes); it is not a "
+                            f"{what} VPP Studio made, or it is damaged")
+        chunks, left = [], size + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise DataError(f"{path}: grew past the {limit} bytes a {what} can hold while it was read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    """The names :func:`tempfile.mkstemp` gives a temporary file of ``name`` (``.NAME.<8 chars>.tmp``)."""
+    return re.compile(rf"^\.{re.escape(name)}\.[a-z0-9_]{{8}}\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Remove the temporary files of ``name`` that killed writes left in ``folder``; returns them.
+
+    Only our own pattern, only regular files of this user, never through a link, and never one a live
+    writer holds (every writer keeps its temporary file locked until it is renamed into place)."""
+    pattern, removed = _temp_pattern(name), []
+    try:
+        entries = [e.name for e in os.scandir(folder) if pattern.match(e.name)]
+    except OSError:
+        return removed
+    for entry in entries:
+        path = Path(folder) / entry
+        try:
+            fd = open_regular(path, os.O_RDONLY, owned=True)
+        except (OSError, DataError):
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live writer's
+            st, now = os.fstat(fd), os.lstat(path)
+            if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def lock_fd(fd: int) -> None:
+    """Hold an exclusive lock on a file this process just created (it marks the file as in use)."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", *,
+                clean: bool = False) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success it replaces ``path`` atomically.
 
-    ``mode`` is "w" (text) or "wb" (binary). If the body raises, the target is not touched.
+    ``mode`` is "w" (text) or "wb" (binary). If the body raises, the target is not touched. A link,
+    pipe, device or folder at ``path`` raises :class:`NotOurFile`. ``clean``: also remove the temporary
+    files of ``path`` that killed writes left (:func:`remove_stale_temps`; a folder scan per write).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
@@ -34,21 +184,22 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {target}: folder {folder} does not exist")
+    check_regular(target)  # a link, pipe, device or folder in the place is refused, never replaced
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    lock_fd(fd)  # so that another write's clean-up leaves this live temporary file alone
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        if target.exists():
-            with contextlib.suppress(OSError):
-                os.chmod(tmp, target.stat().st_mode & 0o7777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-        tmp = None
+            if fcntl is not None:  # renamed while still locked (Windows cannot rename an open file)
+                _place(tmp, target)
+                tmp = None
+        if tmp is not None:
+            _place(tmp, target)
+            tmp = None
+        if clean:
+            remove_stale_temps(folder, target.name)
         with contextlib.suppress(OSError):  # make the rename itself durable where the OS allows it
             dir_fd = os.open(folder, os.O_RDONLY)
             try:
@@ -59,6 +210,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def _place(tmp: str, target: Path) -> None:
+    """Rename the finished temporary file onto ``target`` with the permissions of what it replaces."""
+    st = check_regular(target)  # again: something may have been put there meanwhile
+    if st is not None:
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, st.st_mode & 0o7777)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, target)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -73,18 +237,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 # -- several outputs committed together, safe across a crash ------------------------------------------
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no locks, recovery cannot tell a live commit from a dead one
-    fcntl = None  # type: ignore[assignment]
-
 #: Every name a :class:`MultiCommit` creates starts with this prefix and the commit's random token.
 COMMIT_PREFIX = ".vpp-commit."
 _TOKEN = "[0-9a-f]{16}"
 _MANIFEST_RE = re.compile(rf"^\.vpp-commit\.({_TOKEN})\.json$")
 _PROBE_RE = re.compile(rf"^\.vpp-commit\.({_TOKEN})\.probe$")
 _FORMAT = "vpp-commit"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def _commit_name(token: str, what: str) -> str:
@@ -322,6 +480,12 @@ class MultiCommit:
         _touch(primary / _commit_name(self.token, "commit"))
         try:
             for e in self.entries:
+                try:
+                    kind = _node(e.final)  # a link, pipe, device or another user's node is never replaced
+                except CommitAnomaly as exc:
+                    raise CommitRefused(str(exc).replace("left alone", "it is not replaced")) from None
+                if kind not in (None, "dir" if e.is_dir else "file"):
+                    raise CommitRefused(f"{e.final}: is a {'file' if e.is_dir else 'folder'}; it is not replaced")
                 if os.path.lexists(e.final):
                     why = replaceable(e.final, e.is_dir) if replaceable is not None else None
                     if why:

@@ -27,9 +27,17 @@ Behaviour:
 - Each rank writes one shard per video, atomically, into ``<out>.work/``: ``video-00007.json`` holds the
   video's per-frame instances (compressed RLEs, track ids, classes, scores: everything the YTVIS
   entries, DAVIS PNGs and COCO JSON are built from), its frame names, size and the run ``key``
-  (model SHA-256, PKR, mode, skip-corrupt). A shard that reads back complete with the same key and
-  the same frames is reused on a rerun; otherwise the video is recomputed. A killed rank loses at most
-  the video it was on.
+  (model SHA-256, PKR, mode, skip-corrupt), after a header line with the body's byte count and
+  SHA-256. A shard that reads back complete with the same key and the same frames is reused on a
+  rerun; one of another run (key) is recomputed silently. A killed rank loses at most the video it was on.
+- Every shard is checked before it is reused or merged (:func:`read_shard`), against its own checksum
+  and against its clip, opened again (frame list and first frame only): the same frame count and names
+  (with ``--skip-corrupt`` an in-order subset), the same width and height (before anything of the
+  shard's declared size is allocated), every mask a decodable RLE of that size, scores in [0, 1],
+  areas recomputed from the masks. It is read only if it is a regular file (never through a link or
+  from a pipe) of at most 1 MiB + 4 MiB per frame. A shard that fails is never merged: on reuse it is
+  reported (naming the shard) and the video computed again; at the merge the clip fails with a message
+  naming the shard and saying to delete it and rerun.
 - A clip that fails (unreadable, zero frames, any error while running it) gets
   ``video-00007.error.json`` with the message; the other clips go on. After all ranks are done
   (``all_reduce`` on the process group: gloo on CPU, NCCL on CUDA with the device from ``LOCAL_RANK``),
@@ -45,8 +53,11 @@ This module imports neither Qt nor the CLI; torch only for the process group.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
+import stat
 import sys
 import time
 import traceback
@@ -58,13 +69,14 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, read_regular
 from core.data.imageio import IMAGE_EXTENSIONS
+from core.data.rle import counts_problems, to_compressed
 from core.data.sources import FrameSource, natural_key, open_source
 from core.errors import DataError, VPPError
 from core.results import ClipResults, CompactFrame
 
-SHARD_FORMAT = "vpp-batch-shard/1"
+SHARD_FORMAT = "vpp-batch-shard/2"
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                               ".ts", ".3gp", ".ogv"})
 
@@ -276,37 +288,99 @@ class Distributed:
 
 # -- shards ---------------------------------------------------------------------------------------
 
+#: Bytes a shard may take per frame of its clip (plus :data:`SHARD_BASE_BYTES`): far above what the masks of
+#: a real frame take as RLE, and a bound on what a damaged or forged shard makes us read and parse.
+SHARD_BYTES_PER_FRAME = 4 << 20
+SHARD_BASE_BYTES = 1 << 20
+_HEADER_LIMIT = 4096
+
+
+class ShardRefused(DataError):
+    """A shard in the work folder is damaged, forged or not of its clip; the message names the shard."""
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What a clip's shard must agree with: its frame names (in order), its size, and the skip mode."""
+
+    names: tuple[str, ...]
+    width: int
+    height: int
+    skip: bool  # --skip-corrupt: the shard may hold fewer frames (a subsequence of the names)
+
+
+def clip_facts(clip: Clip, on_corrupt: str) -> ClipFacts:
+    """Open ``clip`` (its frame list and first frame only) for the checks of :func:`read_shard`."""
+    with clip.opener(on_corrupt=on_corrupt) as source:
+        w, h = source.size
+        return ClipFacts(tuple(source.names), int(w), int(h), on_corrupt == "skip")
+
 
 def _frame_json(f: CompactFrame) -> dict[str, Any]:
     return {"track_ids": f.track_ids.tolist(), "category_ids": f.category_ids.tolist(),
-            "scores": [float(s) for s in f.scores.tolist()], "areas": f.areas.tolist(),
+            "scores": [float(s) for s in f.scores.tolist()],
             "rles": [{"size": list(r["size"]), "counts": r["counts"]} for r in f.rles],
             "keep_ratio": f.keep_ratio, "gflops": f.gflops, "ms": f.ms}
 
 
-def _frame_from_json(d: dict[str, Any], index: int, height: int, width: int) -> CompactFrame:
-    def arr(key, dtype):
-        a = np.asarray(d[key], dtype=dtype).reshape(-1)
+def _is_int(v: Any, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _frame_from_json(d: Any, index: int, height: int, width: int, rles_out: list[tuple[int, dict]]) -> CompactFrame:
+    """One frame of a shard, every value checked (ValueError saying which); its RLEs are also appended
+    to ``rles_out`` (for one vectorised check of their run lengths). Areas come from the RLEs."""
+    if not isinstance(d, dict):
+        raise ValueError(f"frame {index} is not an object")
+    lists = {k: d.get(k) for k in ("track_ids", "category_ids", "scores", "rles")}
+    if not all(isinstance(v, list) for v in lists.values()) or len({len(v) for v in lists.values()}) != 1:
+        raise ValueError(f"frame {index}: track_ids, category_ids, scores and rles must be lists of one length")
+    ids = lists["track_ids"]
+    if not all(_is_int(v, -(2**63), 2**63 - 1) for v in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"frame {index}: track ids must be distinct integers")
+    if not all(_is_int(v, 0, 2**31 - 1) for v in lists["category_ids"]):
+        raise ValueError(f"frame {index}: category ids must be integers >= 0")
+    if not all(_is_num(v) and 0 <= v <= 1 for v in lists["scores"]):
+        raise ValueError(f"frame {index}: scores must be numbers in [0, 1]")
+    for key in ("keep_ratio", "gflops", "ms"):
+        if not _is_num(d.get(key)):
+            raise ValueError(f"frame {index}: {key} must be a finite number")
+    rles = []
+    for r in lists["rles"]:
+        if not isinstance(r, dict) or set(r) != {"size", "counts"} or not isinstance(r["counts"], str):
+            raise ValueError(f"frame {index}: a mask is not a compressed RLE {{size, counts}}")
+        if r["size"] != [height, width]:
+            raise ValueError(f"frame {index}: a mask of [height, width] {r['size']!r}, not the clip's "
+                             f"[{height}, {width}]")
+        rle = to_compressed(r)
+        rles.append(rle)
+        rles_out.append((index, rle))
+
+    def arr(values, dtype):
+        a = np.asarray(values, dtype=dtype).reshape(-1)
         a.flags.writeable = False
         return a
 
-    rles = tuple({"size": [int(r["size"][0]), int(r["size"][1])], "counts": str(r["counts"])} for r in d["rles"])
     kept = np.zeros((0, 1, 1), bool)
     kept.flags.writeable = False
-    frame = CompactFrame(index, height, width, arr("track_ids", np.int64), arr("category_ids", np.int64),
-                         arr("scores", np.float32), rles, arr("areas", np.int64), kept, (),
-                         float(d["keep_ratio"]), float(d["gflops"]), float(d["ms"]))
-    if not (len(frame.track_ids) == len(frame.category_ids) == len(frame.scores) == len(frame.areas) == len(rles)):
-        raise ValueError("instance arrays of different lengths")
-    return frame
+    return CompactFrame(index, height, width, arr(lists["track_ids"], np.int64), arr(lists["category_ids"], np.int64),
+                        arr(lists["scores"], np.float32), tuple(rles), None, kept, (),
+                        float(d["keep_ratio"]), float(d["gflops"]), float(d["ms"]))
 
 
 def shard_bytes(clip: Clip, frame_names: Sequence[str], results: ClipResults, key: dict[str, Any]) -> bytes:
+    """A shard: one header line (format, the body's byte count and sha256), then the body JSON."""
     body = {"format": SHARD_FORMAT, "key": key, "video_id": clip.video_id, "name": clip.name, "path": str(clip.path),
             "num_frames": results.num_frames, "height": results.height, "width": results.width,
             "frame_names": list(frame_names), "frames": [_frame_json(f) for f in results],
             "ytvis_tracks": len(results.to_ytvis(clip.video_id))}
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    header = {"format": SHARD_FORMAT, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + data
 
 
 @dataclass(frozen=True)
@@ -318,38 +392,107 @@ class Shard:
     results: ClipResults
 
 
-def read_shard(path: Path, clip: Clip, key: dict[str, Any]) -> Shard | None:
-    """The shard at ``path`` if it is complete, for this clip and this key; else None (recompute it)."""
-    try:
-        d = json.loads(path.read_bytes())
-        if d.get("format") != SHARD_FORMAT or d.get("key") != key or d.get("video_id") != clip.video_id:
-            return None
-        if d.get("name") != clip.name or d.get("path") != str(clip.path):
-            return None
-        n, h, w = int(d["num_frames"]), int(d["height"]), int(d["width"])
-        names = tuple(str(x) for x in d["frame_names"])
-        if n < 1 or len(names) != n or len(d["frames"]) != n:
-            return None
-        results = ClipResults(n, h, w)
-        for i, f in enumerate(d["frames"]):
-            results.add(_frame_from_json(f, i, h, w))
-        if not results.is_complete or len(results.to_ytvis(clip.video_id)) != d["ytvis_tracks"]:
-            return None
-        return Shard(clip.video_id, clip.name, str(clip.path), names, results)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+def _subsequence(part: Sequence[str], whole: Sequence[str]) -> bool:
+    it = iter(whole)
+    return all(any(x == y for y in it) for x in part)
+
+
+def _check_against_clip(d: dict, clip: Clip, facts: ClipFacts) -> tuple[int, int, int, tuple[str, ...]]:
+    """The shard's frame count, height, width and names, checked against the clip (ValueError saying how
+    they differ) before anything of the shard's size is allocated."""
+    n, h, w = d.get("num_frames"), d.get("height"), d.get("width")
+    if not (_is_int(n, 1, 2**31) and _is_int(h, 1, 2**31) and _is_int(w, 1, 2**31)):
+        raise ValueError("num_frames, height and width must be positive integers")
+    if (w, h) != (facts.width, facts.height):
+        raise ValueError(f"its frames are {w}x{h}, the clip's are {facts.width}x{facts.height}")
+    names = d.get("frame_names")
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names) or len(names) != n:
+        raise ValueError(f"frame_names must be {n} strings")
+    frames = d.get("frames")
+    if not isinstance(frames, list) or len(frames) != n:
+        raise ValueError(f"it holds {len(frames) if isinstance(frames, list) else 'no list of'} frames for "
+                         f"num_frames {n}")
+    clip_n = len(facts.names)
+    if facts.skip:
+        if n > clip_n or not _subsequence(names, facts.names):
+            raise ValueError(f"its {n} frame names are not frames of the clip ({clip_n} frames) in order")
+    elif n != clip_n:
+        raise ValueError(f"it holds {n} frames, the clip has {clip_n}")
+    elif tuple(names) != facts.names:
+        k = next(i for i, (a, b) in enumerate(zip(names, facts.names)) if a != b)
+        raise ValueError(f"its frame {k} is named {names[k]!r}, the clip's is {facts.names[k]!r}")
+    return n, h, w, tuple(names)
+
+
+def read_shard(path: Path, clip: Clip, key: dict[str, Any], facts: ClipFacts) -> Shard | None:
+    """The shard at ``path`` for ``clip`` and the run ``key``.
+
+    None when there is none, or it is another run's (another format, key, video, name or path: rerunning
+    with other settings recomputes the video). :class:`ShardRefused`, naming ``path``, when it cannot be
+    read, its checksum does not match its content, or its content does not fit the clip (frame count,
+    names, size, masks): damaged or forged, never merged. The file is read only if it is a regular file
+    (never through a link or from a pipe) of at most :data:`SHARD_BASE_BYTES` + :data:`SHARD_BYTES_PER_FRAME`
+    per frame of the clip."""
+    limit = SHARD_BASE_BYTES + SHARD_BYTES_PER_FRAME * max(len(facts.names), 1)
+    if not os.path.lexists(path):
         return None
+    try:
+        raw = read_regular(path, limit, what="batch shard", follow=False)
+    except (OSError, DataError) as exc:
+        raise ShardRefused(_refusal(path, clip, str(exc).removeprefix(f"{path}: "))) from None
+    try:
+        return _parse_shard(raw, clip, key, facts)
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        raise ShardRefused(_refusal(path, clip, str(exc))) from None
+
+
+def _refusal(path: Path, clip: Clip, why: str) -> str:
+    return (f"{path}: not a shard VPP Studio wrote for video {clip.video_id} ({clip.name}): {why}. It is not "
+            "merged; delete it and rerun the same command (the video is computed again)")
+
+
+def _parse_shard(raw: bytes, clip: Clip, key: dict[str, Any], facts: ClipFacts) -> Shard | None:
+    head, sep, data = raw.partition(b"\n")
+    if not sep or len(head) > _HEADER_LIMIT:
+        raise ValueError("no header line (an old or foreign file)")
+    header = json.loads(head)
+    if not isinstance(header, dict) or header.get("format") != SHARD_FORMAT:
+        return None  # another version's shard: recomputed
+    if header.get("bytes") != len(data):
+        raise ValueError(f"its header says {header.get('bytes')!r} bytes, the body has {len(data)} (truncated?)")
+    if header.get("sha256") != hashlib.sha256(data).hexdigest():
+        raise ValueError("its content does not match its checksum (edited or damaged)")
+    d = json.loads(data)
+    if not isinstance(d, dict) or d.get("format") != SHARD_FORMAT:
+        raise ValueError("its body is not a shard")
+    if d.get("key") != key or d.get("video_id") != clip.video_id or d.get("name") != clip.name \
+            or d.get("path") != str(clip.path):
+        return None  # another run's (model, PKR, mode) or another clip list's: recomputed
+    n, h, w, names = _check_against_clip(d, clip, facts)
+    results = ClipResults(n, h, w)
+    rles: list[tuple[int, dict]] = []
+    for i, f in enumerate(d["frames"]):
+        results.add(_frame_from_json(f, i, h, w, rles))
+    for (index, _), why in zip(rles, counts_problems([r for _, r in rles])):
+        if why is not None:
+            raise ValueError(f"frame {index}: a mask cannot be decoded ({why})")
+    if not results.is_complete or len(results.to_ytvis(clip.video_id)) != d.get("ytvis_tracks"):
+        raise ValueError("its track count does not match its frames")
+    return Shard(clip.video_id, clip.name, str(clip.path), names, results)
 
 
 def read_error(work: Path, video_id: int) -> str | None:
     try:
-        return str(json.loads(error_path(work, video_id).read_bytes())["error"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(json.loads(read_regular(error_path(work, video_id), 1 << 20, follow=False))["error"])
+    except (OSError, ValueError, KeyError, TypeError, DataError):
         return None
 
 
 def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    """Delete a shard or error file of ours: a regular file only (a link or pipe there is left as it is)."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            path.unlink()
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -401,6 +544,21 @@ def _run_clip(clip: Clip, session, on_corrupt: str, log: Callable[[str], None],
         return tuple(source.names), results
 
 
+def _reusable(target: Path, clip: Clip, key: dict[str, Any], on_corrupt: str, log: Callable[[str], None],
+              rank: int) -> bool:
+    """Whether the shard at ``target`` is this run's result for ``clip`` (checked against the clip itself);
+    a damaged or forged one is reported and computed again (its file is then replaced)."""
+    if not os.path.lexists(target):
+        return False
+    try:
+        return read_shard(target, clip, key, clip_facts(clip, on_corrupt)) is not None
+    except ShardRefused as exc:
+        log(f"rank {rank}: warning: {exc}; computing video {clip.video_id} again")
+    except Exception:  # the clip cannot be opened: running it fails with the message
+        pass
+    return False
+
+
 def run_shard(clips: Sequence[Clip], session, *, work: Path, key: dict[str, Any], rank: int = 0,
               on_corrupt: str = "raise", log: Callable[[str], None] = print,
               reader: Reader = stream_frames) -> BatchSummary:
@@ -412,7 +570,7 @@ def run_shard(clips: Sequence[Clip], session, *, work: Path, key: dict[str, Any]
     t0 = time.perf_counter()
     for clip in clips:
         target = shard_path(work, clip.video_id)
-        if read_shard(target, clip, key) is not None:
+        if _reusable(target, clip, key, on_corrupt, log, rank):
             _remove(error_path(work, clip.video_id))
             summary.reused.append(clip.video_id)
             log(f"rank {rank}: video {clip.video_id} ({clip.name}): reused {target.name}")
@@ -440,6 +598,24 @@ def run_shard(clips: Sequence[Clip], session, *, work: Path, key: dict[str, Any]
     return summary
 
 
+def _merge_shard(work: Path, clip: Clip, key: dict[str, Any], on_corrupt: str) -> tuple[Shard | None, str]:
+    """The checked shard of ``clip`` for the merge, or None and why (naming the shard or the clip)."""
+    target = shard_path(work, clip.video_id)
+    if not os.path.lexists(target):
+        return None, read_error(work, clip.video_id) or f"{target}: no complete shard (its rank stopped early?)"
+    try:
+        facts = clip_facts(clip, on_corrupt)
+    except Exception as exc:  # the clip changed or went away since its shard was written
+        return None, f"{target}: cannot check the shard against its clip {clip.path}: {_message(exc)}"
+    try:
+        shard = read_shard(target, clip, key, facts)
+    except ShardRefused as exc:
+        return None, str(exc)
+    if shard is None:
+        return None, f"{target}: written by another run (another model, PKR, mode or clip list); rerun the command"
+    return shard, ""
+
+
 def run_batch(clips: Sequence[Clip], session, *, outputs: dict[str, Path | None], record, categories,
               inputs: Sequence[str | os.PathLike], key: dict[str, Any], dist: Distributed | None = None,
               on_corrupt: str = "raise", input_label: str = "",
@@ -454,6 +630,7 @@ def run_batch(clips: Sequence[Clip], session, *, outputs: dict[str, Path | None]
     ids = [c.video_id for c in clips]
     if len(set(ids)) != len(ids):
         raise DataError(f"{input_label or 'input'}: video ids are not unique")
+    check_batch_paths(outputs["ytvis"], inputs)  # the work folder: never a link, never overlapping an input
     work = work_dir(outputs["ytvis"])
     work.mkdir(exist_ok=True)
     mine = assign(clips, dist.world)[dist.rank]
@@ -469,9 +646,9 @@ def run_batch(clips: Sequence[Clip], session, *, outputs: dict[str, Path | None]
     try:
         videos, failed = [], {}
         for c in sorted(clips, key=lambda c: c.video_id):
-            shard = read_shard(shard_path(work, c.video_id), c, key)
+            shard, why = _merge_shard(work, c, key, on_corrupt)
             if shard is None:
-                failed[c.video_id] = read_error(work, c.video_id) or "no complete shard (its rank stopped early?)"
+                failed[c.video_id] = why
             else:
                 videos.append(VideoExport(c.video_id, c.name, shard.frame_names, shard.results))
         summary.failed = failed

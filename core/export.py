@@ -32,7 +32,9 @@ Outputs:
   with ``file_name`` = "<video name>/<frame file name>", ``annotations`` with compressed RLE, ``track_id``,
   the track's category and score; ``info`` = the run record). ``categories``: (id, name) pairs; ids the
   tracks use but the list lacks are added as "category <id>".
-- ``davis``: one palette PNG per frame, named by the frame's stem (objects 1..K = ``davis_objects()``).
+- ``davis``: one palette PNG per frame, named by the frame's stem (objects 1..K = ``davis_objects()``, every
+  track); a video with more than 255 tracks gets 16-bit greyscale PNGs (labels as stored, marked with the
+  text chunk ``vpp-davis: labels``), never a cut to 255; more than 65535 tracks is refused.
   One video: PNGs straight into the folder; several: one sub-folder per video named by its ``name``;
   a name used by several videos (or not a plain folder name) gets ``-<video_id>`` appended, so every
   video gets its own folder.
@@ -76,6 +78,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import stat
 import zipfile
@@ -166,7 +169,19 @@ class RunRecord:
         return cls(tool, label, sha, None if pkr is None else float(pkr), mode, extra=dict(extra or {}))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON values; a NaN or infinite number (a PKR of a damaged project...) becomes null, never a
+        bare ``NaN`` that JSON readers refuse."""
+        return _finite(asdict(self))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -340,6 +355,9 @@ def check_outputs(*, ytvis: str | os.PathLike | None = None, zip: str | os.PathL
                                 f"not a link, for the {_LABELS[kind]} output")
             if q.is_dir():
                 raise DataError(f"{q}: is a folder; give a file name for the {_LABELS[kind]} output")
+            if os.path.lexists(q) and not q.is_file():  # a pipe or device: never written into or replaced
+                raise DataError(f"{q}: is not a regular file (a pipe or a device?); give a file name for the "
+                                f"{_LABELS[kind]} output")
     if "davis" in outputs:
         d = outputs["davis"]
         _writable_parent(d, "folder", probed)
@@ -479,7 +497,8 @@ def export_results(videos: Iterable[VideoExport], *, ytvis: str | os.PathLike | 
     n = sum(tracks.values())
     where = ", ".join(str(outputs[k]) for k in _KINDS if k in outputs)
     k = max(map(len, objects.values()), default=0)
-    davis_note = f" (DAVIS: {k} object{'s' if k != 1 else ''})" if objects else ""
+    wide = ", 16-bit PNGs: more than 255 objects" if k > 255 else ""
+    davis_note = f" (DAVIS: {k} object{'s' if k != 1 else ''}{wide})" if objects else ""
     message = (f"exported {n} track{'s' if n != 1 else ''} of {len(videos)} video{'s' if len(videos) != 1 else ''} "
                f"to {where}{davis_note}")
     return ExportSummary(tuple(outputs[k] for k in order) + tuple(sidecars), tracks, message, recovered)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from core.data.davis import read_davis_png, write_davis_png
+from core.data.davis import MAX_OBJECTS_16, read_davis_png, write_davis_png
 from core.data.rle import counts_problems, decode_rle, encode_mask, rle_area, rle_bbox, to_compressed
 from core.data.sources import natural_key
 from core.data.ytvis import YtvisCategory, YtvisGroundTruth, YtvisVideo
@@ -151,14 +151,20 @@ def check_davis_names(videos: Sequence[VideoExport]) -> list[str]:
 
 
 def write_davis_video(folder: Path, video: VideoExport) -> list[int]:
-    """One palette PNG per frame (``<frame stem>.png``) into ``folder``, each read back and compared.
+    """One PNG per frame (``<frame stem>.png``) into ``folder``, each read back and compared.
 
-    Returns the track IDs written as objects 1..K.
+    Every track is written: palette PNGs for up to 255 objects, else 16-bit PNGs for every frame of the
+    video (:mod:`core.data.davis`); more than 65535 tracks is a :class:`DataError` naming the video, never
+    a silent cut. Returns the track IDs written as objects 1..K.
     """
     clip = video.results
     objects = clip.davis_objects()
+    if len(objects) > MAX_OBJECTS_16:
+        raise DataError(f"video {video.video_id} ({video.name}): {len(objects)} tracks, more than the "
+                        f"{MAX_OBJECTS_16} objects a DAVIS PNG can hold (16-bit); export YouTube-VIS JSON or COCO "
+                        "instead, or remove tracks")
     for t, name in enumerate(video.frame_names):
-        labels = clip.davis_label_map(t, objects)
+        labels = clip.davis_label_map(t, objects)  # uint16 past 255 objects: 16-bit PNGs for the whole video
         path = folder / f"{PurePath(name).stem}.png"
         write_davis_png(path, labels)
         back = read_davis_png(path)

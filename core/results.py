@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core.data.rle import encode_mask
+from core.data.rle import encode_mask, rle_areas
 
 if TYPE_CHECKING:
     from core.session import FrameResult
 
-#: Objects a DAVIS palette PNG can hold.
+#: Objects a DAVIS palette PNG can hold (more are written as 16-bit PNGs, see core.data.davis).
 MAX_DAVIS_OBJECTS = 255
 
 
@@ -61,12 +61,18 @@ class CompactFrame:
     category_ids: np.ndarray  # [M] int64, dataset ids (1-based)
     scores: np.ndarray  # [M] float32
     rles: tuple[dict, ...]  # M compressed RLEs, counts as str
-    areas: np.ndarray  # [M] int64 mask areas in pixels
+    areas: np.ndarray | None  # [M] int64 mask areas in pixels: always recomputed from ``rles`` (see below)
     kept: np.ndarray  # [S, gh, gw] bool
     stage_names: tuple[str, ...]
     keep_ratio: float
     gflops: float
     ms: float
+
+    def __post_init__(self) -> None:
+        # The areas decide whether an instance is exported, drawn or kept: they are always those of the
+        # masks themselves, never a stored number (a shard, a project or a caller saying 0 for a mask
+        # that is not empty would silently drop the track from every export).
+        object.__setattr__(self, "areas", _frozen(rle_areas(self.rles)))
 
     @classmethod
     def from_result(cls, result: FrameResult, index: int | None = None) -> CompactFrame:
@@ -79,7 +85,6 @@ class CompactFrame:
             if len(getattr(result, name)) != m:
                 raise ValueError(f"{name} has {len(getattr(result, name))} entries for {m} masks")
         rles = encode_masks(masks)
-        areas = np.asarray(mask_utils.area(list(rles)), dtype=np.int64).reshape(m) if m else np.zeros(0, np.int64)
         return cls(
             index=int(result.index if index is None else index),
             height=int(masks.shape[1]),
@@ -88,7 +93,7 @@ class CompactFrame:
             category_ids=_frozen(np.asarray(result.category_ids, dtype=np.int64)),
             scores=_frozen(np.asarray(result.scores, dtype=np.float32)),
             rles=rles,
-            areas=_frozen(areas),
+            areas=None,  # computed from the RLEs
             kept=_frozen(np.asarray(result.kept, dtype=bool)),
             stage_names=tuple(result.stage_names),
             keep_ratio=float(result.keep_ratio),
@@ -217,19 +222,23 @@ class ClipResults:
                         "score": float(np.mean(score_lists[tid])), "segmentations": segs[tid]})
         return out
 
-    def davis_objects(self, max_objects: int = MAX_DAVIS_OBJECTS) -> list[int]:
-        """Track IDs written as DAVIS objects 1..K: by summed score, best first, at most ``max_objects``."""
+    def davis_objects(self, max_objects: int | None = None) -> list[int]:
+        """Track IDs written as DAVIS objects 1..K: by summed score, best first; every track unless
+        ``max_objects`` is given (the export writes them all: 16-bit PNGs past 255 objects)."""
         total: dict[int, float] = defaultdict(float)
         for f in self:
             for k in range(f.num_instances):
                 if f.areas[k] > 0:
                     total[int(f.track_ids[k])] += float(f.scores[k])
-        return sorted(total, key=lambda t: (-total[t], t))[:max_objects]
+        order = sorted(total, key=lambda t: (-total[t], t))
+        return order if max_objects is None else order[:max_objects]
 
     def davis_label_map(self, index: int, objects: list[int]) -> np.ndarray:
-        """Frame ``index`` as a ``[H, W]`` uint8 label map: object k (1-based) = ``objects[k-1]``;
-        where instances overlap the higher-scored one keeps the pixel. A missing frame is all 0."""
-        labels = np.zeros((self.width, self.height), np.uint8)  # transposed: RLEs decode column-major
+        """Frame ``index`` as a ``[H, W]`` label map: object k (1-based) = ``objects[k-1]``; uint8 for up to
+        255 objects, else uint16. Where instances overlap the higher-scored one keeps the pixel. A missing
+        frame is all 0."""
+        dtype = np.uint8 if len(objects) <= MAX_DAVIS_OBJECTS else np.uint16
+        labels = np.zeros((self.width, self.height), dtype)  # transposed: RLEs decode column-major
         f = self.get(index)
         if f is None:
             return labels.T

@@ -185,12 +185,22 @@ def test_a_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
     path = doc.save(tmp_path / "p.vppproj")
     before = path.read_bytes()
     doc.accept([max(doc.tracks)])
+    import contextlib
+
     import core.document.project as project
 
-    def boom(*a, **k):
-        raise OSError(28, "No space left on device")
+    class Full:
+        def write(self, data):
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(project.json, "dump", boom)
+    real_open = project.atomic_open
+
+    @contextlib.contextmanager
+    def full_disk(*a, **k):  # the temporary file is made, then writing it fails
+        with real_open(*a, **k):
+            yield Full()
+
+    monkeypatch.setattr(project, "atomic_open", full_disk)
     with pytest.raises(DataError, match="No space left"):
         doc.save()
     assert path.read_bytes() == before and doc.dirty

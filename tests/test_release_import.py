@@ -144,6 +144,8 @@ def save_mmengine(path, state_dict) -> None:
         hub = {"log_scalars": {"train/loss": HistoryBuffer([1.5, 1.2])}, "runtime_info": {"epoch": 6, "iter": 9},
                "resumed_keys": {"epoch": True}}
         meta = {"epoch": 6, "iter": 9, "mmengine_version": "0.7.0", "cfg": "model = dict(type='ROVIS')"}
+        state_dict = OrderedDict(state_dict)  # as mmengine's get_state_dict: module.state_dict()'s _metadata too
+        state_dict._metadata = OrderedDict([("", {"version": 1}), ("detector.backbone", {"version": 1})])
         torch.save({"state_dict": state_dict, "meta": meta, "message_hub": hub}, path)
     finally:
         for n, mod in saved.items():

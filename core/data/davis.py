@@ -6,6 +6,12 @@ file at a time, atomically; whole folders of masks are exported by :func:`core.e
 where objects overlap, the earlier object (lower index) keeps the pixel, so pass tracks in priority order.
 Reading accepts palette PNGs (indices as stored), greyscale PNGs (0/255 -> 0/1, other grey values
 taken as indices) and RGB PNGs drawn in the DAVIS palette.
+
+More than 255 objects: a palette PNG holds labels 0..255 only, so a label map with a label above 255
+is written as a 16-bit greyscale PNG (labels 0..65535, as stored; :data:`MAX_OBJECTS_16`), marked
+with the text chunk ``vpp-davis: labels`` so that a reader never takes it for a 0/255 binary mask.
+:func:`read_davis_png` returns such maps as uint16 (uint8 otherwise). More than 65535 objects is an
+error, never a silent cut.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from core.atomic import atomic_write_bytes
 from core.data.imageio import ImageDecodeError, check_image_size, image_size, read_image_bytes
@@ -24,7 +30,9 @@ from core.data.rle import RLE, decode_rle
 from core.data.sources import natural_key
 from core.errors import DataError
 
-MAX_OBJECTS = 255
+MAX_OBJECTS = 255  # a palette PNG
+MAX_OBJECTS_16 = 65535  # a 16-bit greyscale PNG (written only when a label map needs it)
+_LABELS_TEXT = ("vpp-davis", "labels")  # the text chunk that marks a 16-bit PNG of labels (not a binary mask)
 
 
 def davis_palette() -> np.ndarray:
@@ -40,32 +48,44 @@ def davis_palette() -> np.ndarray:
     return pal
 
 
-def encode_davis_png(labels: np.ndarray) -> bytes:
-    """Label map ``[H, W]`` (0..255) -> palette PNG bytes."""
+def encode_davis_png(labels: np.ndarray, *, sixteen_bit: bool | None = None) -> bytes:
+    """Label map ``[H, W]`` -> PNG bytes: a palette PNG for labels 0..255, a 16-bit greyscale PNG (marked as
+    labels) for labels up to 65535. ``sixteen_bit``: None: 16-bit for a uint16 map (so that every frame of a
+    clip shares one format) or a label above 255; False with a label above 255 is an error."""
     lab = np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(f"a DAVIS mask must be H x W, got shape {lab.shape}")
-    if lab.size and (lab.min() < 0 or lab.max() > MAX_OBJECTS):
-        raise ValueError(f"DAVIS labels must be 0..{MAX_OBJECTS}, got {lab.min()}..{lab.max()}")
+    top = int(lab.max()) if lab.size else 0
+    if lab.size and (int(lab.min()) < 0 or top > MAX_OBJECTS_16):
+        raise ValueError(f"DAVIS labels must be 0..{MAX_OBJECTS_16}, got {lab.min()}..{top}")
+    if sixteen_bit is None:
+        sixteen_bit = lab.dtype == np.uint16 or top > MAX_OBJECTS
+    if not sixteen_bit and top > MAX_OBJECTS:
+        raise ValueError(f"a palette DAVIS mask holds labels 0..{MAX_OBJECTS}, got {top}")
+    buf = io.BytesIO()
+    if sixteen_bit:
+        info = PngImagePlugin.PngInfo()
+        info.add_text(*_LABELS_TEXT)
+        Image.fromarray(np.ascontiguousarray(lab, dtype=np.uint16)).save(buf, format="PNG", pnginfo=info)
+        return buf.getvalue()
     lab = np.ascontiguousarray(lab, dtype=np.uint8)
     im = Image.frombytes("P", (lab.shape[1], lab.shape[0]), lab.tobytes())
     im.putpalette(davis_palette().tobytes())
-    buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=False)
     return buf.getvalue()
 
 
-def write_davis_png(path: str | Path, labels: np.ndarray) -> None:
-    """Write one label map as a palette PNG, atomically."""
+def write_davis_png(path: str | Path, labels: np.ndarray, *, sixteen_bit: bool | None = None) -> None:
+    """Write one label map as a PNG (see :func:`encode_davis_png`), atomically."""
     path = Path(path)
     try:
-        atomic_write_bytes(path, encode_davis_png(labels))
+        atomic_write_bytes(path, encode_davis_png(labels, sixteen_bit=sixteen_bit))
     except OSError as exc:
         raise DataError(f"{path}: cannot write the mask ({exc.strerror or exc}); check the folder") from exc
 
 
 def read_davis_png(path: str | Path) -> np.ndarray:
-    """A DAVIS mask PNG -> label map ``[H, W]`` uint8 (0 = background).
+    """A DAVIS mask PNG -> label map ``[H, W]`` uint8 (0 = background); uint16 for our 16-bit label PNGs.
 
     Bounded like frames (:mod:`core.data.imageio`): a mask whose header claims more than
     ``MAX_FRAME_PIXELS`` pixels is refused before it is decoded, and only a regular file is read."""
@@ -89,6 +109,7 @@ def read_davis_png(path: str | Path) -> np.ndarray:
                 check_image_size(*im.size, what="the mask is")
                 im.load()
                 mode = im.mode
+                ours_16 = im.info.get(_LABELS_TEXT[0]) == _LABELS_TEXT[1]
                 arr = np.asarray(im)
     except ImageDecodeError as exc:
         raise DataError(f"{path}: {exc}") from None
@@ -98,6 +119,10 @@ def read_davis_png(path: str | Path) -> np.ndarray:
         return arr.astype(np.uint8)
     if mode == "1":
         return arr.astype(np.uint8)
+    if mode in ("I", "I;16") and ours_16:  # our 16-bit labels: as stored
+        if int(arr.min(initial=0)) < 0 or int(arr.max(initial=0)) > MAX_OBJECTS_16:
+            raise DataError(f"{path}: 16-bit mask labels outside 0..{MAX_OBJECTS_16}")
+        return arr.astype(np.uint16)
     if mode in ("L", "I", "I;16"):
         if arr.dtype == np.uint8:
             if not np.any((arr != 0) & (arr != 255)):  # 0/255 masks, without a copy as int64

@@ -7,6 +7,7 @@ An RLE here is ``{"size": [height, width], "counts": str}`` (compressed RLE). Un
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -227,6 +228,20 @@ def _py(rle: RLE) -> dict:
 
 def rle_area(rle: RLE) -> int:
     return int(mask_utils.area(_py(rle)))
+
+
+#: pycocotools 2.0.x's ``area`` builds a uint8 array of the list's length: a list of more than 255 RLEs
+#: raises OverflowError under NumPy 2, so :func:`rle_areas` calls it on slices of at most this many.
+_AREA_BATCH = 255
+
+
+def rle_areas(rles: Sequence[RLE]) -> np.ndarray:
+    """``[N]`` int64 pixel counts of RLEs (str or bytes counts), from the run lengths, any ``N``."""
+    out = np.zeros(len(rles), np.int64)
+    for start in range(0, len(rles), _AREA_BATCH):
+        part = [_py(r) for r in rles[start:start + _AREA_BATCH]]
+        out[start:start + len(part)] = np.asarray(mask_utils.area(part), dtype=np.int64).reshape(len(part))
+    return out
 
 
 def rle_bbox(rle: RLE) -> list[float]:

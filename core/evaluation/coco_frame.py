@@ -8,8 +8,9 @@ non-null, non-empty frame of a result track is one detection carrying the track'
 To bound memory, ``COCOeval`` runs once per category (with only that category's annotations, detections
 and images) and its ``summarize`` runs on the per-category ``precision``/``recall`` put side by side. COCO
 evaluates categories independently (matching, maxDets and accumulation are all per category), so the
-figures are exactly those of one ``COCOeval`` over everything; the peak memory is one category's
-(its COCO indexes, IoUs and per-image records) instead of all of them at once.
+figures are exactly those of one ``COCOeval`` over everything (to rounding); the peak memory is one
+category's (its COCO indexes, IoUs and per-image records) instead of all of them at once, and categories
+without ground truth cost nothing (:mod:`core.evaluation.means`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from core.data.rle import as_coco
+from core.data.rle import as_coco, rle_areas
 from core.data.ytvis import YtvisAnnotation, YtvisGroundTruth, YtvisResult
-
-#: The order of pycocotools' ``COCOeval.stats`` (and of the video-AP summary).
-SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+from core.evaluation.means import SUMMARY_KEYS, SummaryMeans
 
 
 def _frame_images(gt: YtvisGroundTruth) -> tuple[list[dict], dict[int, int]]:
@@ -47,7 +46,7 @@ def _gt_anns(tracks: Sequence[YtvisAnnotation], first: dict[int, int]) -> list[d
         if not idx:
             continue
         rles = as_coco([a.segmentations[t] for t in idx])
-        areas = mask_utils.area(rles)
+        areas = rle_areas(rles)
         boxes = mask_utils.toBbox(rles)
         for k, t in enumerate(idx):
             area = a.areas[t] if a.areas[t] is not None else float(areas[k])
@@ -82,7 +81,7 @@ def _detections(results: Sequence[YtvisResult], first: dict[int, int], cats: set
         if not idx:
             continue
         rles = as_coco([r.segmentations[t] for t in idx])
-        areas = mask_utils.area(rles)
+        areas = rle_areas(rles)
         boxes = mask_utils.toBbox(rles) if iou_type != "segm" else None
         for k, t in enumerate(idx):
             if not areas[k]:
@@ -117,33 +116,34 @@ def _stats(ev: COCOeval) -> dict[str, float]:
 
 def _run_by_category(gt: YtvisGroundTruth, results: Sequence[YtvisResult], images: list[dict],
                      first: dict[int, int], iou_type: str) -> dict[str, float]:
-    """One ``COCOeval`` per category with ground truth; ``summarize`` over the side-by-side arrays."""
-    categories = [{"id": c.id, "name": c.name} for c in gt.categories]
-    cat_ids = gt.category_ids
+    """One ``COCOeval`` per category with ground truth, on that category's images only; the figures are
+    ``summarize``'s means, kept as running sums (:class:`~core.evaluation.means.SummaryMeans`), so memory
+    and time follow the categories that occur, not the length of the file's category list."""
+    names = {c.id: c.name for c in gt.categories}
     gt_by_cat: dict[int, list[YtvisAnnotation]] = defaultdict(list)
     for a in gt.annotations:
-        gt_by_cat[a.category_id].append(a)
+        if a.category_id in names:
+            gt_by_cat[a.category_id].append(a)
     res_by_cat: dict[int, list[YtvisResult]] = defaultdict(list)
     for r in results:
-        res_by_cat[r.category_id].append(r)
+        if r.category_id in gt_by_cat:
+            res_by_cat[r.category_id].append(r)
     p = COCOeval(iouType=iou_type).params
-    n_t, n_r, n_a, n_m = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
-    precision = -np.ones((n_t, n_r, len(cat_ids), n_a, n_m))
-    recall = -np.ones((n_t, len(cat_ids), n_a, n_m))
-    for k, c in enumerate(cat_ids):
-        anns = _gt_anns(gt_by_cat.get(c, []), first)
+    t50 = np.where(p.iouThrs == 0.5)[0].tolist()  # as COCOeval.summarize selects them
+    t75 = np.where(p.iouThrs == 0.75)[0].tolist()
+    means = SummaryMeans(t50, t75, len(p.maxDets))
+    for c in sorted(gt_by_cat):
+        anns = _gt_anns(gt_by_cat[c], first)
         if not anns:  # no ground truth: COCOeval leaves the category at -1 (undefined)
             continue
         segm, bbox = _detections(res_by_cat.get(c, []), first, {c}, iou_type)
         dets = segm if iou_type == "segm" else bbox
         img_ids = sorted({a["image_id"] for a in anns} | {d["image_id"] for d in dets})
-        ev = _cocoeval(_coco(images, anns, categories), dets, iou_type, img_ids, [c])
-        precision[:, :, k], recall[:, k] = ev.eval["precision"][:, :, 0], ev.eval["recall"][:, 0]
+        ev = _cocoeval(_coco([images[i - 1] for i in img_ids], anns, [{"id": c, "name": names[c]}]), dets,
+                       iou_type, img_ids, [c])
+        means.add(ev.eval["precision"][:, :, 0], ev.eval["recall"][:, 0])
         del ev, anns, segm, bbox, dets
-    ev = COCOeval(iouType=iou_type)
-    ev.params.catIds = list(cat_ids)
-    ev.eval = {"precision": precision, "recall": recall}
-    return _stats(ev)
+    return means.figures()
 
 
 def evaluate_frames(gt: YtvisGroundTruth, results: Sequence[YtvisResult]) -> dict[str, float]:

@@ -22,10 +22,11 @@ from typing import Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core.data.rle import RLE, as_coco
+from core.data.rle import RLE, as_coco, rle_areas
 from core.data.ytvis import YtvisGroundTruth, YtvisResult
 from core.errors import DataError
 from core.evaluation.coco_frame import SUMMARY_KEYS, evaluate_frames
+from core.evaluation.means import SummaryMeans
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -42,7 +43,7 @@ def _areas(tracks: Sequence[Sequence[RLE | None]], length: int) -> np.ndarray:
     for i, segs in enumerate(tracks):
         idx = [t for t, s in enumerate(segs) if s is not None]
         if idx:
-            out[i, idx] = mask_utils.area(as_coco([segs[t] for t in idx]))
+            out[i, idx] = rle_areas([segs[t] for t in idx])
     return out
 
 
@@ -187,47 +188,35 @@ def precision_recall(entries: list, max_det: int) -> tuple[np.ndarray, np.ndarra
 
 def evaluate_tracks(gt: YtvisGroundTruth, results: Sequence[YtvisResult], *,
                     area_ranges: Literal["ytvis", "coco"] = "ytvis") -> dict[str, float]:
-    """AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l of the YouTube-VIS video protocol (-1: undefined)."""
+    """AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l of the YouTube-VIS video protocol (-1: undefined).
+
+    Only categories with ground truth are scored (the others are excluded from every mean), one at a
+    time into :class:`~core.evaluation.means.SummaryMeans`: memory follows the categories that occur,
+    not the length of the file's category list."""
     ranges = AREA_RANGES[area_ranges]
     pairs = track_pairs(gt, results, MAX_DETS[-1])
-    cats = gt.category_ids
+    known = set(gt.category_ids)
+    by_category: dict[int, list[TrackPair]] = defaultdict(list)
+    for (_video, c), pair in sorted(pairs.items()):
+        if c in known:
+            by_category[c].append(pair)
     n_t, n_r, n_a, n_m = len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(ranges), len(MAX_DETS)
-    precision = -np.ones((n_t, n_r, len(cats), n_a, n_m))
-    recall = -np.ones((n_t, len(cats), n_a, n_m))
-    videos = sorted(v.id for v in gt.videos)
-    for k, c in enumerate(cats):
-        cat_pairs = [pairs[v, c] for v in videos if (v, c) in pairs]
-        if not cat_pairs:
-            continue
+    t50, t75 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.5))), int(np.argmin(np.abs(IOU_THRESHOLDS - 0.75)))
+    means = SummaryMeans([t50], [t75], n_m)
+    for c in sorted(by_category):
+        cat_pairs = by_category[c]
+        if not any(len(p.gt_area) for p in cat_pairs):
+            continue  # no ground truth: the category stays -1, left out of every mean
+        precision = -np.ones((n_t, n_r, n_a, n_m))
+        recall = -np.ones((n_t, n_a, n_m))
         for a, (lo, hi) in enumerate(ranges):
             entries = [p.evaluate(lo, hi) for p in cat_pairs]
             for m, max_det in enumerate(MAX_DETS):
                 pr = precision_recall(entries, max_det)
                 if pr is not None:
-                    precision[:, :, k, a, m], recall[:, k, a, m] = pr
-    return _summary(precision, recall)
-
-
-def _mean(s: np.ndarray) -> float:
-    s = s[s > -1]
-    return float(np.mean(s)) if s.size else -1.0
-
-
-def _summary(precision: np.ndarray, recall: np.ndarray) -> dict[str, float]:
-    last = len(MAX_DETS) - 1
-    t50, t75 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.5))), int(np.argmin(np.abs(IOU_THRESHOLDS - 0.75)))
-    out = {
-        "AP": _mean(precision[..., 0, last]),
-        "AP50": _mean(precision[t50, ..., 0, last]),
-        "AP75": _mean(precision[t75, ..., 0, last]),
-        "APs": _mean(precision[..., 1, last]),
-        "APm": _mean(precision[..., 2, last]),
-        "APl": _mean(precision[..., 3, last]),
-    }
-    for m, n in enumerate(MAX_DETS):
-        out[f"AR{n}"] = _mean(recall[..., 0, m])
-    out.update(ARs=_mean(recall[..., 1, last]), ARm=_mean(recall[..., 2, last]), ARl=_mean(recall[..., 3, last]))
-    return out
+                    precision[:, :, a, m], recall[:, a, m] = pr
+        means.add(precision, recall)
+    return means.figures()
 
 
 def evaluate(gt: YtvisGroundTruth, results: Sequence[YtvisResult], *,

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core.data.rle import as_coco
+from core.data.rle import as_coco, rle_areas
 from core.document.tracks import Track
 from core.review.ground_truth import ClipGroundTruth, GroundTruthTrack
 
@@ -94,10 +94,10 @@ def _frame_overlaps(gt: ClipGroundTruth, preds: list[Track],
         gi = [j for j, g in enumerate(gts) if t in g.frames]
         if pi:
             pc = as_coco(prles)
-            pa[k, pi] = mask_utils.area(pc)
+            pa[k, pi] = rle_areas(pc)
         if gi:
             gc = as_coco([gts[j].frames[t] for j in gi])
-            ga[k, gi] = mask_utils.area(gc)
+            ga[k, gi] = rle_areas(gc)
         if pi and gi:
             # with the crowd flag, iou is |d∩g| / |d|: |d∩g| = round(ratio * |d|) exactly (as core.evaluation)
             ratio = np.asarray(mask_utils.iou(pc, gc, [1] * len(gi))).reshape(len(pi), len(gi))

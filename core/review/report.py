@@ -90,9 +90,10 @@ def evaluate_entries(gt: ClipGroundTruth, entries: Sequence[Mapping], *, per_cat
     figures = score(gt_json, results, source=where)
     by_cat: dict[int, dict[str, float]] = {}
     if per_category:
+        by_id = {x["id"]: x for x in gt_json["categories"]}  # one look-up per category that occurs
         for c in sorted({a["category_id"] for a in gt_json["annotations"]}):
             one = {**gt_json, "annotations": [a for a in gt_json["annotations"] if a["category_id"] == c],
-                   "categories": [x for x in gt_json["categories"] if x["id"] == c]}
+                   "categories": [by_id[c]] if c in by_id else []}
             by_cat[c] = summary(score(one, [e for e in results if e["category_id"] == c], source=where))
     return EvaluationReport(
         overall=summary(figures), per_category=by_cat,
