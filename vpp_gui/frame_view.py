@@ -1,14 +1,22 @@
-"""The frame view: the frame with its overlay layers; wheel zooms, drag pans, ``fit()`` frames it."""
+"""The frame view: the frame with its overlay layers; wheel zooms, drag pans, ``fit()`` frames it.
+
+Everything in the view is in frame pixels (the tools, labels, ground truth), whatever resolution an image is
+shown at: an image item holding a smaller array (a 4K frame and its layers at the view's resolution, see
+:mod:`vpp_gui.display_frames`) is stretched over the frame's rectangle, so it lines up at any size.
+:meth:`FrameView.display_size` says which size the frame is wanted at now; ``resolutionChanged`` fires when a
+zoom or a resize changes it (zoomed in past the fitted frame's pixels: the full frame; zoomed out: fitted).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
 from vpp_gui.canvas_tools import ToolOverlay
+from vpp_gui.display_frames import display_size
 from vpp_gui.overlay import Label, Layers
 from vpp_gui.theme import Theme
 
@@ -17,6 +25,8 @@ LAYERS = ("heatmap", "masks", "contours", "labels")
 
 class FrameView(QWidget):
     """A pyqtgraph ViewBox holding the frame, the heatmap, masks and contours images, and text labels."""
+
+    resolutionChanged = Signal()  # the size the frame is wanted at changed (zoom, resize): show it again
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,6 +75,11 @@ class FrameView(QWidget):
         self.gt_badge.move(10, 44)
         self.gt_badge.hide()
         self._size: tuple[int, int] | None = None
+        self._shown_size: tuple[int, int] | None = None  # (w, h) of the frame image's pixels
+        self._zoom_check = QTimer(self, singleShot=True, interval=40)  # once per burst of wheel / resize steps
+        self._zoom_check.timeout.connect(self._check_resolution)
+        self.view.sigRangeChanged.connect(lambda *_: self._zoom_check.start())
+        self.view.sigResized.connect(lambda *_: self._zoom_check.start())
         self.show_hint("No clip open.")
 
     # -- content -------------------------------------------------------------------------------------
@@ -74,23 +89,30 @@ class FrameView(QWidget):
         self._stack.setCurrentWidget(self.hint)
         self._size = None
 
-    def set_frame(self, rgb: np.ndarray) -> None:
-        """Show an RGB uint8 ``[H, W, 3]`` frame; the view is fitted when the frame size changes."""
+    def set_frame(self, rgb: np.ndarray, frame_size: tuple[int, int] | None = None) -> None:
+        """Show an RGB uint8 ``[h, w, 3]`` image of a frame of ``frame_size`` (W, H; default the image's own
+        size) over the frame's rectangle; the view is fitted when the frame size changes."""
         h, w = rgb.shape[:2]
         self.image.setImage(np.ascontiguousarray(rgb), autoLevels=False, levels=None)  # uint8: shown as is
+        fw, fh = (w, h) if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        self.image.setRect(QRectF(0, 0, fw, fh))
+        self._shown_size = (w, h)
         self._stack.setCurrentWidget(self.graphics)
-        if self._size != (w, h):
-            self._size = (w, h)
-            self.tools.set_frame_size(w, h)
+        if self._size != (fw, fh):
+            self._size = (fw, fh)
+            self.tools.set_frame_size(fw, fh)
             self.fit()
 
     def set_blank(self, width: int, height: int, message: str) -> None:
         """A grey frame with a badge: used when a frame cannot be decoded."""
-        self.set_frame(np.full((height, width, 3), 60, np.uint8))
+        self.set_frame(np.full((8, 8, 3), 60, np.uint8), frame_size=(width, height))
+        self._shown_size = None  # no resolution to keep up with zooms
         self.set_layers(None)
         self.set_badge(message, warn=True)
 
     def set_layers(self, layers: Layers | None) -> None:
+        """The overlay layers, each an RGBA image at the frame's size or at any smaller size (stretched over
+        the frame's rectangle, as the frame's own image is)."""
         layers = layers or Layers()
         for name, item in self.items.items():
             data = getattr(layers, name)
@@ -99,8 +121,46 @@ class FrameView(QWidget):
                 item.hide()
             else:
                 item.setImage(data, autoLevels=False, levels=None)
+                self._cover_frame(item)
                 item.setVisible(self._shown(name))
         self._set_labels(layers.labels or [])
+
+    def _cover_frame(self, item: pg.ImageItem) -> None:
+        if self._size is not None and item.image is not None:
+            item.setRect(QRectF(0, 0, *self._size))
+
+    # -- resolution ------------------------------------------------------------------------------------
+    def pixel_ratio(self) -> float:
+        """Device pixels per logical pixel of the view (2 on a HiDPI screen)."""
+        return float(self.graphics.viewport().devicePixelRatioF())
+
+    def viewport_pixels(self) -> tuple[float, float]:
+        """The view's size in device pixels."""
+        vp, r = self.graphics.viewport(), self.pixel_ratio()
+        return vp.width() * r, vp.height() * r
+
+    def zoom(self) -> float:
+        """Device pixels per frame pixel at the view's current range."""
+        px, py = self.view.viewPixelSize()
+        unit = max(px, py)
+        return self.pixel_ratio() / unit if unit > 0 else 0.0
+
+    def display_size(self, frame_w: int, frame_h: int) -> tuple[int, int]:
+        """(w, h) to show a ``frame_w x frame_h`` frame at now (see :func:`vpp_gui.display_frames.display_size`);
+        before the first frame of that size is shown (the view not fitted to it yet), the fitted size."""
+        vw, vh = self.viewport_pixels()
+        zoom = self.zoom() if self._size == (frame_w, frame_h) else 0.0
+        return display_size(frame_w, frame_h, vw, vh, zoom)
+
+    @property
+    def shown_size(self) -> tuple[int, int] | None:
+        """(w, h) of the frame image's pixels as shown (the frame's size, or smaller at the view's resolution)."""
+        return self._shown_size
+
+    def _check_resolution(self) -> None:
+        if self._size is not None and self._shown_size is not None and \
+                self._stack.currentWidget() is self.graphics and self.display_size(*self._size) != self._shown_size:
+            self.resolutionChanged.emit()
 
     def set_badge(self, text: str, *, warn: bool = False) -> None:
         if not text:
@@ -122,6 +182,7 @@ class FrameView(QWidget):
             self.gt_item.hide()
         else:
             self.gt_item.setImage(layer, autoLevels=False, levels=None)
+            self._cover_frame(self.gt_item)
             self.gt_item.show()
         while len(self._gt_label_items) < len(labels):
             item = pg.TextItem(anchor=(0, 0), fill=pg.mkBrush(20, 20, 20, 200))

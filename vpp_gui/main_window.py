@@ -21,6 +21,7 @@ from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController
 from vpp_gui.controls import ControlsPanel
+from vpp_gui.display_frames import DisplayFrames
 from vpp_gui.document_bridge import DocumentBridge
 from vpp_gui.editing import EditController
 from vpp_gui.export import Exporter
@@ -63,6 +64,9 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.data_dir = Path(data_dir) if data_dir is not None else Path.home() / ".local/share/vpp-studio"
         self.source = None
+        self.frames: DisplayFrames | None = None  # the source's frames at the view's resolution, read ahead
+        self._shown_index = 0
+        self._direction = 1  # of the last step (+1 forward, -1 backward): where frames are read ahead
         self.clip_path: str | None = None
         self._pass_started = 0.0
         self._names: dict[int, str] = {}
@@ -97,6 +101,7 @@ class MainWindow(QMainWindow):
         self._demo_hint = demo_hint
         self._render_timer = QTimer(self, singleShot=True, interval=0)
         self._render_timer.timeout.connect(self.show_frame)
+        self.view.resolutionChanged.connect(self._render_timer.start)  # zoomed past the shown pixels, or out
 
         self.controls_dock = self._dock("Controls", "controlsDock", self.controls,
                                         Qt.DockWidgetArea.RightDockWidgetArea)
@@ -227,6 +232,8 @@ class MainWindow(QMainWindow):
                             f"{clip.height}, but the project was made for {n} frames of {w}x{h}. Open the "
                             "project's own clip.")
             return False
+        if self.frames is not None:
+            self.frames.close()
         if self.source is not None:
             self.source.close()
         old = self.bridge.doc
@@ -237,6 +244,8 @@ class MainWindow(QMainWindow):
         doc.claim()  # this window's project (a second window gets Save As only: doc.read_only)
         self.projects.start_journal(doc, journal)
         self.source, self.clip_path = source, str(Path(path).resolve())
+        self.frames = DisplayFrames(source)
+        self._shown_index, self._direction = 0, 1
         self.settings.add_recent(self.clip_path)
         self._update_recent_menu()
         self.timeline.set_clip(len(source), source.fps, source.names)  # first: what follows shows its frame
@@ -388,22 +397,29 @@ class MainWindow(QMainWindow):
 
     # -- showing a frame --------------------------------------------------------------------------------
     def _on_frame_changed(self, index: int) -> None:
+        if index != self._shown_index:
+            self._direction = 1 if index > self._shown_index else -1
         self.controller.want_preview(index)
         self.show_frame()
 
     def show_frame(self) -> None:
+        """The current frame at the view's resolution (:mod:`vpp_gui.display_frames`) with its layers at the
+        same resolution; the next frames in the direction of stepping are read ahead."""
         if self.source is None:
             return
         index = min(self.timeline.frame, len(self.source) - 1)
+        self._shown_index = index
         self.plots.set_cursor(index)
+        w, h = self.source.size
+        size = self.view.display_size(w, h)
         try:
-            rgb = self.source.frame(index)
+            rgb = self.frames.frame(index, size)
         except (VPPError, OSError) as exc:
-            w, h = self.source.size
             self.view.set_blank(w, h, str(exc))
             self.statusBar().showMessage(str(exc), 10000)
             return
-        self.view.set_frame(rgb)
+        self.view.set_frame(rgb, frame_size=(w, h))
+        self.frames.read_ahead(index, self._direction, size)
         model, preview = self.controller.frame(index)
         doc = self.bridge.doc
         result = doc.view_frame(index, model if preview else None) if doc is not None else model
@@ -421,7 +437,8 @@ class MainWindow(QMainWindow):
         self.view.set_layers(overlay.render_layers(
             result, masks=on["masks"], contours=on["contours"], heatmap=on["heatmap"], labels_on=on["labels"],
             stage=self.controls.stage(), long_side=long_side, patch=patch, names=names, hollow=rejected,
-            selected=frozenset(doc.selected) if doc is not None else frozenset()))
+            selected=frozenset(doc.selected) if doc is not None else frozenset(),
+            size=rgb.shape[:2] if size != (w, h) else None))
         self.view.set_badge("preview: this frame run alone (fresh state); the full pass replaces it"
                             if preview else "", warn=preview)
 
@@ -512,6 +529,9 @@ class MainWindow(QMainWindow):
         if not self.controller.runner.shutdown(10000):
             log.warning("the inference thread did not stop within 10 s")
         self._render_timer.stop()
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
         if self.source is not None:
             self.source.close()
             self.source = None

@@ -9,6 +9,13 @@ side is ``long_side`` (``rh = round(h * s)``, ``rw = round(w * s)``, ``s = long_
 pads right and bottom to a multiple of ``patch`` and cuts ``patch x patch`` tokens. Frame pixel
 ``(y, x)`` therefore belongs to token ``(floor((y + 0.5) * rh / h / patch), floor((x + 0.5) * rw / w / patch))``;
 padding-only tokens fall outside the frame and are not drawn.
+
+At the view's resolution (``render_layers(..., size=(h, w))``, a 4K frame shown fitted in a window) every
+layer is the full-size layer sampled at ``h x w`` display pixels, nearest neighbour: display pixel
+``(j, i)`` shows frame pixel ``(sample_index(H, h)[j], sample_index(W, w)[i])``, the one under its centre.
+The masks are sampled from their RLE runs without painting a full-size map (:func:`instance_map_at`), so
+a step costs the display's pixels, not the frame's; labels stay in frame pixels. The view stretches
+such a layer over the frame's rectangle, so it lines up with the frame at either resolution.
 """
 
 from __future__ import annotations
@@ -94,6 +101,49 @@ def instance_map(frame: CompactFrame) -> np.ndarray:
         painted = np.repeat(values, runs)
         np.copyto(ids, painted, where=painted.view(bool) if dtype is np.uint8 else painted != 0)
     return cv2.transpose(ids.reshape(frame.width, frame.height))
+
+
+def sample_index(length: int, size: int) -> np.ndarray:
+    """Frame pixel (row or column) under the centre of each of ``size`` display pixels spanning ``length``."""
+    if size < 1 or length < 1:
+        raise ValueError(f"sizes must be >= 1, got a frame of {length} and a display of {size} pixels")
+    return np.minimum(((np.arange(size) + 0.5) * (length / size)).astype(np.int64), length - 1)
+
+
+def _sampled_before(ends: np.ndarray, height: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """How many sampled pixels (columns ``cols`` x rows ``rows``, column-major) lie before each flat
+    column-major frame position in ``ends``."""
+    col, row = np.divmod(ends, height)
+    c = np.searchsorted(cols, col, side="left")  # sampled columns before this one
+    on = np.zeros(len(ends), bool)
+    inside = c < len(cols)
+    on[inside] = cols[c[inside]] == col[inside]
+    return c * len(rows) + np.where(on, np.searchsorted(rows, row, side="left"), 0)
+
+
+def instance_map_at(frame: CompactFrame, height: int, width: int) -> np.ndarray:
+    """:func:`instance_map` sampled at ``height x width`` display pixels (see the module docstring), equal to
+    ``instance_map(frame)[rows][:, cols]`` but computed from the RLE runs: each run is cut down to the sampled
+    pixels it covers, so only ``height * width`` values are painted per instance."""
+    if frame.num_instances > MAX_MAP_INSTANCES:
+        raise ValueError(f"{frame.num_instances} instances on one frame are more than the {MAX_MAP_INSTANCES} "
+                         "VPP Studio can draw")
+    if (height, width) == (frame.height, frame.width):
+        return instance_map(frame)
+    rows, cols = sample_index(frame.height, height), sample_index(frame.width, width)
+    dtype = map_dtype(frame.num_instances)
+    ids = np.zeros(width * height, dtype)
+    for k in np.argsort(frame.scores, kind="stable"):
+        if frame.areas[k] == 0:
+            continue
+        runs = rle_runs(frame.rles[k]["counts"])
+        before = _sampled_before(np.cumsum(runs), frame.height, rows, cols)
+        sampled = np.diff(before, prepend=0)
+        values = np.zeros(len(runs), dtype)
+        values[1::2] = k + 1
+        painted = np.repeat(values, sampled)
+        np.copyto(ids, painted, where=painted.view(bool) if dtype is np.uint8 else painted != 0)
+    return cv2.transpose(ids.reshape(width, height))
 
 
 def _lut(frame: CompactFrame, *, hollow: frozenset[int] = frozenset(),
@@ -193,13 +243,16 @@ def heat_legend(stage_names: tuple[str, ...], stage: int | str, background: tupl
 
 
 def render_heatmap(kept: np.ndarray, stage: int | str, height: int, width: int, *, long_side: int,
-                   patch: int) -> np.ndarray:
-    """Kept/pruned tokens mapped back onto an ``height x width`` frame (see the module docstring)."""
+                   patch: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Kept/pruned tokens mapped back onto an ``height x width`` frame (see the module docstring); with
+    ``size=(h, w)``, sampled at ``h x w`` display pixels."""
     values, levels = heat_values(kept, stage)
     gh, gw = values.shape
     rh, rw = resized_size(height, width, long_side)
     rows = token_index(height, rh, patch, gh)
     cols = token_index(width, rw, patch, gw)
+    if size is not None and tuple(size) != (height, width):
+        rows, cols = rows[sample_index(height, size[0])], cols[sample_index(width, size[1])]
     small = np.take(heat_lut(levels), values, axis=0)  # [gh, gw, 4]
     return np.take(np.take(small, rows, axis=0), cols, axis=1)
 
@@ -280,15 +333,18 @@ class Layers:
 def render_layers(frame: CompactFrame, *, masks: bool = True, contours: bool = True, heatmap: bool = True,
                   labels_on: bool = True, stage: int | str = 0, long_side: int = 640, patch: int = 16,
                   names: dict[int, str] | None = None, hollow: frozenset[int] = frozenset(),
-                  selected: frozenset[int] = frozenset()) -> Layers:
+                  selected: frozenset[int] = frozenset(), size: tuple[int, int] | None = None) -> Layers:
     """Everything the view needs for one frame; decodes each mask once.
 
     ``hollow``: tracks drawn as outlines only (rejected ones); ``selected``: tracks outlined in white
-    (drawn even when contours are off, so the tools' target is always visible).
+    (drawn even when contours are off, so the tools' target is always visible). ``size=(h, w)``: the
+    image layers at ``h x w`` display pixels (the view's resolution, see the module docstring), labels in
+    frame pixels as always; None: at the frame's size.
     """
     out = Layers()
+    h, w = (frame.height, frame.width) if size is None else (int(size[0]), int(size[1]))
     if (masks or contours or selected) and frame.num_instances:
-        ids = instance_map(frame)
+        ids = instance_map_at(frame, h, w)
         if masks:
             out.masks = render_masks(ids, frame, hollow)
         if contours or selected or hollow:
@@ -297,7 +353,8 @@ def render_layers(frame: CompactFrame, *, masks: bool = True, contours: bool = T
                 ids = np.where(np.isin(ids, keep), ids, ids.dtype.type(0))
             out.contours = render_contours(ids, frame, selected=selected)
     if heatmap and frame.kept.shape[0]:
-        out.heatmap = render_heatmap(frame.kept, stage, frame.height, frame.width, long_side=long_side, patch=patch)
+        out.heatmap = render_heatmap(frame.kept, stage, frame.height, frame.width, long_side=long_side, patch=patch,
+                                     size=(h, w))
     if labels_on:
         out.labels = labels(frame, names)
     return out
