@@ -10,7 +10,7 @@ One step moves a soft mask from frame ``a`` to the next frame ``b``:
    :attr:`PropagationOptions.parts` - 1 more for parts moving on their own, such as a swinging arm),
    and the mask's edge band moves with the fitted motion closest to each point's own flow, while the
    interior keeps the per-pixel flow. On ``davis_car_shadow`` this takes one keyframe propagated
-   over 39 frames from J 0.61 (plain per-pixel warping) to about 0.83; on an articulated synthetic
+   over 39 frames from J 0.61 (plain per-pixel warping) to about 0.85; on an articulated synthetic
    object it keeps the limb that a single fitted motion loses (``tests/test_propagation.py``).
 3. The soft mask is resampled only inside the object's box plus the largest motion, at the frame's
    full size: masks are never reduced, and a 4K frame costs what its object costs.
@@ -55,7 +55,7 @@ _PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOP
 class PropagationOptions:
     """How masks are carried. The defaults were chosen on ``davis_car_shadow`` (see the README table)."""
 
-    flow_long_side: int = 480  # flow runs on a grey copy this long (masks stay at full size)
+    flow_long_side: int = 400  # flow runs on a grey copy this long (masks stay at full size)
     preset: str = "ultrafast"  # DIS preset: ultrafast, fast, medium
     finest_scale: int | None = 1  # DIS's finest pyramid level (None: the preset's; 1 = half the flow copy)
     object_motion: bool = True  # move the edge band with the object's fitted affine motion
