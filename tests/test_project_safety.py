@@ -588,3 +588,25 @@ def test_read_journal_refuses_links(tmp_path):
     link.symlink_to(j)
     with pytest.raises(DataError, match="symbolic link"):
         read_journal(link)
+
+
+def test_a_journal_of_another_project_with_the_same_bytes_is_refused(tmp_path):
+    """Item 6, hidden variant: two projects that hold the same bytes (saved within one second from the
+    same state, or copied) are still two projects; a journal of one is refused for the other."""
+    clip = ClipInfo("/clips/same", 4, 8, 8)
+    doc = Document(clip)
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    doc.create_track(0, mask, doc.add_category("thing"))
+    p = doc.save(tmp_path / "p.vppproj")
+    q = tmp_path / "q.vppproj"
+    q.write_bytes(p.read_bytes())
+    other = Document.load(q)
+    journal = other.start_journal()
+    other.accept([1])
+    other.stop_journal(delete=False)
+    os.replace(journal, journal_path_for(p))
+    with pytest.raises(DataError, match="belongs to the project"):
+        Document.recover(journal_path_for(p), project=p)
+    assert main(["export", str(p), "--recover", "--out", str(tmp_path / "out.json")]) != 0
+    assert not (tmp_path / "out.json").exists()

@@ -196,6 +196,10 @@ def _check_owner(h: dict[str, Any], src: Path, project: Path) -> str:
                         "recovery at start) or move it away")
     if not project.is_file():
         raise DataError(f"{src}: its project {project} is not a file")
+    if os.path.exists(h["base"]) and not os.path.samefile(h["base"], project):
+        # another project that still exists: refused even when both files hold the same bytes
+        raise DataError(f"{src}: belongs to the project {h['base']}, not to {project} (another project); the "
+                        "journal is refused whole and nothing is applied")
     if sha256(project) != h.get("base_sha256"):
         same = os.path.exists(h["base"]) and os.path.samefile(h["base"], project)
         if same:
