@@ -207,8 +207,9 @@ def to_rgb8(img: np.ndarray, *, bgr: bool = True) -> np.ndarray:
         raise ImageDecodeError(f"unsupported image shape {img.shape}")
     if img.shape[2] == 2:  # grey + alpha
         return np.ascontiguousarray(np.repeat(img[..., :1], 3, axis=2))
-    rgb = img[..., 2::-1] if bgr else img[..., :3]
-    return np.ascontiguousarray(rgb)
+    if bgr:  # OpenCV swaps the channels with the GIL released, many times faster than a strided NumPy copy
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    return np.ascontiguousarray(img[..., :3])
 
 
 def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
