@@ -114,7 +114,7 @@ def writable_output(path: str | os.PathLike, option: str) -> Path:
     ``os.access`` passes for root on read-only places like ``/proc`` — and ``path`` must not be a folder.
     Returns the path.
     """
-    from core.atomic import probe_writable
+    from core.multi_commit import probe_writable
 
     path = Path(path)
     folder = path.parent

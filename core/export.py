@@ -52,7 +52,7 @@ Rules that always hold (:func:`check_outputs` refuses, with :class:`DataError`, 
 - Every output folder must exist and take a new entry (tried by creating and removing an empty folder:
   a read-only folder, ``/proc`` or ``/sys`` is refused), and no two outputs (run records included) share a path.
 
-Commit rule (kill-safe, :class:`core.atomic.MultiCommit`): every output is staged in its target's own
+Commit rule (kill-safe, :class:`core.multi_commit.MultiCommit`): every output is staged in its target's own
 folder under ``.vpp-commit.<token>.<i>.new`` (fsync'ed) and read back with the reader that imports it.
 Before staging, a manifest ``.vpp-commit.<token>.json`` (fsync'ed, locked while the process lives) is
 written in the first target's folder, with a copy in every other target folder. The commit creates the
@@ -88,7 +88,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.atomic import CommitRefused, MultiCommit, fsync_dir, probe_writable, real_target, recover_commits
+from core.commit_recovery import recover_commits
 from core.data.ytvis import parse_ytvis_gt, parse_ytvis_results, read_ytvis_results, results_to_json
 from core.errors import DataError
 from core.export_formats import (
@@ -108,6 +108,8 @@ from core.export_formats import (
     ytvis_entries,
     ytvis_reference,
 )
+from core.multi_commit import CommitRefused, MultiCommit, probe_writable, real_target
+from core.regular_files import fsync_dir
 
 __all__ = ["ExportSummary", "ImportedTrack", "ImportedTracks", "RunRecord", "VideoExport", "check_outputs",
            "davis_problem", "export_results", "file_sha256", "import_tracks", "package_version", "recover_exports"]

@@ -285,17 +285,17 @@ def test_the_next_export_and_a_recovery_from_the_other_folder_finish_a_killed_co
 
 def test_a_live_commit_is_left_alone_by_a_concurrent_recovery(tmp_path, monkeypatch):
     """The manifest stays locked while its process lives: another export's recovery does not touch it."""
-    import core.atomic as atomic
+    from core.multi_commit import MultiCommit
 
     seen = []
-    real_commit = atomic.MultiCommit.commit
+    real_commit = MultiCommit.commit
 
     def commit_after_a_recovery(self, replaceable=None):
         seen.append(recover_exports(tmp_path / "r.json"))  # as another process (or thread) would, mid-export
         assert list(tmp_path.glob(".vpp-commit.*.json")) and list(tmp_path.glob(".vpp-commit.*.new"))
         return real_commit(self, replaceable)
 
-    monkeypatch.setattr(atomic.MultiCommit, "commit", commit_after_a_recovery)
+    monkeypatch.setattr(MultiCommit, "commit", commit_after_a_recovery)
     ns["export"](tmp_path, "old", "one")
     assert seen == [[]] and not list(tmp_path.glob(".vpp-commit.*"))
     assert json.loads((tmp_path / "r.run.json").read_text())["extra"] == {"gen": "old"}

@@ -8,13 +8,13 @@ The GUI and multi-process cases run in subprocesses (each bounded by a timeout).
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
 import os
 import re
 import stat
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,54 +30,14 @@ from core.document.project import MAX_TRACKS, MAX_UNNAMED_FRAMES, read_project
 from core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
-T, H, W = 4, 24, 32
-SECRET = "root:x:0:0:root:/root:/bin/bash\n" * 10
-
-
-def rect(y0, x0, y1, x1, h=H, w=W):
-    m = np.zeros((h, w), bool)
-    m[y0:y1, x0:x1] = True
-    return m
-
-
-def make_doc(clip="/clips/probe") -> Document:
-    doc = Document(ClipInfo(clip, T, H, W, tuple(f"{i:05d}.jpg" for i in range(T))), categories={1: "a", 2: "b"})
-    doc.add_tracks([(1, 0.9, {f: encode_mask(rect(1, 1, 8, 9 + f)) for f in range(T)}),
-                    (2, 0.5, {0: encode_mask(rect(10, 10, 20, 20))})])
-    return doc
-
-
-def project(tmp_path, name="p.vppproj", clip="/clips/probe") -> Path:
-    return make_doc(clip).save(tmp_path / name)
-
-
-def victim(tmp_path) -> Path:
-    v = tmp_path / "victim.txt"
-    v.write_text(SECRET)
-    return v
-
-
-def crashed_journal(path: Path) -> tuple[Path, bytes]:
-    """A journal beside ``path`` holding one edit (track 1 accepted), unlocked as a dead process leaves it."""
-    doc = Document.load(path)
-    j = doc.start_journal()
-    doc.accept([1])
-    doc.stop_journal(delete=False)
-    return j, j.read_bytes()
-
-
-def edited_project(tmp_path, change, name="p.vppproj", raw=None) -> Path:
-    p = project(tmp_path, name)
-    data = json.loads(p.read_text())
-    change(data)
-    text = json.dumps(data)
-    p.write_text(raw(text) if raw else text)
-    return p
-
-
-def line(text: str) -> bytes:
-    raw = text.encode()
-    return b"%08x " % zlib.crc32(raw) + raw + b"\n"
+# the builders the hostile probe uses too (one copy: scripts/hostile/_project_helpers.py)
+_spec = importlib.util.spec_from_file_location("hostile_project_helpers",
+                                               REPO / "scripts" / "hostile" / "_project_helpers.py")
+_helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_helpers)
+T, H, W, VICTIM = _helpers.T, _helpers.H, _helpers.W, _helpers.VICTIM
+rect, make_doc, project, victim = _helpers.rect, _helpers.make_doc, _helpers.project, _helpers.victim
+crashed_journal, edited_project, line = _helpers.crashed_journal, _helpers.edited_project, _helpers.line
 
 
 def run_python(code: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -103,7 +63,7 @@ def test_a_link_or_pipe_in_the_journal_place_is_refused_never_followed(tmp_path,
     doc.accept([2])
     doc.save()
     doc.stop_journal(delete=True)
-    assert v.read_text() == SECRET
+    assert v.read_text() == VICTIM
     assert (j.is_symlink() if kind == "symlink" else stat.S_ISFIFO(os.lstat(j).st_mode))
     assert unsaved_edits(j) is None  # cannot be read: it may hold edits
 
@@ -116,7 +76,7 @@ def test_atomic_writes_refuse_links_pipes_and_folders_in_the_target_place(tmp_pa
     for name in ("link.json", "pipe.json", "dir.json"):
         with pytest.raises(NotOurFile, match=name):
             atomic_write_bytes(tmp_path / name, b"{}")  # shards, sidecars, CSV/JSON outputs all go through it
-    assert v.read_text() == SECRET and (tmp_path / "link.json").is_symlink()
+    assert v.read_text() == VICTIM and (tmp_path / "link.json").is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.json", "link.json", "pipe.json", "victim.txt"]
     atomic_write_text(tmp_path / "ok.json", "{}")  # a regular file (or nothing) is replaced as before
     atomic_write_text(tmp_path / "ok.json", "[]")
@@ -139,7 +99,7 @@ def test_a_project_link_or_a_lock_link_is_never_saved_through(tmp_path):
     doc.accept([1])
     with pytest.raises(DataError, match="symbolic link"):
         doc.save()
-    assert v.read_text() == SECRET
+    assert v.read_text() == VICTIM
 
 
 def test_a_pipe_or_link_as_a_run_record_is_refused_and_a_commit_never_replaces_one(tmp_path, capsys):
@@ -155,7 +115,7 @@ def test_a_pipe_or_link_as_a_run_record_is_refused_and_a_commit_never_replaces_o
         txn.stage_bytes(0, b"{}", 0o644)
         with pytest.raises(FileExistsError, match=r"c\.json"):
             txn.commit()
-    assert stat.S_ISFIFO(os.lstat(tmp_path / "c.json").st_mode) and v.read_text() == SECRET
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "c.json").st_mode) and v.read_text() == VICTIM
 
 
 # -- 3. a crash journal is never destroyed --------------------------------------------------------------
@@ -578,7 +538,7 @@ def test_later_saves_remove_temporary_files_of_killed_saves_and_nothing_else(tmp
     finally:
         os.close(fd)
     assert not any(s.exists() for s in stale)
-    assert live.exists() and link.is_symlink() and all(o.exists() for o in others) and v.read_text() == SECRET
+    assert live.exists() and link.is_symlink() and all(o.exists() for o in others) and v.read_text() == VICTIM
 
 
 def test_read_journal_refuses_links(tmp_path):

@@ -75,10 +75,11 @@ Model passes feed the document with :meth:`Document.begin_pass` (the unreviewed 
 """
 
 from core.document.clip import ClipInfo, RunSettings
-from core.document.document import SHADOW_IOU, DocEvent, Document, Instance, TrackRow
+from core.document.document import DocEvent, Document, Instance, TrackRow
 from core.document.grabcut import BoxPrompt, box_to_mask, refine_mask
 from core.document.history import Command, UndoStack
 from core.document.journal import RecoveryCandidate, find_recoverable, journal_path_for
+from core.document.passes import SHADOW_IOU
 from core.document.project import SUFFIX as PROJECT_SUFFIX
 from core.document.project import read_project, write_project
 from core.document.tracks import FrameMask, Track, brush_mask, draw_stroke, fill_holes, polygon_mask

@@ -1,14 +1,21 @@
 """The document: one clip, its run settings, the model's results, a person's edits, undo, journal, project.
 
-:class:`Document` holds the state and the edits; its journal side (records, replay, recovery) is in
-:mod:`core.document.recovery` and its read-only views (canvas frame, export) in :mod:`core.document.views`.
+:class:`Document` holds the state and its public API (queries, view state, edits, events); most of its
+methods are thin calls into plain functions over a document, one module per side:
+
+- :mod:`core.document.passes`: model passes (the model's frames becoming tracks, its categories' labels);
+- :mod:`core.document.steps`: committing an edit as an undoable command, undo / redo, free track ids;
+- :mod:`core.document.label_edits`: the project's labels (add, rename, ..., delete) and file imports;
+- :mod:`core.document.propagation_runs`: propagation and fill-between runs and their commit;
+- :mod:`core.document.recovery`: the journal (records, replay, recovery);
+- :mod:`core.document.saving`: loading and saving the project file, its lock;
+- :mod:`core.document.views`: read-only views (canvas frame, export).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,24 +23,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.atomic import NotOurFile, real_target
-from core.data.rle import decode_rle
-from core.document import edits, propagation, recovery, views
+from core.document import edits, label_edits, passes, propagation_runs, recovery, saving, steps, views
 from core.document.clip import ClipInfo, RunSettings
-from core.document.codec import MAX_TRACK_ID
-from core.document.history import DEFAULT_UNDO_LIMIT, Change, Command, UndoStack
+from core.document.history import DEFAULT_UNDO_LIMIT, Command, UndoStack
 from core.document.journal import JournalWriter
-from core.document.labels import Label, LabelSet, join_categories, read_label_file
-from core.document.project import ProjectData, read_project, write_project
-from core.document.project_lock import FileIdentity, ProjectInUse, ProjectLock
+from core.document.labels import Label, LabelSet
+from core.document.project import ProjectData
+from core.document.project_lock import FileIdentity, ProjectLock
 from core.document.propagation import FrameReader, Progress, PropagationOptions, PropagationResult, Snap
-from core.document.tracks import FrameMask, Review, Track, check_mask, fill_holes, rle_iou
+from core.document.steps import n_tracks
+from core.document.tracks import FrameMask, Review, Track, check_mask, fill_holes
 from core.document.views import Instance, TrackRow
-from core.errors import DataError
 from core.results import ClipResults, CompactFrame
 
-#: A new model instance overlapping a person's track this much (mask IoU, same frame) is not added.
-SHADOW_IOU = 0.5
 EventKind = Literal["tracks", "history", "settings", "clean", "view", "results", "categories", "path"]
 
 
@@ -96,20 +98,7 @@ class Document:
     @classmethod
     def load(cls, path: str | os.PathLike, *, undo_limit: int = DEFAULT_UNDO_LIMIT) -> Document:
         """Open a project file (the clip itself need not exist: export works without it)."""
-        data = read_project(path)
-        doc = cls(data.clip, settings=data.settings, undo_limit=undo_limit)
-        try:
-            doc._labels = LabelSet.from_names(data.categories, data.label_colors)
-        except ValueError as exc:
-            raise DataError(f"{path}: bad label: {exc}") from exc
-        doc._tracks = {t.id: t for t in data.tracks}
-        doc._next_id = data.next_track_id
-        doc.hidden, doc.solo, doc.run = data.hidden, data.solo, data.run
-        doc._extra = data.extra
-        doc.path = real_target(path)  # its folder resolved, its own name kept: a link there is never saved through
-        doc._identity = data.identity
-        doc._clean = doc._token()
-        return doc
+        return saving.load(cls, path, undo_limit=undo_limit)
 
     # -- listening ---------------------------------------------------------------------------------
     def subscribe(self, listener: Callable[[DocEvent], None]) -> Callable[[], None]:
@@ -210,96 +199,17 @@ class Document:
 
         Not an edit (nothing to undo); frames arrive through :meth:`add_model_frame`.
         """
-        if (results.num_frames, results.height, results.width) != self.clip.shape:
-            raise ValueError(f"results for {results.num_frames} frames of {results.width}x{results.height} "
-                             f"do not fit the clip ({self.clip.num_frames} frames of "
-                             f"{self.clip.width}x{self.clip.height})")
-        gone = [tid for tid, t in self._tracks.items() if not t.protected]
-        for tid in gone:
-            del self._tracks[tid]
-            self.hidden.discard(tid)
-        self.selected = tuple(t for t in self.selected if t in self._tracks)
-        if self.solo in gone:
-            self.solo = None
-        self._live.clear()
-        self._votes.clear()
-        self.results = results
-        self.run = run
-        self._passes += 1
-        self._write_journal({"kind": "pass"})
-        for frame in list(results):
-            self._add_frame(frame)
-        self._emit("results")
-        self._emit("tracks", gone)
+        passes.begin_pass(self, results, run)
 
     def add_model_frame(self, frame: CompactFrame) -> None:
         """One frame of the running pass (also stored in :attr:`results`)."""
-        if self.results is None:
-            raise RuntimeError("add_model_frame before begin_pass: start a pass first")
-        if self.results.get(frame.index) is not frame:
-            self.results.add(frame)
-        touched = self._add_frame(frame)
-        self._emit("tracks", touched, [frame.index])
+        passes.add_model_frame(self, frame)
 
     def _add_frame(self, frame: CompactFrame) -> set[int]:
-        i = frame.index
-        people = [t for t in self._tracks.values() if t.protected and i in t.frames]
-        iou = rle_iou(list(frame.rles), [t.frames[i].rle for t in people]) if people else None
-        touched = set()
-        for k in range(frame.num_instances):
-            if frame.areas[k] == 0 or (iou is not None and iou[k].max() >= SHADOW_IOU):
-                continue
-            pid = int(frame.track_ids[k])
-            category, score = self._model_label(int(frame.category_ids[k])), float(frame.scores[k])
-            did = self._live.get(pid)
-            track = self._tracks.get(did) if did is not None else None
-            if track is None:
-                did = self._new_id()
-                track = Track(did, category, "model", note=self._run_note())
-                self._tracks[did] = track
-                self._live[pid] = did
-                self._votes[did] = defaultdict(float)
-            track.frames[i] = FrameMask(frame.rles[k], score, int(frame.areas[k]))  # type: ignore[index]
-            votes = self._votes[did]
-            votes[category] += score
-            best = max(votes.items(), key=lambda kv: (kv[1], -kv[0]))[0]
-            if best != track.category_id:
-                self._tracks[did] = Track(did, best, "model", "unreviewed", False, track.frames, track.note)
-            touched.add(did)
-        return touched
+        return passes.add_frame(self, frame)
 
     def _run_note(self) -> str:
-        if not self.run:
-            return "model"
-        return f"model {self.run.get('model', '?')} at PKR {self.run.get('pkr', '?')}"
-
-    def _new_id(self) -> int:
-        [tid] = self._free_ids(1)
-        self._next_id = max(self._next_id, tid + 1)
-        return tid
-
-    def _free_ids(self, n: int) -> list[int]:
-        """``n`` unused track ids: the next ones, or, once ids reached :data:`MAX_TRACK_ID` (the largest
-        a project file holds), the lowest free ones, so that every saved project opens again."""
-        out: list[int] = []
-        taken: set[int] = set()
-        high = self._next_id <= MAX_TRACK_ID
-        tid, restarts = (self._next_id if high else self._low_free), 0
-        while len(out) < n:
-            if tid > MAX_TRACK_ID:  # from the lowest ids on (once more from 1, for ids freed meanwhile)
-                if not high:
-                    restarts += 1
-                    if restarts > 1:
-                        raise ValueError(f"no free track id is left (ids go up to {MAX_TRACK_ID})")
-                high, tid = False, (self._low_free if restarts == 0 else 1)
-                continue
-            if tid not in self._tracks and tid not in taken:
-                out.append(tid)
-                taken.add(tid)
-            tid += 1
-        if not high:
-            self._low_free = tid
-        return out
+        return passes.run_note(self)
 
     # -- settings and categories -------------------------------------------------------------------
     def set_settings(self, settings: RunSettings) -> None:
@@ -315,80 +225,40 @@ class Document:
         label of the same name, created when missing (keeping the model's id when it is free). No
         label is renamed; a label a person renames keeps its model category. A model category never
         declared here is taken as the label of that id."""
-        names = {int(k): str(v) for k, v in categories.items()}
-        self._model_names.update(names)
-        mapping, created = join_categories(self._labels, list(names.items()))
-        self._model_map.update(mapping)
-        if created:
-            self._labels_changed(by_person=False)
+        passes.set_categories(self, categories)
 
     def _model_label(self, category: int, *, create: bool = True) -> int:
         """The label of the model's ``category`` (joined by name again when its label was deleted)."""
-        label = self._model_map.get(category)
-        if label is not None and label in self._labels:
-            return label
-        name = self._model_names.get(category)
-        if name is None:
-            return category
-        if not create:
-            found = self._labels.find(name)
-            return found if found is not None else category
-        self.set_categories({category: name})
-        return self._model_map[category]
+        return passes.model_label(self, category, create=create)
 
     # -- labels (the project's: core.document.labels); not undoable, journalled, saved -------------
     def add_category(self, name: str, color=None) -> int:
         """A new label called ``name`` (stripped, not empty) and its id; a name that exists (any case)
         returns that label's id. ``color``: "#rrggbb" or (r, g, b) (default: one per id)."""
-        label_id, created = self._labels.add(name, color=color)
-        if created:
-            self._labels_changed()
-        return label_id
+        return label_edits.add_category(self, name, color)
 
     def rename_category(self, category_id: int, name: str) -> None:
         """Rename a label (its tracks follow); refused when another label has the name."""
-        if self._labels.rename(int(category_id), name):
-            self._labels_changed()
+        label_edits.rename_category(self, category_id, name)
 
     def recolor_category(self, category_id: int, color) -> None:
-        if self._labels.recolor(int(category_id), color):
-            self._labels_changed()
+        label_edits.recolor_category(self, category_id, color)
 
     def delete_category(self, category_id: int) -> None:
         """Delete a label no track uses (a ValueError names the tracks that do)."""
-        label = self._labels[int(category_id)]
-        users = sorted(t.id for t in self._tracks.values() if t.category_id == label.id)
-        if users:
-            shown = ", ".join(map(str, users[:8])) + (" …" if len(users) > 8 else "")
-            raise ValueError(f"label {label.name!r} is used by {_n_tracks(len(users))} ({shown}); relabel (R) or "
-                             "delete those tracks first")
-        self._labels.remove(label.id)
-        self._labels_changed()
+        label_edits.delete_category(self, category_id)
 
     def reorder_categories(self, order: Sequence[int]) -> None:
         """Put the labels in ``order`` (every label id once)."""
-        if self._labels.reorder(order):
-            self._labels_changed()
+        label_edits.reorder_categories(self, order)
 
     def load_categories(self, path: str | os.PathLike) -> list[int]:
         """Add the labels of a YouTube-VIS ground truth (its ids kept where free) or of a text file with
         one name per line; names that exist are not duplicated. Returns the file's labels' ids, in order."""
-        ids, created = [], False
-        for outside_id, name in read_label_file(path):
-            label_id, new = self._labels.add(name, prefer_id=outside_id)
-            ids.append(label_id)
-            created |= new
-        if created:
-            self._labels_changed()
-        return ids
+        return label_edits.load_categories(self, path)
 
     def _labels_changed(self, *, by_person: bool = True) -> None:
-        if by_person:
-            self._labels_serial += 1
-        # "person": false marks labels a model pass or an import created (nothing a crash would lose)
-        person = {} if by_person else {"person": False}
-        self._write_journal({"kind": "categories", **self._labels.to_json(), **person})
-        self._emit("categories")
+        label_edits.labels_changed(self, by_person=by_person)
 
     # -- view state (not edits: not undoable, saved with the project) -------------------------------
     def set_hidden(self, track_ids: Iterable[int], hidden: bool = True) -> None:
@@ -434,7 +304,7 @@ class Document:
 
     def delete(self, track_ids: Iterable[int]) -> Command | None:
         tracks = self._get(track_ids)
-        return self._commit(f"Delete {_n_tracks(len(tracks))}", edits.delete(tracks))
+        return self._commit(f"Delete {n_tracks(len(tracks))}", edits.delete(tracks))
 
     def delete_from(self, track_id: int, frame: int) -> Command | None:
         return self._commit(f"Delete track {track_id} from frame {frame}", edits.delete_from(self.track(track_id),
@@ -449,7 +319,7 @@ class Document:
         tracks = self._get(track_ids)
         if len(tracks) < 2:
             raise ValueError("select at least two tracks to merge")
-        return self._commit(f"Merge {_n_tracks(len(tracks))} into {tracks[0].id}", edits.merge(tracks[0], tracks[1:]))
+        return self._commit(f"Merge {n_tracks(len(tracks))} into {tracks[0].id}", edits.merge(tracks[0], tracks[1:]))
 
     def split(self, track_id: int, frame: int) -> int:
         """Frames ``>= frame`` become a new track; returns its id."""
@@ -515,23 +385,7 @@ class Document:
         or track is renamed, see :mod:`core.document.labels`). ``label``: the label of a DAVIS
         folder's objects (PNG masks carry no classes; default: a label called "object").
         """
-        from core.export import import_tracks
-
-        imported = import_tracks(path, num_frames=self.clip.num_frames, height=self.clip.height,
-                                 width=self.clip.width, video_id=video_id)
-        if not imported.tracks:
-            raise DataError(f"{path}: holds no masks for this clip")
-        used = {t.category_id for t in imported.tracks}
-        if imported.format == "davis" and label is not None:
-            mapping, created = {k: self._labels[int(label)].id for k in used}, False
-        else:
-            named = dict(imported.categories)
-            cats = [(k, "object" if imported.format == "davis" else named.get(k)) for k in sorted(used)]
-            mapping, created = join_categories(self._labels, cats)
-        if created:
-            self._labels_changed(by_person=False)  # the import itself is the undoable step
-        return self.add_tracks([(mapping[t.category_id], t.score, t.frames) for t in imported.tracks],
-                               note=f"imported from {Path(path).name}", label=f"Import {Path(path).name}")
+        return label_edits.import_file(self, path, video_id=video_id, label=label)
 
     # -- keyframes and propagation (see core.document.propagation) --------------------------------
     def keyframes(self, track_id: int) -> list[int]:
@@ -550,58 +404,27 @@ class Document:
         frames (default: the clip opened from disk); ``snap``: swap each mask for the model instance
         of the current pass overlapping it best (IoU >= 0.5). A cancelled run keeps what it finished.
         """
-        track = self.track(track_id)
-        segments = propagation.plan(track, self._frame(start), self._frame(stop), self.clip.num_frames)
-        return self._run_propagation(track, segments, start, stop, frames, snap, options, cancel, progress)
+        return propagation_runs.propagate(self, track_id, start, stop, frames=frames, snap=snap, options=options,
+                                          cancel=cancel, progress=progress)
 
     def fill_between(self, track_id: int, frame: int, *, frames: FrameReader | None = None, snap: bool = False,
                      options: PropagationOptions | None = None, cancel: threading.Event | None = None,
                      progress: Progress | None = None) -> Command | None:
         """Fill the frames between the keyframes around ``frame`` from both sides (when ``frame`` is a
         keyframe, both of its gaps: a correction reaches its neighbouring keyframes and no further)."""
-        track = self.track(track_id)
-        segments = propagation.plan_fill(track, self._frame(frame))
-        first = min(s.left for s in segments if s.left is not None) if segments else frame
-        last = max(s.right for s in segments if s.right is not None) if segments else frame
-        return self._run_propagation(track, segments, first, last, frames, snap, options, cancel, progress)
-
-    def _run_propagation(self, track, segments, start, stop, frames, snap, options, cancel, progress):
-        snapper = self.model_snap() if snap else None
-        if frames is None:
-            from core.data.sources import open_source
-
-            with open_source(self.clip.path) as source:
-                result = propagation.propagate(track, segments, source.frame, self.clip.height, self.clip.width,
-                                               start=start, stop=stop, options=options, snap=snapper,
-                                               cancel=cancel, progress=progress)
-        else:
-            result = propagation.propagate(track, segments, frames, self.clip.height, self.clip.width, start=start,
-                                           stop=stop, options=options, snap=snapper, cancel=cancel,
-                                           progress=progress)
-        return self.commit_propagation(result)
+        return propagation_runs.fill_between(self, track_id, frame, frames=frames, snap=snap, options=options,
+                                             cancel=cancel, progress=progress)
 
     def model_snap(self) -> Snap | None:
         """A snap onto the current pass's instances (None when no pass ran)."""
-        results = self.results
-        if results is None:
-            return None
-
-        def candidates(index: int) -> list[np.ndarray]:
-            frame = results.get(index)
-            return [] if frame is None else [decode_rle(r) for r in frame.rles]
-
-        return propagation.snap_to_instances(candidates)
+        return propagation_runs.model_snap(self)
 
     def commit_propagation(self, result: PropagationResult) -> Command | None:
         """Apply a propagation computed elsewhere (e.g. on a worker thread) as one undoable step.
 
         Frames that became keyframes meanwhile are left alone; a track deleted meanwhile raises KeyError.
         """
-        self.last_propagation = result
-        track = self.track(result.track_id)
-        label = (f"Propagate track {track.id} {result.start}→{result.stop}"
-                 + (" (cancelled)" if result.cancelled else ""))
-        return self._commit(label, edits.propagated(track, result.masks))
+        return propagation_runs.commit_propagation(self, result)
 
     def _frame(self, frame: int) -> int:
         f = int(frame)
@@ -610,57 +433,23 @@ class Document:
         return f
 
     def _commit(self, label: str, updates: dict[int, Track | None]) -> Command | None:
-        changes = [Change(tid, self._tracks.get(tid), new) for tid, new in updates.items()
-                   if not (new is None and tid not in self._tracks)]
-        if not changes:
-            return None
-        cmd = Command.make(label, changes)
-        self._next_id = min(max(self._next_id, max(c.track_id for c in changes) + 1), MAX_TRACK_ID + 1)
-        self._write_journal(recovery.edit_record(self, cmd))
-        self._journalled.add(cmd.serial)
-        self.history.push(cmd)
-        self._apply(cmd, forward=True)
-        return cmd
+        return steps.commit(self, label, updates)
 
     def undo(self) -> Command | None:
-        cmd = self.history.undo()
-        if cmd is not None:
-            self._write_journal(recovery.history_record(self, "undo", cmd))
-            self._apply(cmd, forward=False)
-        return cmd
+        return steps.undo(self)
 
     def redo(self) -> Command | None:
-        cmd = self.history.redo()
-        if cmd is not None:
-            self._write_journal(recovery.history_record(self, "redo", cmd))
-            self._apply(cmd, forward=True)
-        return cmd
+        return steps.redo(self)
 
     def _apply(self, cmd: Command, *, forward: bool) -> None:
-        live_docs = {d: p for p, d in self._live.items()}
-        frames: set[int] = set()
-        restored: set[int] = set()
-        for ch in cmd.changes if forward else reversed(cmd.changes):
-            state = ch.after if forward else ch.before
-            for t in (ch.before, ch.after):
-                if t is not None:
-                    frames.update(t.frames)
-            if ch.track_id in live_docs:  # a person touched it: the pass never writes into it again
-                del self._live[live_docs[ch.track_id]]
-                self._votes.pop(ch.track_id, None)
-            if state is None:
-                self._tracks.pop(ch.track_id, None)
-                self.hidden.discard(ch.track_id)
-                self.selected = tuple(t for t in self.selected if t != ch.track_id)
-                if self.solo == ch.track_id:
-                    self.solo = None
-            else:
-                self._tracks[ch.track_id] = state
-                restored.add(state.category_id)
-        if self._labels.revive(restored):  # undo / redo brought back a track of a deleted label
-            self._labels_changed(by_person=False)
-        self._emit("tracks", [c.track_id for c in cmd.changes], frames)
-        self._emit("history")
+        steps.apply(self, cmd, forward=forward)
+
+    def _new_id(self) -> int:
+        return steps.new_id(self)
+
+    def _free_ids(self, n: int) -> list[int]:
+        """``n`` unused track ids (see :func:`core.document.steps.free_ids`)."""
+        return steps.free_ids(self, n)
 
     # -- journal -----------------------------------------------------------------------------------
     def start_journal(self, data_dir: str | os.PathLike | None = None) -> Path:
@@ -706,78 +495,24 @@ class Document:
         (:meth:`claim`), when the project file changed on disk since this document read or wrote it,
         or when a link, pipe or device stands in its place.
         """
-        target = Path(path) if path is not None else self.path
-        if target is None:
-            raise ValueError("the document was never saved: give a path")
-        target = real_target(target)
-        if target.exists() and target.is_dir() and not target.is_symlink():
-            raise DataError(f"{target}: is a folder; choose a project file name (*.vppproj)")
-        had_journal = self._journal is not None
-        lock = None
-        if self._lock is None or self._lock.project != target:
-            try:
-                lock = ProjectLock.acquire(target)
-            except NotOurFile:  # a link, pipe or device in the lock's place
-                raise
-            except OSError:  # no lock file can be made there: the write below says why it fails, or succeeds
-                lock = None
-        try:
-            if target == self.path and self._identity is not None:
-                self._identity.check_unchanged(target)
-            identity = write_project(target, self.project_data())
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        if lock is not None and self._hold:  # this window now holds the project it saved to
-            self.release_lock()
-            self._lock, self._hold, self.read_only = lock, True, None
-        elif lock is not None:
-            lock.release()
-        self._identity = identity
-        old_path = self.path
-        self.path = target
-        self._clean = self._token()
-        if had_journal:
-            self.stop_journal(delete=True)
-            try:
-                self.start_journal()
-            except (DataError, OSError) as exc:  # the project is saved; say that edits are not journalled now
-                self.journal_error = str(exc)
-        if old_path != target:
-            self._emit("path")
-        self._emit("clean")
-        return target
+        return saving.save(self, path)
 
     def claim(self) -> str | None:
         """Take the project's lock while this document is open in a window (see
         :mod:`core.document.project_lock`). Returns None, or why another window keeps it: then
         :attr:`read_only` says so and only a save to another path (Save As) succeeds."""
-        self._hold = True
-        if self.path is None or self._lock is not None:
-            return None
-        try:
-            self._lock = ProjectLock.acquire(self.path)
-            self.read_only = None
-        except (DataError, OSError) as exc:
-            self.read_only = str(exc) if isinstance(exc, ProjectInUse) else f"{self.path}: cannot be locked ({exc})"
-        return self.read_only
+        return saving.claim(self)
 
     def release_lock(self) -> None:
         """Give the project's lock back (the window closes the document)."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-        self._hold = False
+        saving.release_lock(self)
 
     def mark_clean(self) -> None:
         self._clean = self._token()
         self._emit("clean")
 
     def project_data(self) -> ProjectData:
-        return ProjectData(self.clip, self.settings, self._labels.names(), list(self._tracks.values()),
-                           self._next_id, set(self.hidden), self.solo, self.run, dict(self._extra),
-                           {k.id: k.color for k in self._labels})
+        return saving.project_data(self)
 
     # -- export ------------------------------------------------------------------------------------
     def to_clip_results(self, *, include_rejected: bool = False) -> ClipResults:
@@ -791,7 +526,3 @@ class Document:
     def run_record(self, tool: str):
         return views.run_record(self, tool)
 
-
-
-def _n_tracks(n: int) -> str:
-    return f"{n} track{'s' if n != 1 else ''}"

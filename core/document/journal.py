@@ -61,6 +61,7 @@ from typing import Any
 from core.atomic import NotOurFile, check_regular, fsync_dir, open_regular, read_regular, remove_stale_temps
 from core.document import strict_json
 from core.errors import DataError
+from core.regular_files import unlink_if_still
 
 FORMAT = "vpp-studio-journal"
 VERSION = 1
@@ -173,15 +174,11 @@ class JournalWriter:
         """Close the journal (``delete``: and remove it, only while its name is still this file)."""
         if self._fd is None:
             return
-        try:
-            if delete:
-                with contextlib.suppress(OSError):
-                    st, now = os.fstat(self._fd), os.lstat(self.path)
-                    if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino):
-                        os.unlink(self.path)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        if delete:
+            unlink_if_still(fd, self.path)
+        else:
+            os.close(fd)
 
     @property
     def closed(self) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from core.atomic import NotOurFile, open_regular
 from core.errors import DataError
+from core.regular_files import unlink_if_still
 
 try:  # POSIX; elsewhere only the identity check guards a save
     import fcntl
@@ -92,14 +93,8 @@ class ProjectLock:
         """Give the lock back and remove the lock file (only while its name is still this lock's)."""
         if self._fd is None:
             return
-        try:
-            with contextlib.suppress(OSError):
-                st, now = os.fstat(self._fd), os.lstat(self.path)
-                if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino):
-                    os.unlink(self.path)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None
+        unlink_if_still(fd, self.path)
 
 
 def _holder(fd: int) -> str:

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.atomic import real_target
 from core.document.clip import ClipInfo, RunSettings
 from core.document.codec import MAX_TRACK_ID, apply_diff, track_diff, track_from_json, track_to_json
 from core.document.history import Change, Command
 from core.document.journal import JournalBusy, JournalWriter, journal_path_for, read_journal, unsaved_journal_path
 from core.document.labels import LabelSet
 from core.errors import DataError
+from core.multi_commit import real_target
 
 if TYPE_CHECKING:
     from core.document.document import Document
