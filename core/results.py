@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from core.data.mask_runs import EncodedMasks
 from core.data.rle import encode_mask, rle_areas
 
 if TYPE_CHECKING:
@@ -76,15 +77,16 @@ class CompactFrame:
 
     @classmethod
     def from_result(cls, result: FrameResult, index: int | None = None) -> CompactFrame:
-        """Compress a session's :class:`FrameResult` (``index`` overrides ``result.index``)."""
-        masks = np.asarray(result.masks)
+        """Compress a session's :class:`FrameResult` (``index`` overrides ``result.index``). Masks given as a
+        :class:`core.data.mask_runs.EncodedMasks` (InferenceSession's) are taken as they are: already encoded."""
+        masks = result.masks if isinstance(result.masks, EncodedMasks) else np.asarray(result.masks)
         if masks.ndim != 3:
             raise ValueError(f"expected [M, H, W] masks, got shape {masks.shape}")
         m = masks.shape[0]
         for name in ("track_ids", "category_ids", "scores"):
             if len(getattr(result, name)) != m:
                 raise ValueError(f"{name} has {len(getattr(result, name))} entries for {m} masks")
-        rles = encode_masks(masks)
+        rles = masks.rles() if isinstance(masks, EncodedMasks) else encode_masks(masks)
         return cls(
             index=int(result.index if index is None else index),
             height=int(masks.shape[1]),

@@ -5,6 +5,13 @@
         ...                                      # FrameResult: NumPy masks, track IDs, kept maps, PKR, GFLOPs
     session.reset()                              # before the next clip
     session.step(session.resize(frame))          # the same, resized ahead (a reader thread can do this part)
+    W, H = source.size                           # or decode at the model's size (a JPEG at a DCT reduction):
+    for small in source.stream(fit=session.input_size(W, H)):
+        session.step(session.resize(small, frame_hw=(H, W)))   # masks still at the frame's full size
+
+Masks come back at the frame's full size, already as COCO RLEs: a :class:`core.data.mask_runs.EncodedMasks`
+(computed run by run down each column of the instance's box, never pixel by pixel:
+:meth:`core.preprocess.Resized.encoded_masks`), which acts as the ``[M, H, W]`` bool array where one is wanted.
 
 All per-clip state (the previous frame's pruning state and the tracker) lives in one
 :class:`ClipState`, which :meth:`reset` replaces whole. The run settings (PKR, its keep fractions, the
@@ -27,12 +34,13 @@ import numpy as np
 import torch
 
 from core.build import VPPConfig, keep_for
+from core.data.mask_runs import EncodedMasks
 from core.errors import VPPError
 from core.model.backbone import PruneMode, PruneState
 from core.model.postprocess import select_instances
 from core.model.tracker import EmbeddingTracker
 from core.model.vpp import VPPModel
-from core.preprocess import ResizedFrame, resize_frame, to_input
+from core.preprocess import ResizedFrame, model_input_hw, resize_frame, to_input
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ class FrameResult:
     track_ids: np.ndarray  # [M] int, persistent within the clip
     category_ids: np.ndarray  # [M] int, 1-based (YTVIS convention)
     scores: np.ndarray  # [M] float32
-    masks: np.ndarray  # [M, H, W] bool
+    masks: np.ndarray | EncodedMasks  # [M, H, W] bool (InferenceSession: EncodedMasks, RLEs acting as the array)
     kept: np.ndarray  # [S, gh, gw] bool: tokens kept after each prune point (Map-SM, then each gate)
     stage_names: tuple[str, ...]  # names of the S prune points
     keep_ratio: float  # measured PKR (mean over blocks of kept / total)
@@ -226,10 +234,17 @@ class InferenceSession(ClipRunner):
             raise VPPError(f"unknown prune mode {mode!r}; choose vpp, random or dense")
         self._mode = mode
 
-    def resize(self, frame: np.ndarray) -> ResizedFrame:
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(width, height)`` a frame of this size is resized to for the model (before padding): what
+        :meth:`core.data.sources.FrameSource.stream` ``fit`` asks for."""
+        rh, rw = model_input_hw(int(height), int(width), self.input_long_side)
+        return rw, rh
+
+    def resize(self, frame: np.ndarray, frame_hw: tuple[int, int] | None = None) -> ResizedFrame:
         """The frame resized for the model, with its input planes (NumPy/OpenCV only: made on a reader thread,
-        see :class:`core.data.prefetch.Prefetcher`); :meth:`step` takes it in place of the frame."""
-        return resize_frame(frame, self.config.input_long_side, self.config.patch, planes=True)
+        see :class:`core.data.prefetch.Prefetcher`); :meth:`step` takes it in place of the frame. ``frame_hw``:
+        the frame's full ``(H, W)`` when ``frame`` was read smaller (``stream(fit=...)``): masks come back at it."""
+        return resize_frame(frame, self.config.input_long_side, self.config.patch, planes=True, frame_hw=frame_hw)
 
     @torch.inference_mode()
     def step(self, frame: np.ndarray | ResizedFrame) -> FrameResult:
@@ -258,7 +273,7 @@ class InferenceSession(ClipRunner):
             max_instances=self.max_instances,
         )
         ids = st.tracker.update(det.embeddings.float(), st.frame_index)
-        masks = geom.unpad_masks(det.mask_logits)
+        masks = geom.encoded_masks(det.mask_logits)  # at the frame's size, as RLEs, on each box only
         bb = out.backbone
         gh, gw = bb.grid
         kept = torch.stack([m[0] for m in bb.kept_masks]).reshape(-1, gh, gw) if bb.kept_masks else None
@@ -268,7 +283,7 @@ class InferenceSession(ClipRunner):
             track_ids=np.asarray(ids, dtype=np.int64),
             category_ids=self._category_ids[det.labels.cpu().numpy()],
             scores=det.scores.float().cpu().numpy().astype(np.float32),
-            masks=masks.cpu().numpy(),
+            masks=masks,
             kept=kept.cpu().numpy() if kept is not None else np.ones((0, gh, gw), dtype=bool),
             stage_names=self.stage_names,
             keep_ratio=bb.keep_ratio,

@@ -17,7 +17,8 @@ another ``vpp`` command (an older tree, say: ``--baseline "/path/.venv/bin/pytho
 Every run's results JSON is hashed: the report says whether the rounds of a configuration gave the same
 bytes, and whether the command under test and the baseline agree at each PKR (else: masks equal?
 largest score difference). The machine's load average before each run is kept in the JSON; on a shared
-machine read the spread (max - min over median) before the medians.
+machine read the spread (max - min over median) before the medians. Each run's CPU time (user + system, of
+the process and its threads) is reported too: on a busy machine it moves less than the wall time.
 """
 
 from __future__ import annotations
@@ -44,11 +45,21 @@ def _default_vpp() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "core.cli"]
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(cmd: list[str], cwd: str | None, env: dict[str, str]) -> dict:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    cpu = _children_cpu()
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
+    cpu = _children_cpu() - cpu
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise SystemExit(f"error: {shlex.join(cmd)} exited with {proc.returncode}:\n{tail}")
@@ -56,7 +67,7 @@ def _run(cmd: list[str], cwd: str | None, env: dict[str, str]) -> dict:
     for line in proc.stderr.splitlines():
         if line.startswith(PROFILE_TAG):
             profile = json.loads(line[len(PROFILE_TAG):])
-    return {"wall_s": wall, "load_1min": load, "profile": profile}
+    return {"wall_s": wall, "cpu_s": cpu, "load_1min": load, "profile": profile}
 
 
 def _digest(path: Path) -> str:
@@ -95,6 +106,7 @@ def summarize(runs: list[dict], pkrs: list[float], labels: list[str]) -> dict:
                 "label": label, "pkr": pkr, "median_s": med, "min_s": min(walls), "max_s": max(walls),
                 "spread": (max(walls) - min(walls)) / med if med else None, "walls_s": walls,
                 "frames": profiles[0]["frames"] if profiles else None, "stages_s": stages,
+                "cpu_median_s": _median([r["cpu_s"] for r in mine if r.get("cpu_s") is not None]),
                 "same_output_every_round": len({r["sha256"] for r in mine}) == 1,
             }
         dense = out["configs"].get(f"{label}@1")
@@ -104,6 +116,8 @@ def summarize(runs: list[dict], pkrs: list[float], labels: list[str]) -> dict:
             cfg = out["configs"][f"{label}@{pkr:g}"]
             per_round = [d["wall_s"] / p["wall_s"] for d, p in _pairs(runs, label, pkr)]
             ratio = {"whole_process": dense["median_s"] / cfg["median_s"],
+                     "cpu": (dense["cpu_median_s"] / cfg["cpu_median_s"]
+                             if dense.get("cpu_median_s") and cfg.get("cpu_median_s") else None),
                      "per_round_median": _median(per_round),
                      "per_round_min": min(per_round, default=None), "per_round_max": max(per_round, default=None)}
             for stage in ("backbone", "head"):
@@ -125,17 +139,20 @@ def _pairs(runs: list[dict], label: str, pkr: float):
 
 
 def markdown(summary: dict, equal: dict) -> str:
-    rows = ["| config | frames | median s | min–max s | spread | ratio 1.0/P (per-round range) | "
+    rows = ["| config | frames | median s | min–max s | spread | ratio 1.0/P (per-round range) | CPU s (ratio) | "
             "backbone ms/frame | head ms/frame | backbone speedup |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, c in summary["configs"].items():
         r = summary["ratios"].get(key, {})
         n = c["frames"] or 0
         bb, hd = c["stages_s"].get("backbone"), c["stages_s"].get("head")
         ratio = (f"**{r['whole_process']:.2f}×** ({r['per_round_min']:.2f}–{r['per_round_max']:.2f})"
                  if r else "—")
+        cpu = "—" if c.get("cpu_median_s") is None else f"{c['cpu_median_s']:.1f}"
+        if r.get("cpu"):
+            cpu += f" ({r['cpu']:.2f}×)"
         rows.append(f"| {key} | {n or '?'} | {c['median_s']:.1f} | {c['min_s']:.1f}–{c['max_s']:.1f} | "
-                    f"{100 * c['spread']:.0f}% | {ratio} | {1000 * bb / n if bb and n else float('nan'):.1f} | "
+                    f"{100 * c['spread']:.0f}% | {ratio} | {cpu} | {1000 * bb / n if bb and n else float('nan'):.1f} | "
                     f"{1000 * hd / n if hd and n else float('nan'):.1f} | "
                     f"{(str(round(r['backbone'], 2)) + '×') if r.get('backbone') else '—'} |")
     stage_keys: list[str] = []
@@ -211,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, pkr in order:
                 r = one(label, pkr, rnd)
                 runs.append(r)
-                print(f"round {rnd + 1}/{args.rounds} {label}@{pkr:g}: {r['wall_s']:.1f} s "
+                print(f"round {rnd + 1}/{args.rounds} {label}@{pkr:g}: {r['wall_s']:.1f} s, CPU {r['cpu_s']:.1f} s "
                       f"(load {r['load_1min']:.2f})", file=sys.stderr, flush=True)
         equal = {}
         if args.baseline:

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from core.data.cache import ByteLRU
-from core.data.imageio import check_image_size, image_size, read_image_bytes
+from core.data.imageio import decode_image_reduced, image_size, jpeg_reduction, read_image_bytes
 
 DISPLAY_CACHE_BYTES = 96 * 2**20  # display-size frames: about 30 fitted 4K frames at 1340x750
 READ_AHEAD = 6  # display-size frames decoded ahead of the one shown
@@ -40,7 +40,6 @@ FULL_READ_AHEAD = 2  # full-size frames ahead (they go to the source's cache, a 
 FULL_FROM = 0.7  # a fitted scale above this shows the full frame: downscaling would save little
 SCALE_STEP = 32  # the fitted scale is rounded up to a multiple of 1/SCALE_STEP
 ZOOM_SLACK = 1.15  # zoomed in this far past the fitted frame's pixels: show the full frame
-_JPEG_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
 def fit_size(frame_w: int, frame_h: int, view_w: float, view_h: float) -> tuple[int, int]:
@@ -76,25 +75,17 @@ def _shrink(img: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def reduced_jpeg(path, frame_w: int, frame_h: int, width: int, height: int) -> np.ndarray | None:
     """The JPEG at ``path`` (a ``frame_w x frame_h`` frame) decoded at 1/2, 1/4 or 1/8 scale, the smallest with
-    at least ``width x height`` pixels, as RGB uint8 of that reduced size; None when the file is not a JPEG of
-    that size, no reduced scale fits or the decoder fails (the caller decodes it in full, which reports the
-    error). Bounded as :mod:`core.data.imageio`: a regular file, its header size checked before decoding.
-    A file that cannot be read raises ``ImageDecodeError`` or ``OSError``."""
-    flag = next((f for n, f in _JPEG_REDUCED if -(-frame_w // n) >= width and -(-frame_h // n) >= height), None)
-    if flag is None:
+    at least ``width x height`` pixels (:func:`core.data.imageio.decode_image_reduced`, as the model's reads);
+    None when the file is not a JPEG of that size, no reduced scale fits or the reduced decode fails (the
+    caller decodes it in full, which reports the error). A file that cannot be read raises
+    ``ImageDecodeError`` or ``OSError``."""
+    if jpeg_reduction(frame_w, frame_h, width, height) == 1:
         return None
     data = read_image_bytes(path)
     if data[:2] != b"\xff\xd8" or image_size(data) != (frame_w, frame_h):
         return None
-    check_image_size(frame_w, frame_h)
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
-    except cv2.error:
-        return None
-    n = next(n for n, f in _JPEG_REDUCED if f == flag)
-    if img is None or img.ndim != 3 or img.shape[:2] != (-(-frame_h // n), -(-frame_w // n)):
-        return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    img, _ = decode_image_reduced(data, (width, height))
+    return None if img.shape[:2] == (frame_h, frame_w) else img
 
 
 class DisplayFrames:

@@ -190,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
     # a released model (vpp import-checkpoint) runs with ROVIS tracking; ours with InferenceSession
     session = make_session(loaded, device=args.device, pkr=args.pkr, mode=args.mode, vpp_session=InferenceSession)
     timer = _start_profile(session, t_run) if args.profile else None
-    resize = getattr(session, "resize", None)  # InferenceSession: resize on the reader thread too
     device = getattr(session, "device", args.device)
     depth = _prefetch_depth(args.prefetch, device)
     governor = ThreadGovernor.for_run(device, args.threads)
@@ -201,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             clip = ClipResults(len(source), source.size[1], source.size[0])
             # the bar is closed (its line ended) before any error message is printed
             with tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame",
-                      file=sys.stderr) as bar, _reader(source, depth, resize) as frames:
+                      file=sys.stderr) as bar, _reader(source, depth, session) as frames:
                 for index, res in enumerate(session.run_clip(governed(frames, governor))):
                     clip.add(CompactFrame.from_result(res, index))
                     if timer is not None:
@@ -262,14 +261,13 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=mode, extra={"input": str(inp)})
         key = {"model": record.model, "model_sha256": record.model_sha256, "pkr": record.pkr, "mode": mode,
                "skip_corrupt": bool(args.skip_corrupt)}
-        resize = getattr(session, "resize", None)
         device = getattr(session, "device", dist.device)
         depth = _prefetch_depth(args.prefetch, device)
         governor = ThreadGovernor.for_run(device, args.threads)
         summary = batch_infer.run_batch(
             clips, session, outputs=outputs, record=record, categories=list(loaded_categories(loaded)),
             inputs=inputs, key=key, dist=dist, on_corrupt="skip" if args.skip_corrupt else "raise",
-            input_label=str(inp), reader=lambda source: _governed_reader(_reader(source, depth, resize), governor))
+            input_label=str(inp), reader=lambda source: _governed_reader(_reader(source, depth, session), governor))
     finally:
         dist.close()
     done = len(summary.computed) + len(summary.reused)
@@ -309,8 +307,25 @@ def _governed_reader(reader, governor: ThreadGovernor | None):
         yield governed(frames, governor)
 
 
-def _reader(source, depth: int, resize):
-    """The clip's frames for one pass: read ``depth`` ahead (and resized) on a thread, or on this one for 0."""
+def _reader(source, depth: int, session):
+    """The clip's frames for one pass, read ``depth`` ahead on a thread (or on this one for 0).
+
+    A session that says its input size (InferenceSession: ``input_size`` and ``resize``) gets each frame decoded
+    at that size (``source.stream(fit=...)``: a JPEG at its largest DCT reduction that still covers it, a video
+    frame resized once) and made into its input (:meth:`InferenceSession.resize` with the frame's full size,
+    so masks come back at full size) on the reading thread; another session (a released model's) full frames."""
+    resize = getattr(session, "resize", None)
+    input_size = getattr(session, "input_size", None)
+    if resize is not None and input_size is not None:
+        width, height = source.size
+        frames = source.stream(fit=input_size(width, height))
+
+        def transform(frame):
+            return resize(frame, frame_hw=(height, width))
+
+        if depth > 0:
+            return Prefetcher(frames, depth=depth, transform=transform)
+        return contextlib.nullcontext(map(transform, frames))
     if depth > 0:
         return Prefetcher(source.stream(), depth=depth, transform=resize)
     return contextlib.nullcontext(source.stream())

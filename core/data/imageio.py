@@ -4,6 +4,8 @@ OpenCV decodes with ``IMREAD_UNCHANGED`` (it expands palettes and converts CMYK 
 an explicit conversion makes ``[H, W, 3]`` RGB uint8: alpha is dropped, 16-bit is scaled by 255/65535
 (rounded), float images are taken as 0..1. Files OpenCV cannot decode are retried with Pillow when it is
 installed. EXIF orientation is not applied (frames are used in stored pixel order, as datasets are).
+For a caller that needs only a smaller image (the model's input), :func:`decode_image_reduced` decodes a
+JPEG at libjpeg's DCT reduction (1/2, 1/4 or 1/8) that still gives at least the size asked for.
 
 Decoding is bounded: the width and height are read from the file's header first (PNG, JPEG, BMP, TIFF
 and WebP are parsed here; other formats through Pillow's lazy open) and an image of more than
@@ -212,16 +214,22 @@ def to_rgb8(img: np.ndarray, *, bgr: bool = True) -> np.ndarray:
     return np.ascontiguousarray(img[..., :3])
 
 
-def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
-    """Encoded bytes -> ``HxWx3`` RGB uint8. Raises :class:`ImageDecodeError` with the reason, also for an
-    image over ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`), before decoding it."""
+def _checked_header(data: bytes, limit: int) -> tuple[int, int]:
+    """The image's (width, height) from its header, refused when empty, unknown or over ``limit`` pixels."""
     if not data:
         raise ImageDecodeError("the file is empty")
-    limit = MAX_FRAME_PIXELS if max_pixels is None else max_pixels
     size = image_size(data)
     if size is None:
         raise ImageDecodeError("not a decodable image (no readable jpg, png, bmp, tif or webp header)")
     check_image_size(*size, max_pixels=limit)
+    return size
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
+    """Encoded bytes -> ``HxWx3`` RGB uint8. Raises :class:`ImageDecodeError` with the reason, also for an
+    image over ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`), before decoding it."""
+    limit = MAX_FRAME_PIXELS if max_pixels is None else max_pixels
+    _checked_header(data, limit)
     img = None
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -231,6 +239,48 @@ def decode_image(data: bytes, *, max_pixels: int | None = None) -> np.ndarray:
         check_image_size(img.shape[1], img.shape[0], max_pixels=limit)
         return to_rgb8(img)
     return _decode_with_pillow(data, limit)
+
+
+#: OpenCV's reduced reads: libjpeg scales the DCT by 1/d while decoding, largest reduction first.
+_JPEG_REDUCED_READS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                       (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def jpeg_reduction(width: int, height: int, min_width: int, min_height: int) -> int:
+    """The largest JPEG DCT reduction ``d`` (8, 4 or 2; 1 for none) that still scales a ``width x height`` JPEG
+    to at least ``min_width x min_height`` (``width / d >= min_width`` and ``height / d >= min_height``)."""
+    for d, _ in _JPEG_REDUCED_READS:
+        if width >= d * min_width and height >= d * min_height:
+            return d
+    return 1
+
+
+def decode_image_reduced(data: bytes, min_size: tuple[int, int], *,
+                         max_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Encoded bytes -> (``hxwx3`` RGB uint8, the image's full ``(width, height)``), decoded no larger than needed
+    for a consumer that resizes it to ``min_size`` ``(width, height)``: a JPEG at the largest DCT reduction
+    (:func:`jpeg_reduction`) that still gives at least ``min_size``, any other image (or a JPEG with no such
+    reduction) whole, as :func:`decode_image` does. The size limit applies to the full size, from the header.
+    EXIF orientation is not applied, as in :func:`decode_image`. A reduced decode is not the full decode
+    shrunk: libjpeg averages each 8x8 block's frequencies, so pixels differ slightly from those of
+    ``cv2.resize(full, ..., INTER_AREA)``. libjpeg makes ``ceil(width / d)`` columns, the last one standing for
+    the part of a block left at the edge; the image comes back cropped to ``round(width / d) x round(height /
+    d)`` so its scale is the frame's (within half a reduced pixel at the right and bottom edges when a side is
+    not a multiple of ``d``; 3840x2160 and 1920x1080 are multiples of 8)."""
+    limit = MAX_FRAME_PIXELS if max_pixels is None else max_pixels
+    size = _checked_header(data, limit)
+    d = jpeg_reduction(size[0], size[1], *min_size) if data[:2] == b"\xff\xd8" else 1
+    if d > 1:
+        flag = dict(_JPEG_REDUCED_READS)[d] | cv2.IMREAD_IGNORE_ORIENTATION
+        try:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        except cv2.error:
+            img = None
+        w, h = round(size[0] / d), round(size[1] / d)
+        if img is not None and img.ndim == 3 and img.shape[1] >= w >= min_size[0] and img.shape[0] >= h >= min_size[1]:
+            return to_rgb8(img[:h, :w]), size
+    img = decode_image(data, max_pixels=limit)
+    return img, (int(img.shape[1]), int(img.shape[0]))
 
 
 def _decode_with_pillow(data: bytes, limit: int) -> np.ndarray:
