@@ -33,7 +33,7 @@ Ground truth.
 * One clip (a frame folder or a video file): ``gt`` is a YouTube-VIS ground-truth JSON (the video matching
   the clip: the one whose file names are the clip's, else the only one, else the one whose length and size
   match) or a folder of DAVIS palette PNGs (named after the frames, or one per frame), read by
-  :func:`core.review.load_ground_truth`, the loader of the app's evaluation panel. DAVIS masks carry no
+  :func:`core.app.review.load_ground_truth`, the loader of the app's evaluation panel. DAVIS masks carry no
   classes: every object is category 1, the only class, and the predictions are scored class-agnostically
   (every result track gets category 1; ``gt_info["class_agnostic"]`` is True).
 * A YouTube-VIS split (a folder holding ``instances.json`` and ``JPEGImages/``): its own ``instances.json``,
@@ -49,7 +49,7 @@ for every *annotated* frame. A frame where **no** track of the video has a segme
 (a sparse GT, e.g. every 5th frame labelled): the model still runs on it (tracking needs every frame), but it
 is left out of the scoring, for the GT and every configuration's results alike (a GT or result track left with
 no segmentation is dropped) - exactly as if the GT and results files held only the annotated frames, which
-is how YouTube-VIS's own files list sparse labels (:mod:`core.review.ground_truth` restricts both). So the
+is how YouTube-VIS's own files list sparse labels (:mod:`core.evaluation.ground_truth` restricts both). So the
 figures equal ``vpp eval`` on the GT and results restricted to the annotated frames (and on the files as they
 are when every frame is annotated). A DAVIS PNG folder annotates the frames that have a PNG (an
 all-background PNG is an annotated, empty frame; a frame without a PNG is not annotated). ``gt_info`` gives
@@ -80,10 +80,7 @@ import torch
 
 from core.data.ytvis import YtvisGroundTruth, read_ytvis_gt
 from core.errors import DataError, VPPError
-from core.export import file_sha256, package_version
-from core.export_formats import tracks_from_gt
-from core.results import ClipResults, CompactFrame
-from core.review.ground_truth import (  # the one code path of GT restriction and scoring (also core.review's)
+from core.evaluation.ground_truth import (  # the one code path of GT restriction and scoring (also core.app.review's)
     ClipGroundTruth,
     annotated_frames,
     from_ytvis,
@@ -92,6 +89,9 @@ from core.review.ground_truth import (  # the one code path of GT restriction an
     restricted_results,
     score,
 )
+from core.export import file_sha256, package_version
+from core.export_formats import tracks_from_gt
+from core.results import ClipResults, CompactFrame
 from core.session import make_session, resolve_device
 
 __all__ = ["CSV_COLUMNS", "DEFAULT_PKRS", "SCHEMA", "Cancelled", "SweepResult", "SweepRow", "annotated_frames",

@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.app.document import Document, polygon_mask
 from core.data.rle import decode_rle
 from core.data.sources import open_source
-from core.document import Document, polygon_mask
 from core.export import import_tracks
 
 

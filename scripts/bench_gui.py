@@ -147,8 +147,8 @@ def bench_open(app, make_window, clip: Path, n=1000) -> dict:
 def bench_brush(app, moves=200, commits=20) -> dict:
     import pyqtgraph as pg
 
-    from core.document import ClipInfo, Document
-    from core.document.tracks import brush_mask
+    from core.app.document import ClipInfo, Document
+    from core.app.document.tracks import brush_mask
     from vpp_gui import overlay
     from vpp_gui.frame_view import FrameView
 

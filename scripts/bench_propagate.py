@@ -4,7 +4,7 @@
     python scripts/bench_propagate.py ../shared/data/davis_car_shadow/frames \
         --gt ../shared/data/davis_car_shadow/masks
 
-Three cases, each through :class:`core.document.Document` exactly as the app runs them:
+Three cases, each through :class:`core.app.document.Document` exactly as the app runs them:
 
 - ``keyframes every N``: the GT mask on frames 0, N, 2N, ... and the last frame; fill between them;
 - ``forward from first``: the GT mask on the first frame only, propagated to the end;
@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.app.document import Document
+from core.app.document.propagation import PropagationOptions
 from core.data.rle import decode_rle
 from core.data.sources import open_source
-from core.document import Document
-from core.document.propagation import PropagationOptions
 from core.export import import_tracks
 
 

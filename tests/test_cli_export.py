@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
+from core.app.document import ClipInfo, Document
 from core.cli import main
 from core.data.ytvis import read_ytvis_results
-from core.document import ClipInfo, Document
 
 N, H, W = 5, 30, 40
 

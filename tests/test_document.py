@@ -1,12 +1,12 @@
-"""core.document: model passes, edits, undo (dirty state, projects and export: test_document_files.py)."""
+"""core.app.document: model passes, edits, undo (dirty state, projects and export: test_document_files.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from core.app.document import SHADOW_IOU, ClipInfo, Document, brush_mask
 from core.data.rle import encode_mask
-from core.document import SHADOW_IOU, ClipInfo, Document, brush_mask
 from core.results import ClipResults, CompactFrame
 
 T, H, W = 6, 30, 40  # a 6-frame 40x30 clip

@@ -1,4 +1,4 @@
-"""core.document: dirty state, project files, export and import (helpers from test_document.py)."""
+"""core.app.document: dirty state, project files, export and import (helpers from test_document.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from test_document import CATS, H, T, W, clip_info, model_doc, random_pass, rect, run_pass, snapshot
 
+from core.app.document import ClipInfo, Document
+from core.app.document.project import read_project
 from core.data.rle import decode_rle
-from core.document import ClipInfo, Document
-from core.document.project import read_project
 from core.errors import DataError
 
 # -- dirty ------------------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_a_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
     doc.accept([max(doc.tracks)])
     import contextlib
 
-    import core.document.project as project
+    import core.app.document.project as project
 
     class Full:
         def write(self, data):

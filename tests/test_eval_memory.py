@@ -58,7 +58,7 @@ sys.exit(code)
 
 SWEEP_SCORE = """
 import json, sys
-from core.review.ground_truth import load_ground_truth, restricted_gt_json, restricted_results, score
+from core.evaluation.ground_truth import load_ground_truth, restricted_gt_json, restricted_results, score
 gt = load_ground_truth(sys.argv[1], num_frames=2, height=8, width=8, names=["0.jpg", "1.jpg"])
 entries = restricted_results(json.load(open(sys.argv[2])), gt.annotated)
 figures = score(restricted_gt_json([gt], {e["category_id"] for e in entries}), entries)

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pytest
 
+from core.app.document import ClipInfo, Document
 from core.cli import main
 from core.data.davis import read_davis_png
 from core.data.rle import encode_mask
-from core.document import ClipInfo, Document
 from core.export import RunRecord, VideoExport, export_results, import_tracks
 from core.results import ClipResults, CompactFrame
 

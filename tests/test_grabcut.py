@@ -1,4 +1,4 @@
-"""core.document.grabcut: box to mask and edge refinement on real DAVIS frames, hints, bad inputs, 4K sizes."""
+"""core.app.document.grabcut: box to mask and edge refinement on real DAVIS frames, hints, bad inputs, 4K sizes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.document import BoxPrompt, box_to_mask, refine_mask
-from core.document.grabcut import clip_box
+from core.app.document import BoxPrompt, box_to_mask, refine_mask
+from core.app.document.grabcut import clip_box
 
 CLIP = "davis_car_shadow"
 H, W = 480, 854

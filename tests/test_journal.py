@@ -1,4 +1,4 @@
-"""core.document journal: every edit on disk before it returns; recovery after a crash (kill -9 included)."""
+"""core.app.document journal: every edit on disk before it returns; recovery after a crash (kill -9 included)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from test_document import CATS, H, T, W, clip_info, masks_of, model_doc, random_pass, rect, run_pass, snapshot
 
+from core.app.document import Document, find_recoverable, journal_path_for
+from core.app.document.journal import journal_in_use, read_journal
 from core.data.rle import encode_mask
 from core.data.ytvis import parse_ytvis_results
-from core.document import Document, find_recoverable, journal_path_for
-from core.document.journal import journal_in_use, read_journal
 from core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -310,7 +310,7 @@ def test_journals_of_another_clip_or_project_version_are_refused(tmp_path):
 
 @pytest.mark.parametrize("damage", ["empty", "not_journal", "newer", "unknown_kind", "bad_change"])
 def test_other_damage_is_refused_naming_the_file(tmp_path, damage):
-    from core.document.journal import encode_line
+    from core.app.document.journal import encode_line
 
     doc = _unsaved_doc()
     path = doc.start_journal(tmp_path)
@@ -402,7 +402,7 @@ def test_a_second_window_cannot_take_over_a_journal_in_use(tmp_path):
 CHILD_LIB = r'''
 import numpy as np
 from core.data.rle import encode_mask
-from core.document import ClipInfo, Document, brush_mask
+from core.app.document import ClipInfo, Document, brush_mask
 from core.results import ClipResults, CompactFrame
 
 T, H, W = 6, 30, 40

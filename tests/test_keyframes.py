@@ -1,10 +1,10 @@
-"""Keyframe navigation and propagation targets (core.document.keyframes), Qt-free."""
+"""Keyframe navigation and propagation targets (core.app.document.keyframes), Qt-free."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.document.keyframes import next_gap, next_keyframe, previous_keyframe, propagation_stop, runs
+from core.app.document.keyframes import next_gap, next_keyframe, previous_keyframe, propagation_stop, runs
 
 
 def test_runs_group_consecutive_frames():

@@ -1,4 +1,4 @@
-"""The project's labels (core.document.labels): add / rename / recolour / delete / reorder, saved and journalled,
+"""The project's labels (core.app.document.labels): add / rename / recolour / delete / reorder, saved and journalled,
 and the three namespaces (project, model, imported file) joined by name: an import never renames a track."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_document import CATS, H, T, W, clip_info, compact, rect, run_pass
 
-from core.document import ClipInfo, Document
-from core.document.labels import default_color, read_label_file
+from core.app.document import ClipInfo, Document
+from core.app.document.labels import default_color, read_label_file
 from core.errors import DataError
 
 SYNTHETIC = {1: "circle", 2: "square", 3: "triangle", 4: "star", 5: "ring", 6: "cross"}
@@ -113,7 +113,7 @@ def test_label_edits_are_journalled_and_recovered(tmp_path):
     assert rec.category_color(chair) == "#010203" and rec.track(t).category_id == chair and rec.dirty
     # an older journal's categories record (names only) still replays, with default colours
     lines = journal.read_bytes().splitlines(keepends=True)
-    from core.document.journal import encode_line
+    from core.app.document.journal import encode_line
 
     old = tmp_path / "old.journal"
     old.write_bytes(b"".join(lines[:1]) + encode_line({"kind": "categories", "categories": [[1, "a"], [7, "b"]]}))

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.app.document import ClipInfo, Document, find_recoverable, journal_path_for
+from core.app.document.codec import MAX_TRACK_ID
+from core.app.document.journal import JournalBusy, read_journal, recovery_candidate, unsaved_edits
+from core.app.document.project import MAX_TRACKS, MAX_UNNAMED_FRAMES, read_project
 from core.atomic import MultiCommit, NotOurFile, atomic_write_bytes, atomic_write_text
 from core.cli import main
 from core.data.rle import encode_mask
-from core.document import ClipInfo, Document, find_recoverable, journal_path_for
-from core.document.codec import MAX_TRACK_ID
-from core.document.journal import JournalBusy, read_journal, recovery_candidate, unsaved_edits
-from core.document.project import MAX_TRACKS, MAX_UNNAMED_FRAMES, read_project
 from core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def test_gui_project_always_offers_its_journal_and_no_keeps_it(tmp_path):
 
 def test_a_second_process_gets_the_project_for_save_as_only(tmp_path):
     p = project(tmp_path)
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom core.document import Document\n"
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom core.app.document import Document\n"
             f"doc = Document.load({str(p)!r}); assert doc.claim() is None\n"
             f"doc.start_journal({str(tmp_path / 'd1')!r}); print('ready', flush=True); sys.stdin.read()\n")
     first = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -443,8 +443,8 @@ def test_a_fifo_journal_never_hangs_the_open_the_listing_or_an_export(tmp_path):
     code = f"""
 import sys; sys.path.insert(0, {str(REPO)!r})
 from core.cli import main
-from core.document import Document, find_recoverable
-from core.document.journal import recovery_candidate, journal_path_for
+from core.app.document import Document, find_recoverable
+from core.app.document.journal import recovery_candidate, journal_path_for
 p = {str(p)!r}
 assert "pipe" in recovery_candidate(journal_path_for(p)).problem
 assert find_recoverable(projects=[p])[0].problem

@@ -1,4 +1,4 @@
-"""Keyframes and mask propagation (core.document.propagation through the Document)."""
+"""Keyframes and mask propagation (core.app.document.propagation through the Document)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.document import ClipInfo, Document
-from core.document.propagation import PropagationOptions, plan, plan_fill, snap_to_instances
+from core.app.document import ClipInfo, Document
+from core.app.document.propagation import PropagationOptions, plan, plan_fill, snap_to_instances
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis_car_shadow"
 H, W, N = 192, 256, 12

@@ -16,16 +16,7 @@ import pytest
 import torch
 
 import core.bench
-from core.bench import bench_release_model, format_table
-from core.build import VPPConfig, build_vpp
-from core.cli import main
-from core.data.categories import ytvis_categories
-from core.model.release_model import RELEASE_KEEP, build_release_model, nominal_pkr, release_keep
-from core.release_checkpoint import save_release_checkpoint
-from core.release_session import ReleaseSession, trained_schedule
-from core.resources import LoadedModel, load_model
-from core.session import InferenceSession, make_session
-from core.studio import (
+from core.app.studio import (
     FrameMessage,
     ModelInfo,
     ModelSpec,
@@ -35,6 +26,15 @@ from core.studio import (
     RunRequest,
     guarded_pass,
 )
+from core.bench import bench_release_model, format_table
+from core.build import VPPConfig, build_vpp
+from core.cli import main
+from core.data.categories import ytvis_categories
+from core.model.release_model import RELEASE_KEEP, build_release_model, nominal_pkr, release_keep
+from core.release_checkpoint import save_release_checkpoint
+from core.release_session import ReleaseSession, trained_schedule
+from core.resources import LoadedModel, load_model
+from core.session import InferenceSession, make_session
 
 SMALL = dict(embed_dim=48, conv_inplane=8, feat_channels=32, out_channels=32, encoder_layers=1, encoder_ffn=64,
              decoder_layers=2, decoder_ffn=64, num_queries=10, pos_grid=(4, 4))

@@ -1,4 +1,4 @@
-"""``core.review``: GT loading (dense and sparse, YTVIS and DAVIS), track matching, panel figures equal ``vpp eval``.
+"""``core.app.review``: GT loading (dense, sparse, YTVIS, DAVIS), track matching, panel figures equal ``vpp eval``.
 
 Real data: the DAVIS car-shadow clip (frames, GT masks, its YTVIS GT and an OSVOS prediction; track IoU
 0.936940 and video AP 0.900 per ``shared/data/README.md``). Synthetic clips are built here with known IoUs.
@@ -15,12 +15,8 @@ import numpy as np
 import pytest
 
 from core import cli
-from core.data.davis import read_davis_png, write_davis_png
-from core.data.rle import decode_rle, encode_mask
-from core.document import Document, FrameMask, Track
-from core.errors import DataError
-from core.evaluation.ytvis_eval import track_iou_matrix
-from core.review import (
+from core.app.document import Document, FrameMask, Track
+from core.app.review import (
     ClipGroundTruth,
     GroundTruthTrack,
     document_entries,
@@ -28,6 +24,10 @@ from core.review import (
     load_ground_truth,
     review_tracks,
 )
+from core.data.davis import read_davis_png, write_davis_png
+from core.data.rle import decode_rle, encode_mask
+from core.errors import DataError
+from core.evaluation.ytvis_eval import track_iou_matrix
 from tests.ytvis_factories import box_mask, dump, gt_dict, results_list, rle
 
 CAR = "davis_car_shadow"

@@ -1,15 +1,15 @@
-"""core.review_state: the app's ground-truth state without Qt (view modes, frame status, stale results)."""
+"""core.app.review_state: the app's ground-truth state without Qt (view modes, frame status, stale results)."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.review_state import VIEW_MODES, ReviewState
+from core.app.review_state import VIEW_MODES, ReviewState
 
 
 @pytest.fixture(scope="module")
 def gt(shared_data):
-    from core.review import load_ground_truth
+    from core.app.review import load_ground_truth
 
     return load_ground_truth(shared_data / "davis_car_shadow/gt_ytvis.json", num_frames=40, height=480, width=854)
 

@@ -1,12 +1,12 @@
-"""core.run_control without Qt: the run state the app's controller adapts (passes, cache, stale messages)."""
+"""core.app.run_control without Qt: the run state the app's controller adapts (passes, cache, stale messages)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from core.app.run_control import RunController
+from core.app.studio import FrameMessage, ModelInfo, ModelSpec, PassDone, PassError
 from core.results import CompactFrame
-from core.run_control import RunController
-from core.studio import FrameMessage, ModelInfo, ModelSpec, PassDone, PassError
 
 
 class FakeRunner:

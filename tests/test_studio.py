@@ -1,4 +1,4 @@
-"""core.studio without Qt: the worker's generator, the preview rule, the cache."""
+"""core.app.studio without Qt: the worker's generator, the preview rule, the cache."""
 
 from __future__ import annotations
 
@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.build import VPPConfig, build_vpp
-from core.resources import LoadedModel
-from core.results import ClipResults, CompactFrame
-from core.session import InferenceSession
-from core.studio import (
+from core.app.studio import (
     FrameMessage,
     ModelInfo,
     ModelSpec,
@@ -24,6 +20,10 @@ from core.studio import (
     guarded_pass,
     resolve_threshold,
 )
+from core.build import VPPConfig, build_vpp
+from core.resources import LoadedModel
+from core.results import ClipResults, CompactFrame
+from core.session import InferenceSession
 
 
 class ListSource:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.document import FrameMask, Track
+from core.app.document import FrameMask, Track
 
 
 def _track(frames):

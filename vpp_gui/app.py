@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
-from core.studio import ModelFactory, ModelSpec, default_model_factory
+from core.app.studio import ModelFactory, ModelSpec, default_model_factory
 from vpp_gui.settings import APPLICATION, ORGANIZATION, Settings
 from vpp_gui.worker import InferenceRunner, open_clip_for_worker
 

@@ -4,7 +4,7 @@
 panel does). While a job runs, a new :meth:`~LatestRunner.submit` waits; a newer submit replaces the
 waiting one (it would be stale before it started). Every job ends in exactly one ``done(tag, result,
 seconds)`` or ``failed(tag, exception)``, on the UI thread (queued); ``tag`` is whatever the caller
-passed (e.g. a :class:`core.review_state.Ticket`), so the caller decides whether the result is still
+passed (e.g. a :class:`core.app.review_state.Ticket`), so the caller decides whether the result is still
 wanted. :attr:`~LatestRunner.thread_ids` records the thread each job ran on.
 """
 

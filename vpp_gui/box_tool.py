@@ -1,4 +1,4 @@
-"""The box tool and the edge refinement: GrabCut (:mod:`core.document.grabcut`) off the UI thread, with a preview.
+"""The box tool and the edge refinement: GrabCut (:mod:`core.app.document.grabcut`) off the UI thread, with a preview.
 
 Design (also in the tool's tooltip and the README): with the Box tool (K) a left drag draws a box
 around an object; GrabCut's mask appears as a preview in the current track's colour. Shift-drag
@@ -24,7 +24,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Signal
 from PySide6.QtWidgets import QGraphicsItem
 
-from core.document import BoxPrompt, box_to_mask, refine_mask
+from core.app.document import BoxPrompt, box_to_mask, refine_mask
 from vpp_gui.background import LatestRunner
 from vpp_gui.canvas_tools import HINT_RGBA, ToolOverlay
 
@@ -37,7 +37,7 @@ def _grabcut_job(image: np.ndarray, box, hints: np.ndarray | None) -> np.ndarray
 
 
 class BoxTool(QObject):
-    """The box tool's state on one frame (a :class:`~core.document.BoxPrompt`), its preview and GrabCut runs."""
+    """The box tool's state on one frame (a :class:`~core.app.document.BoxPrompt`), its preview and GrabCut runs."""
 
     accepted = Signal(int, object)  # frame, [H, W] bool mask
     refined = Signal(object, object)  # the caller's tag, [H, W] bool mask

@@ -6,11 +6,11 @@ rectangle, in the same coordinates as the ImageItems (item x, y in 0..width, 0..
 window applies them to the document.
 
 Coordinates in the signals are frame pixels with pixel centres at whole numbers (the convention of
-:func:`core.document.tracks.draw_stroke`, ``brush_mask`` and ``polygon_mask``, which round), clamped
+:func:`core.app.document.tracks.draw_stroke`, ``brush_mask`` and ``polygon_mask``, which round), clamped
 to the frame: a stroke or polygon point is ``item position - 0.5``; a click is the pixel's index
 (whole numbers, so ``int()`` and ``round()`` agree). A box is the exception: its edges are item
 positions clamped to the frame (pixel col covers [col, col + 1)), the end-exclusive box of
-:mod:`core.document.grabcut`.
+:mod:`core.app.document.grabcut`.
 
 Polygon clicks: every click adds a point, however fast it follows the last one. Qt reports the
 second of two quick clicks as a double-click (pyqtgraph: ``ev.double()``) *instead of* a click;
@@ -19,7 +19,7 @@ half-drawn, so quick clicking split one polygon into several, each its own undo 
 closes only by Enter (:meth:`close_polygon`) or a click on its first point.
 
 Live drawing is cheap: a stroke is drawn segment by segment into one ``[H, W]`` uint8 canvas with
-:func:`~core.document.tracks.draw_stroke`; a 2-entry lookup table (transparent / the colour) turns only
+:func:`~core.app.document.tracks.draw_stroke`; a 2-entry lookup table (transparent / the colour) turns only
 the new segment's box into an ``[H, W, 4]`` RGBA buffer that a child ImageItem shows, and only that
 box is repainted. (An Indexed8 image of the canvas would need no buffer, but Qt converts all of it on
 every paint: ~4x slower to draw than RGBA.)
@@ -36,7 +36,7 @@ from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem
 
-from core.document.tracks import draw_stroke
+from core.app.document.tracks import draw_stroke
 
 Tool = Literal["select", "brush", "eraser", "polygon", "box", "fill"]
 TOOLS: tuple[Tool, ...] = get_args(Tool)

@@ -1,4 +1,4 @@
-"""Signal adapter over :class:`core.run_control.RunController` (the run state lives in core).
+"""Signal adapter over :class:`core.app.run_control.RunController` (the run state lives in core).
 
 Worker messages arrive on the UI thread (queued) and go to the core controller; what it reports
 comes out as Qt signals. Attribute reads (``results``, ``state``, ``pkr`` ...) are the core's.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
+from core.app.run_control import RunController
+from core.app.studio import ResultCache
 from core.resources import default_pkr
-from core.run_control import RunController
-from core.studio import ResultCache
 from vpp_gui.worker import InferenceRunner
 
 _FORWARD = ("clip", "spec", "device", "pkr", "threshold", "results", "previews", "key", "state", "model_info",

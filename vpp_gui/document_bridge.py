@@ -1,4 +1,4 @@
-"""Signal adapter over the Qt-free :class:`core.document.Document`: its events as Qt signals.
+"""Signal adapter over the Qt-free :class:`core.app.document.Document`: its events as Qt signals.
 
 The document lives on the UI thread (worker results reach it through queued signals), so the
 listener runs there too and the signals are direct.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from core.document import DocEvent, Document
+from core.app.document import DocEvent, Document
 
 
 class DocumentBridge(QObject):

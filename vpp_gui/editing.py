@@ -16,7 +16,7 @@ import logging
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtWidgets import QApplication
 
-from core.document import DocEvent, brush_mask, polygon_mask
+from core.app.document import DocEvent, brush_mask, polygon_mask
 from core.errors import VPPError
 from vpp_gui.box_tool import BoxTool
 from vpp_gui.category_picker import pick_category

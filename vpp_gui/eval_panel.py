@@ -1,6 +1,6 @@
 """The evaluation dock: the clip's figures against the loaded ground truth, and a per-category table.
 
-It shows a :class:`core.review.EvaluationReport` (the figures of ``vpp eval``: AP_track, AP50, AP75,
+It shows a :class:`core.app.review.EvaluationReport` (the figures of ``vpp eval``: AP_track, AP50, AP75,
 AR1, AR10, mAP_bbox, mAP_segm; -1 = undefined, shown as "—") and the state of the computation, which
 the review controller runs on a worker thread: "computing…" while one runs, and the time of the last
 result. The panel computes nothing itself.

@@ -120,7 +120,7 @@ class Exporter(QObject):
         self.finished.emit(summary)
 
     def _on_error(self, exc: Exception) -> None:
-        from core.studio import user_message
+        from core.app.studio import user_message
 
         self._busy = False
         self.failed.emit(user_message(exc))

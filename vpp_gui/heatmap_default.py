@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
-from core.document import DocEvent
+from core.app.document import DocEvent
 from core.resources import DEMO_CLIP
 
 CHOSEN_KEY = "layers/heatmap_chosen"

@@ -1,4 +1,4 @@
-"""The per-frame IoU plot under the timeline: :attr:`core.review.Review.frame_iou` against the frame index.
+"""The per-frame IoU plot under the timeline: :attr:`core.app.review.Review.frame_iou` against the frame index.
 
 Not-annotated frames are NaN and left as gaps (``connect="finite"``); every annotated frame also gets a
 dot, so a sparse GT (every 5th frame) still shows. A line marks the current frame; a click emits

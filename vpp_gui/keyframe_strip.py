@@ -21,8 +21,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPalette, QPen
 from PySide6.QtWidgets import QHBoxLayout, QScrollBar, QToolTip, QWidget
 
-from core.document import DocEvent, Document, Track
-from core.document.keyframes import runs
+from core.app.document import DocEvent, Document, Track
+from core.app.document.keyframes import runs
 from vpp_gui.overlay import track_color
 
 ROW_H = 12  # pixels per track row

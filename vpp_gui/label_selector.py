@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QToolButton, QWidget
 
-from core.document.labels import Label
+from core.app.document.labels import Label
 from vpp_gui.settings import Settings
 
 SETTINGS_KEY = "labels/current"

@@ -4,7 +4,7 @@ Type a name and Enter adds a label; F2 renames the selected one, Delete deletes 
 track uses), Ctrl+Up / Ctrl+Down move it; Colour… picks its colour; Load… adds the labels of a
 YouTube-VIS ground truth or of a text file with one name per line. Every change goes to the
 document at once (journalled and saved with the project; label edits are not undo steps, see
-:mod:`core.document.labels`). A refused change is explained and changes nothing.
+:mod:`core.app.document.labels`). A refused change is explained and changes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.document import Document
+from core.app.document import Document
 from core.errors import VPPError
 from vpp_gui.label_selector import swatch
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
-from core.document import ClipInfo, DocEvent, Document
+from core.app.document import ClipInfo, DocEvent, Document
+from core.app.studio import ModelInfo, ModelSpec, default_model_factory, synthetic_model_notice
 from core.errors import VPPError
 from core.released_models import imported_models as released_models
-from core.studio import ModelInfo, ModelSpec, default_model_factory, synthetic_model_notice
 from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController

@@ -1,6 +1,6 @@
 """Right-click on a mask in the frame view: a menu of what can be done to that track.
 
-The track under the cursor (:meth:`core.document.Document.track_at`, the top-most visible mask) is
+The track under the cursor (:meth:`core.app.document.Document.track_at`, the top-most visible mask) is
 selected first, then the menu offers the window's own actions, which act on the selection: Relabel…,
 Propagate forward / backward, Fill between keyframes, Accept, Reject, Delete. Their keys show in the
 menu, so the menu also teaches them. A right-click beside every mask shows nothing.

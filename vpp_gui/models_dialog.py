@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
 )
 
 from core import released_models
+from core.app.studio import ModelSpec
 from core.errors import VPPError
 from core.model_zoo import DownloadCancelled, DownloadError, ZooEntry
 from core.released_models import LocalModel, size_text
-from core.studio import ModelSpec
 from vpp_gui.background import LatestRunner
 
 log = logging.getLogger(__name__)

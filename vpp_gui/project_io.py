@@ -1,6 +1,6 @@
 """Save / Save As / Open project, the prompt before losing edits, and recovery after a crash.
 
-The file work is :mod:`core.document`'s (atomic project writes, the journal); this module only asks
+The file work is :mod:`core.app.document`'s (atomic project writes, the journal); this module only asks
 the questions. Dialog calls go through small methods so tests can answer them.
 
 Opening a project always looks for the crash journal beside it (whatever the recent-projects list
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from core.document import PROJECT_SUFFIX, Document, find_recoverable, journal_path_for
-from core.document.journal import recovery_candidate
-from core.document.project import locate_clip, read_relative_clip_path
+from core.app.document import PROJECT_SUFFIX, Document, find_recoverable, journal_path_for
+from core.app.document.journal import recovery_candidate
+from core.app.document.project import locate_clip, read_relative_clip_path
 from core.errors import VPPError
 from vpp_gui.file_dialogs import start_folder, start_path
 

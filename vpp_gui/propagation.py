@@ -1,11 +1,11 @@
 """Propagation in the app: T / Shift+T / Ctrl+T, the keyframe keys and the keyframe strip, wired to the document.
 
-The request is planned on the UI thread (:func:`core.document.propagation.plan` / ``plan_fill``: cheap,
+The request is planned on the UI thread (:func:`core.app.document.propagation.plan` / ``plan_fill``: cheap,
 and an impossible request is refused at once with its reason); the flow runs on a worker thread
 (:class:`PropagationRunner`) over an immutable snapshot of the track, reading the frames through its
 own reader (opened and closed on that thread). The result comes back to the UI thread, which commits
-it with :meth:`core.document.Document.commit_propagation` as one undoable step and shows
-:meth:`~core.document.propagation.PropagationResult.summary` in the status bar (and in the notice bar
+it with :meth:`core.app.document.Document.commit_propagation` as one undoable step and shows
+:meth:`~core.app.document.propagation.PropagationResult.summary` in the status bar (and in the notice bar
 when the run stopped early). Esc cancels: the frames finished so far are committed, also as one step.
 
 One propagation at a time: a second request while one runs is refused with a message. When the
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import FunctionWorker
 
-from core.document import DocEvent, Document, Track
-from core.document.keyframes import next_gap, next_keyframe, previous_keyframe, propagation_stop
-from core.document.propagation import PropagationResult, Segment, Snap, plan, plan_fill, propagate
+from core.app.document import DocEvent, Document, Track
+from core.app.document.keyframes import next_gap, next_keyframe, previous_keyframe, propagation_stop
+from core.app.document.propagation import PropagationResult, Segment, Snap, plan, plan_fill, propagate
 from vpp_gui.propagation_widgets import PropagationOptions, PropagationProgress
 from vpp_gui.worker import open_clip_for_worker
 
@@ -237,7 +237,7 @@ class PropagationController(QObject):
     def _on_finished(self, job: PropagationJob, ok: bool, value) -> None:
         self.progress.hide()
         if not ok:
-            from core.studio import user_message
+            from core.app.studio import user_message
 
             log.warning("propagation failed: %s", value)
             self.window.show_error("Propagation failed", user_message(value))

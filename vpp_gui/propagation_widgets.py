@@ -15,7 +15,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QWidget
 
-from core.document.keyframes import PROPAGATE_TO, PropagateTo
+from core.app.document.keyframes import PROPAGATE_TO, PropagateTo
 from vpp_gui.settings import Settings
 
 TARGET_TEXT = {"keyframe": "next keyframe", "frames": "N frames", "end": "clip end"}

@@ -1,10 +1,10 @@
 """Ground truth in the app: loading it, drawing it, the review and evaluation docks, the IoU plot.
 
 The state (the GT, the latest review and evaluation, GT / predictions / both) is the Qt-free
-:class:`core.review_state.ReviewState`; this controller wires it to the window. Three one-thread
+:class:`core.app.review_state.ReviewState`; this controller wires it to the window. Three one-thread
 :class:`~vpp_gui.background.LatestRunner` s keep the UI thread free: one loads the GT file (a DAVIS folder of
-a long clip takes seconds), one runs :func:`core.review.review_tracks` on a snapshot of the tracks, one
-runs :func:`core.review.evaluate_entries` (pycocotools) on :func:`core.review.document_entries`. Document
+a long clip takes seconds), one runs :func:`core.app.review.review_tracks` on a snapshot of the tracks, one
+runs :func:`core.app.review.evaluate_entries` (pycocotools) on :func:`core.app.review.document_entries`. Document
 edits restart two debounce timers (review :data:`REVIEW_DEBOUNCE_MS`, evaluation
 :data:`EVAL_DEBOUNCE_MS`); a result that a newer computation made stale is dropped
 (:meth:`ReviewState.finish`). Errors (a bad GT file names the file) go to ``window.show_error``.
@@ -20,8 +20,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
+from core.app.review_state import MODE_TEXT, ReviewState, Ticket
 from core.errors import VPPError
-from core.review_state import MODE_TEXT, ReviewState, Ticket
 from vpp_gui.background import LatestRunner
 from vpp_gui.eval_panel import EvalPanel
 from vpp_gui.file_dialogs import start_folder
@@ -126,7 +126,7 @@ class ReviewController(QObject):
 
     def load(self, path: str | Path) -> bool:
         """Read the GT for the open clip on the loader thread; False (with a message) if there is no clip."""
-        from core.review import load_ground_truth
+        from core.app.review import load_ground_truth
 
         doc = self.doc
         if doc is None:
@@ -165,7 +165,7 @@ class ReviewController(QObject):
         self.gtLoaded.emit(gt)
 
     def _on_load_failed(self, tag, exc: BaseException) -> None:
-        from core.studio import user_message
+        from core.app.studio import user_message
 
         serial, _doc, path = tag
         if serial != self._load_serial:
@@ -197,7 +197,7 @@ class ReviewController(QObject):
             self._eval_timer.start()
 
     def start_review(self) -> None:
-        from core.review import review_tracks
+        from core.app.review import review_tracks
 
         if not self.state.has_gt or self.doc is None:
             return
@@ -205,7 +205,7 @@ class ReviewController(QObject):
         self.reviewer.submit(self.state.begin("review"), review_tracks, self.state.gt, _snapshot(self.doc.tracks))
 
     def start_eval(self) -> None:
-        from core.review import document_entries, evaluate_entries
+        from core.app.review import document_entries, evaluate_entries
 
         if not self.state.has_gt or self.doc is None:
             return
@@ -245,7 +245,7 @@ class ReviewController(QObject):
         self.reviewUpdated.emit(review)
 
     def _on_review_failed(self, ticket: Ticket, exc: BaseException) -> None:
-        from core.studio import user_message
+        from core.app.studio import user_message
 
         if self.state.fail(ticket):
             self.w.statusBar().showMessage(f"review against the ground truth failed: {user_message(exc)}", 15000)
@@ -256,7 +256,7 @@ class ReviewController(QObject):
             self.evaluated.emit(report)
 
     def _on_eval_failed(self, ticket: Ticket, exc: BaseException) -> None:
-        from core.studio import user_message
+        from core.app.studio import user_message
 
         if self.state.fail(ticket):
             self.eval_panel.set_error(user_message(exc))

@@ -5,7 +5,7 @@ lists: *misses* (GT tracks no prediction matched) and *false tracks* (prediction
 Clicking (or Enter on) a row emits ``predActivated(track id)`` or, for a miss, ``gtActivated(gt id)``;
 the window seeks to the track's first frame and selects it (a miss: its GT outline flashes). The
 load buttons emit ``loadRequested("file")`` / ``loadRequested("folder")``. The panel only shows what it is given
-(:meth:`set_review`); the matching is :func:`core.review.review_tracks`.
+(:meth:`set_review`); the matching is :func:`core.app.review.review_tracks`.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class ReviewPanel(QWidget):
 
     def set_review(self, review, *, pred_name: Callable[[int], str] = str,
                    gt_name: Callable[[int], str] = str) -> None:
-        """Show a :class:`core.review.Review` (None: empty lists). ``pred_name(id)`` / ``gt_name(id)``
+        """Show a :class:`core.app.review.Review` (None: empty lists). ``pred_name(id)`` / ``gt_name(id)``
         give the text after the id (category, frames)."""
         matches = list(review.matches) if review is not None else []
         self.matches.setSortingEnabled(False)

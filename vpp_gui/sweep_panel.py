@@ -272,7 +272,7 @@ class SweepPanel(QWidget):
         self.finished.emit(result)
 
     def _on_error(self, exc: BaseException) -> None:
-        from core.studio import user_message
+        from core.app.studio import user_message
 
         self.progress.setRange(0, 1)
         self.progress.setValue(0)

@@ -1,6 +1,6 @@
 """The tracks panel: a sortable table of every track of a document (id, category, score, frames, review...).
 
-A :class:`TracksModel` (one row per :class:`core.document.TrackRow`) behind a sort proxy and a
+A :class:`TracksModel` (one row per :class:`core.app.document.TrackRow`) behind a sort proxy and a
 :class:`QTableView`. Refreshes are coalesced (at most one per :data:`REFRESH_MS`) and cheap while a
 pass runs: changed rows are re-announced (``dataChanged``) and new tracks inserted, so the
 selection, the sort and the scroll position stay as they are; only removed (or reused) ids reset
@@ -31,7 +31,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont, QGuiApplication, QKeyEvent, QPalette
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
-from core.document import DocEvent, Document, TrackRow
+from core.app.document import DocEvent, Document, TrackRow
 from vpp_gui.overlay import track_color
 
 #: Coalescing delay of :meth:`TracksPanel.refresh` (ms).

@@ -3,9 +3,9 @@ between the controls and the document."""
 
 from __future__ import annotations
 
-from core.document import RunSettings
+from core.app.document import RunSettings
+from core.app.studio import ModelSpec
 from core.resources import default_pkr
-from core.studio import ModelSpec
 
 #: The dock layout's version: raised when the default layout changes, so that a layout saved before (e.g.
 #: the Tracks dock too narrow for its columns, issue 24) is not restored over the new defaults.

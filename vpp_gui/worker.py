@@ -1,4 +1,4 @@
-"""Runs :func:`core.studio.guarded_pass` on a superqt GeneratorWorker, one pass at a time.
+"""Runs :func:`core.app.studio.guarded_pass` on a superqt GeneratorWorker, one pass at a time.
 
 The runner has its own one-thread pool, so passes run strictly one after another: a replaced pass
 stops at its next frame boundary (``quit()``) before the next one starts, and the model and session
@@ -13,7 +13,7 @@ from functools import partial
 from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
 from superqt.utils import GeneratorWorker
 
-from core.studio import ModelFactory, ModelStore, PreviewChannel, RunRequest, default_model_factory, guarded_pass
+from core.app.studio import ModelFactory, ModelStore, PreviewChannel, RunRequest, default_model_factory, guarded_pass
 
 CLIP_CACHE_BYTES = 64 * 2**20  # the worker reads frames in order; a small cache is enough
 
@@ -27,7 +27,7 @@ def open_clip_for_worker(path: str):
 class InferenceRunner(QObject):
     """``start(request)`` replaces any running pass; every message comes out of :attr:`message`."""
 
-    message = Signal(object)  # a core.studio.Message
+    message = Signal(object)  # a core.app.studio.Message
 
     def __init__(self, model_factory: ModelFactory = default_model_factory,
                  open_clip: Callable[[str], object] = open_clip_for_worker, parent: QObject | None = None) -> None:

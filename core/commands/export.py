@@ -34,8 +34,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.document import Document, journal_path_for
-    from core.document.journal import unsaved_edits
+    from core.app.document import Document, journal_path_for
+    from core.app.document.journal import unsaved_edits
     from core.export import VideoExport, check_outputs, export_results
 
     project = Path(args.project)

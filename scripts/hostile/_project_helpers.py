@@ -22,8 +22,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from core.app.document import ClipInfo, Document  # noqa: E402
 from core.data.rle import encode_mask  # noqa: E402
-from core.document import ClipInfo, Document  # noqa: E402
 from core.errors import DataError  # noqa: E402
 
 T, H, W = 4, 24, 32

@@ -23,8 +23,8 @@ if str(HERE) not in sys.path:  # the runner loads this file by path: its helpers
 import _project_helpers as ph  # noqa: E402
 import numpy as np  # noqa: E402
 
+from core.app.document import ClipInfo, Document, journal_path_for  # noqa: E402
 from core.data.rle import encode_mask  # noqa: E402
-from core.document import ClipInfo, Document, journal_path_for  # noqa: E402
 from core.errors import DataError  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def journal_kept_when_opened(tmp: Path) -> str | None:
 
 def snapshot_and_label_journals_kept(tmp: Path) -> str | None:
     """Journals whose unsaved work is in the header (snapshot) or in label records only are not 'idle'."""
-    from core.document import find_recoverable
+    from core.app.document import find_recoverable
 
     project = ph.project(tmp)
     doc = Document.load(project)
@@ -120,7 +120,7 @@ print(json.dumps(out))
 
 # -- 5. what a recovered journal saves opens again ----------------------------------------------------
 def journal_next_id_and_foreign_track_id(tmp: Path) -> str | None:
-    from core.document.journal import encode_line
+    from core.app.document.journal import encode_line
 
     project = ph.project(tmp)
     journal, _ = ph.crashed_journal(project)
@@ -204,8 +204,8 @@ def fifo_journal_at_open(tmp: Path) -> str | None:
     os.mkfifo(journal_path_for(project))
     code = f"""
 import sys; sys.path.insert(0, {str(ph.ROOT)!r})
-from core.document import Document, find_recoverable
-from core.document.journal import unsaved_edits, recovery_candidate, journal_path_for
+from core.app.document import Document, find_recoverable
+from core.app.document.journal import unsaved_edits, recovery_candidate, journal_path_for
 p = {str(project)!r}
 c = recovery_candidate(journal_path_for(p))
 assert c is not None and c.problem and "pipe" in c.problem, c

@@ -288,8 +288,8 @@ def export_stored_area_zero(tmp: Path) -> str | None:
 
 
 def export_project_stored_area_zero(tmp: Path) -> str | None:
+    from core.app.document import ClipInfo, Document
     from core.cli import main
-    from core.document import ClipInfo, Document
 
     doc = Document(ClipInfo(str(tmp / "clip"), N, H, W, tuple(_names())), categories={1: "a"})
     for k in range(2):
@@ -502,7 +502,7 @@ _EVAL = """
 import argparse, json, sys
 sys.path.insert(0, sys.argv[1])
 from core.commands import eval as ev
-from core.review.ground_truth import load_ground_truth, restricted_gt_json, restricted_results, score
+from core.evaluation.ground_truth import load_ground_truth, restricted_gt_json, restricted_results, score
 ev.run(argparse.Namespace(gt=sys.argv[2], results=sys.argv[3], json_out=None, area_ranges="ytvis",
                           no_frame_metrics=False))
 gt = load_ground_truth(sys.argv[2], num_frames=2, height=8, width=8, names=["0.jpg", "1.jpg"])

@@ -22,7 +22,7 @@ if str(HERE) not in sys.path:  # the runner loads this file by path: its helpers
 
 import _project_helpers as ph  # noqa: E402
 
-from core.document import Document, journal_path_for  # noqa: E402
+from core.app.document import Document, journal_path_for  # noqa: E402
 
 
 # -- 1. links, pipes and devices where we write ----------------------------------------------------
@@ -30,7 +30,7 @@ def journal_symlink(tmp: Path) -> str | None:
     project, victim = ph.project(tmp), ph.victim(tmp)
     journal = journal_path_for(project)
     journal.symlink_to(victim)
-    from core.document import find_recoverable
+    from core.app.document import find_recoverable
 
     found = find_recoverable(tmp / "data", projects=[project])  # "cannot recover" first, then open it
     if not found or found[0].problem is None:
@@ -93,7 +93,7 @@ def fifo_in_output_places(tmp: Path) -> str | None:
 import sys; sys.path.insert(0, {str(ph.ROOT)!r})
 from pathlib import Path
 from core.atomic import atomic_write_bytes
-from core.document import Document
+from core.app.document import Document
 from core.errors import DataError
 tmp = Path({str(tmp)!r})
 for what, fn in [("shard", lambda: atomic_write_bytes(tmp / "shard.json", b"{{}}")),
@@ -118,7 +118,7 @@ def second_opener_save_as_only(tmp: Path) -> str | None:
     project = ph.project(tmp)
     code = f"""
 import sys; sys.path.insert(0, {str(ph.ROOT)!r})
-from core.document import Document
+from core.app.document import Document
 doc = Document.load({str(project)!r})
 assert doc.claim() is None
 doc.start_journal({str(tmp / "data1")!r})

@@ -23,8 +23,8 @@ if str(HERE) not in sys.path:  # the runner loads this file by path: its helpers
 import _project_helpers as ph  # noqa: E402
 import numpy as np  # noqa: E402
 
+from core.app.document import ClipInfo, Document  # noqa: E402
 from core.data.rle import encode_mask  # noqa: E402
-from core.document import ClipInfo, Document  # noqa: E402
 from core.errors import DataError  # noqa: E402
 
 
@@ -164,7 +164,7 @@ def a_million_empty_tracks(tmp: Path) -> str | None:
     project.write_text(text)
     code = f"""
 import sys; sys.path.insert(0, {str(ph.ROOT)!r})
-from core.document import Document
+from core.app.document import Document
 from core.errors import DataError
 try:
     Document.load({str(project)!r})

@@ -214,7 +214,7 @@ def test_close_prompt_keeps_unsaved_edits(window, shared_data, monkeypatch):
 
 
 def test_recovery_offered_after_a_crash(make_window, shared_data, tmp_path, isolated_settings, monkeypatch):
-    from core.document import ClipInfo, Document
+    from core.app.document import ClipInfo, Document
 
     data_dir = isolated_settings.parent / "appdata"
     clip = ClipInfo.open(shared_data / CLIP)

@@ -18,8 +18,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from core import model_zoo
+from core.app.studio import ModelSpec
 from core.commands import import_checkpoint
-from core.studio import ModelSpec
 from tests.test_model_zoo import PAYLOAD, server  # noqa: F401 - the loopback server fixture
 from vpp_gui.controls import ZOO_ITEM
 

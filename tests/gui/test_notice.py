@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.app.studio import SYNTHETIC_MODEL_NOTICE, synthetic_model_notice
 from core.resources import DEFAULT_MODEL, DEMO_CLIP
-from core.studio import SYNTHETIC_MODEL_NOTICE, synthetic_model_notice
 
 
 def test_notice_rule():

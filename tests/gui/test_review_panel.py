@@ -60,7 +60,7 @@ def _box(y0, x0, y1, x1) -> np.ndarray:
 @pytest.fixture
 def opened(make_window, shared_data):
     """(window, document, imported prediction id): the clip with the OSVOS prediction imported, no pass."""
-    from core.document import ClipInfo, Document
+    from core.app.document import ClipInfo, Document
 
     doc = Document(ClipInfo.open(shared_data / CLIP), categories={CAR: "car"})
     [pred] = doc.import_file(shared_data / PRED)
@@ -257,9 +257,9 @@ def test_review_lists_and_clicks_seek_and_select(opened, shared_data, qtbot, tmp
 
 
 def test_eval_panel_equals_vpp_eval_runs_on_a_worker_and_follows_edits(opened, shared_data, qtbot):
+    from core.app.review import document_entries, evaluate_entries, load_ground_truth
     from core.data.ytvis import read_ytvis_gt, read_ytvis_results
     from core.evaluation.ytvis_eval import evaluate
-    from core.review import document_entries, evaluate_entries, load_ground_truth
     from vpp_gui.eval_panel import figure_text
 
     w, doc, pred = opened

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
+from core.app.document import ClipInfo, Document
 from core.data.rle import encode_mask
-from core.document import ClipInfo, Document
 from vpp_gui.category_picker import CategoryDialog, pick_category
 from vpp_gui.overlay import track_color
 from vpp_gui.tracks_panel import (

@@ -1,8 +1,8 @@
 """A document's propagation runs: plan a track's segments, run them over the clip's frames, commit.
 
-Plain functions over a :class:`~core.document.document.Document`; its ``propagate``, ``fill_between``,
+Plain functions over a :class:`~core.app.document.document.Document`; its ``propagate``, ``fill_between``,
 ``model_snap`` and ``commit_propagation`` methods call them. The planning and the optical flow are
-:mod:`core.document.propagation`'s; the step committed is :func:`core.document.edits.propagated`.
+:mod:`core.app.document.propagation`'s; the step committed is :func:`core.app.document.edits.propagated`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.app.document import edits, propagation
+from core.app.document.history import Command
+from core.app.document.propagation import FrameReader, Progress, PropagationOptions, PropagationResult, Segment, Snap
+from core.app.document.tracks import Track
 from core.data.rle import decode_rle
-from core.document import edits, propagation
-from core.document.history import Command
-from core.document.propagation import FrameReader, Progress, PropagationOptions, PropagationResult, Segment, Snap
-from core.document.tracks import Track
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 
 def propagate(doc: Document, track_id: int, start: int, stop: int, *, frames: FrameReader | None = None,

@@ -2,7 +2,7 @@
 
 :func:`load_ground_truth` reads a YouTube-VIS ground-truth JSON or a folder of DAVIS PNG masks for a clip
 (``num_frames`` frames of ``height`` x ``width``) into a :class:`ClipGroundTruth`. :func:`restricted_gt_json`,
-:func:`restricted_results` and :func:`score` are what :mod:`core.sweep` and :mod:`core.review.report` score
+:func:`restricted_results` and :func:`score` are what :mod:`core.sweep` and :mod:`core.app.review.report` score
 with: the GT and results cut to the annotated frames, then ``vpp eval``'s parser and evaluator.
 
 Annotated frames ("not annotated" is not "empty"):

@@ -1,8 +1,8 @@
 """A document's undoable steps: committing a command, undo / redo, applying its changes; free track ids.
 
-Plain functions over a :class:`~core.document.document.Document`; its ``undo`` and ``redo`` (and
+Plain functions over a :class:`~core.app.document.document.Document`; its ``undo`` and ``redo`` (and
 private ``_commit``, ``_apply``, ``_new_id``, ``_free_ids``) methods call them. Every edit is one
-:class:`~core.document.history.Command` of whole-track changes: journalled (:mod:`core.document.recovery`)
+:class:`~core.app.document.history.Command` of whole-track changes: journalled (:mod:`core.app.document.recovery`)
 before it is pushed on the undo stack and applied.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.document import recovery
-from core.document.codec import MAX_TRACK_ID
-from core.document.history import Change, Command
-from core.document.tracks import Track
+from core.app.document import recovery
+from core.app.document.codec import MAX_TRACK_ID
+from core.app.document.history import Change, Command
+from core.app.document.tracks import Track
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 
 def n_tracks(n: int) -> str:

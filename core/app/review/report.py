@@ -1,8 +1,8 @@
 """The evaluation panel's figures: a document's results scored against a clip's ground truth, as ``vpp eval`` does.
 
 :func:`document_entries` gives the YouTube-VIS result entries a document's export writes; :func:`evaluate_entries`
-scores entries of the clip against a :class:`~core.review.ground_truth.ClipGroundTruth`, overall and per
-category, through :func:`core.review.ground_truth.score` (the parser and evaluator of ``vpp eval``, the code
+scores entries of the clip against a :class:`~core.evaluation.ground_truth.ClipGroundTruth`, overall and per
+category, through :func:`core.evaluation.ground_truth.score` (the parser and evaluator of ``vpp eval``, the code
 path of :mod:`core.sweep`): on a GT with every frame annotated the figures equal ``vpp eval`` on the GT file
 and the exported results file; on a sparse GT they equal ``vpp eval`` on both cut to the annotated frames.
 """
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from core.data.ytvis import parse_ytvis_results, results_to_json
 from core.errors import DataError
+from core.evaluation.ground_truth import ClipGroundTruth, restricted_gt_json, restricted_results, score
 from core.export_formats import ytvis_entries, ytvis_reference
-from core.review.ground_truth import ClipGroundTruth, restricted_gt_json, restricted_results, score
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 #: The panel's figures and the keys of :func:`core.evaluation.ytvis_eval.evaluate` they are.
 SUMMARY_KEYS: tuple[tuple[str, str], ...] = (
@@ -57,7 +57,7 @@ def summary(figures: Mapping[str, float]) -> dict[str, float]:
 def document_entries(doc: Document) -> list[dict]:
     """The YTVIS result entries ``doc.export(ytvis=...)`` writes: the same conversion, checked the same way
     (video id 1, rejected tracks left out)."""
-    from core.document.views import export_video
+    from core.app.document.views import export_video
 
     video = export_video(doc)
     cats = dict(doc.categories)

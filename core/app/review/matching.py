@@ -15,9 +15,9 @@ from functools import cached_property
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from core.app.document.tracks import Track
 from core.data.rle import as_coco, rle_areas
-from core.document.tracks import Track
-from core.review.ground_truth import ClipGroundTruth, GroundTruthTrack
+from core.evaluation.ground_truth import ClipGroundTruth, GroundTruthTrack
 
 #: The track IoU a prediction needs to match a ground-truth object.
 MATCH_IOU = 0.5
@@ -107,7 +107,7 @@ def _frame_overlaps(gt: ClipGroundTruth, preds: list[Track],
 
 def review_tracks(gt: ClipGroundTruth, tracks: Mapping[int, Track], *, threshold: float = MATCH_IOU,
                   include_rejected: bool = False) -> Review:
-    """Match ``tracks`` (a document's ``doc.tracks``: id -> :class:`~core.document.tracks.Track`) to ``gt``.
+    """Match ``tracks`` (a document's ``doc.tracks``: id -> :class:`~core.app.document.tracks.Track`) to ``gt``.
 
     Only the annotated frames count. Matching is one-to-one and greedy: predictions in descending order of
     their score (ties: lower id first) each take the unmatched GT track with the highest track IoU

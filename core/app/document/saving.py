@@ -1,8 +1,8 @@
 """A document's project file: loading it, saving it (lock and on-disk checks), claiming its lock.
 
-Plain functions over a :class:`~core.document.document.Document`; its ``load``, ``save``, ``claim``,
-``release_lock`` and ``project_data`` methods call them. The file format is :mod:`core.document.project`'s,
-the lock :mod:`core.document.project_lock`'s.
+Plain functions over a :class:`~core.app.document.document.Document`; its ``load``, ``save``, ``claim``,
+``release_lock`` and ``project_data`` methods call them. The file format is :mod:`core.app.document.project`'s,
+the lock :mod:`core.app.document.project_lock`'s.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.app.document.labels import LabelSet
+from core.app.document.project import ProjectData, read_project, write_project
+from core.app.document.project_lock import ProjectInUse, ProjectLock
 from core.atomic import NotOurFile, real_target
-from core.document.labels import LabelSet
-from core.document.project import ProjectData, read_project, write_project
-from core.document.project_lock import ProjectInUse, ProjectLock
 from core.errors import DataError
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 
 def load(cls: type[Document], path: str | os.PathLike, *, undo_limit: int) -> Document:

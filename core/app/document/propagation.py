@@ -24,8 +24,8 @@ Between two keyframes both sides are carried toward each other and blended by di
 a side falls linearly from 1 at its keyframe to 0 at the other), so each frame leans on its nearer
 keyframe. Where one side stopped early, the other side alone fills the frame.
 
-This module is pure computation over immutable inputs (a :class:`~core.document.tracks.Track` and a
-frame reader) so it can run on a worker thread; :meth:`core.document.Document.commit_propagation`
+This module is pure computation over immutable inputs (a :class:`~core.app.document.tracks.Track` and a
+frame reader) so it can run on a worker thread; :meth:`core.app.document.Document.commit_propagation`
 applies its result as one undoable command. :func:`plan` decides which frames a request fills.
 """
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from core.document.tracks import FrameMask, Track
+from core.app.document.tracks import FrameMask, Track
 
 FrameReader = Callable[[int], np.ndarray]  # frame index -> [H, W, 3] RGB uint8
 Progress = Callable[[int, int], None]  # (frames done, frames planned)

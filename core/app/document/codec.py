@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from core.app.document.tracks import ORIGINS, REVIEW_STATES, FrameMask, Track
 from core.data.rle import counts_problems, rle_areas
-from core.document.tracks import ORIGINS, REVIEW_STATES, FrameMask, Track
 from core.errors import DataError
 
 MAX_TRACK_ID = 2**31 - 1

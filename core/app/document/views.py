@@ -2,7 +2,7 @@
 
 :class:`Instance` (one track on one frame) and :class:`TrackRow` (one line of the tracks panel) are
 what :meth:`Document.frame_instances` and :meth:`Document.rows` return. The functions take a
-:class:`~core.document.document.Document`; its ``view_frame``, ``to_clip_results``, ``export`` and
+:class:`~core.app.document.document.Document`; its ``view_frame``, ``to_clip_results``, ``export`` and
 ``run_record`` methods call them.
 """
 
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.app.document.tracks import FrameMask, Review, Track
 from core.atomic import open_regular
-from core.document.tracks import FrameMask, Review, Track
 from core.errors import DataError
 from core.results import ClipResults, CompactFrame
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from core.document.tracks import Track
+from core.app.document.tracks import Track
 
 DEFAULT_UNDO_LIMIT = 1000
 _serials = itertools.count(1)

@@ -11,7 +11,7 @@ worker thread) and reports through ``emit(name, *args)`` with the names
     "modelReady" (ModelInfo)                  the pass's model is loaded
     "failed" (message, detail, model_failed)  the pass ended with an error
 
-Messages of a replaced or cancelled pass are dropped by request id (see :mod:`core.studio` for the
+Messages of a replaced or cancelled pass are dropped by request id (see :mod:`core.app.studio` for the
 pass and preview rule). Results are cached per (clip, model, device, PKR, threshold).
 """
 
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from core.app.studio import FrameMessage, ModelInfo, ModelSpec, PassDone, PassError, ResultCache, RunKey, RunRequest
 from core.results import ClipResults, CompactFrame
-from core.studio import FrameMessage, ModelInfo, ModelSpec, PassDone, PassError, ResultCache, RunKey, RunRequest
 
 MAX_PREVIEWS = 64
 
@@ -82,7 +82,7 @@ class RunController:
                   threshold: float | str | None = "keep", preview: int | None = None) -> None:
         """Change run settings; restarts (or takes the cache) when the key changes.
 
-        ``preview``: the frame on screen, previewed first if a pass starts (see :mod:`core.studio`).
+        ``preview``: the frame on screen, previewed first if a pass starts (see :mod:`core.app.studio`).
         """
         self.set_settings(spec=spec, device=device, pkr=pkr, threshold=threshold)
         self.restart(preview=preview)

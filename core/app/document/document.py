@@ -3,13 +3,13 @@
 :class:`Document` holds the state and its public API (queries, view state, edits, events); most of its
 methods are thin calls into plain functions over a document, one module per side:
 
-- :mod:`core.document.passes`: model passes (the model's frames becoming tracks, its categories' labels);
-- :mod:`core.document.steps`: committing an edit as an undoable command, undo / redo, free track ids;
-- :mod:`core.document.label_edits`: the project's labels (add, rename, ..., delete) and file imports;
-- :mod:`core.document.propagation_runs`: propagation and fill-between runs and their commit;
-- :mod:`core.document.recovery`: the journal (records, replay, recovery);
-- :mod:`core.document.saving`: loading and saving the project file, its lock;
-- :mod:`core.document.views`: read-only views (canvas frame, export).
+- :mod:`core.app.document.passes`: model passes (the model's frames becoming tracks, its categories' labels);
+- :mod:`core.app.document.steps`: committing an edit as an undoable command, undo / redo, free track ids;
+- :mod:`core.app.document.label_edits`: the project's labels (add, rename, ..., delete) and file imports;
+- :mod:`core.app.document.propagation_runs`: propagation and fill-between runs and their commit;
+- :mod:`core.app.document.recovery`: the journal (records, replay, recovery);
+- :mod:`core.app.document.saving`: loading and saving the project file, its lock;
+- :mod:`core.app.document.views`: read-only views (canvas frame, export).
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.document import edits, label_edits, passes, propagation_runs, recovery, saving, steps, views
-from core.document.clip import ClipInfo, RunSettings
-from core.document.history import DEFAULT_UNDO_LIMIT, Command, UndoStack
-from core.document.journal import JournalWriter
-from core.document.labels import Label, LabelSet
-from core.document.project import ProjectData
-from core.document.project_lock import FileIdentity, ProjectLock
-from core.document.propagation import FrameReader, Progress, PropagationOptions, PropagationResult, Snap
-from core.document.steps import n_tracks
-from core.document.tracks import FrameMask, Review, Track, check_mask, fill_holes
-from core.document.views import Instance, TrackRow
+from core.app.document import edits, label_edits, passes, propagation_runs, recovery, saving, steps, views
+from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.history import DEFAULT_UNDO_LIMIT, Command, UndoStack
+from core.app.document.journal import JournalWriter
+from core.app.document.labels import Label, LabelSet
+from core.app.document.project import ProjectData
+from core.app.document.project_lock import FileIdentity, ProjectLock
+from core.app.document.propagation import FrameReader, Progress, PropagationOptions, PropagationResult, Snap
+from core.app.document.steps import n_tracks
+from core.app.document.tracks import FrameMask, Review, Track, check_mask, fill_holes
+from core.app.document.views import Instance, TrackRow
 from core.results import ClipResults, CompactFrame
 
 EventKind = Literal["tracks", "history", "settings", "clean", "view", "results", "categories", "path"]
@@ -49,13 +49,13 @@ class DocEvent:
 
 
 class Document:
-    """See :mod:`core.document` for the rules and an example."""
+    """See :mod:`core.app.document` for the rules and an example."""
 
     def __init__(self, clip: ClipInfo, *, settings: RunSettings | None = None,
                  categories: dict[int, str] | None = None, undo_limit: int = DEFAULT_UNDO_LIMIT) -> None:
         self.clip = clip
         self.settings = settings or RunSettings()
-        self._labels = LabelSet.from_names(categories or {})  # the project's labels (core.document.labels)
+        self._labels = LabelSet.from_names(categories or {})  # the project's labels (core.app.document.labels)
         self._labels_serial = 0  # label edits by a person (they make the document dirty)
         self._model_map: dict[int, int] = {}  # the model's category id -> label id (set_categories)
         self._model_names: dict[int, str] = {}  # the model's category id -> name (to join again by name)
@@ -162,7 +162,7 @@ class Document:
     def view_frame(self, index: int, preview: CompactFrame | None = None) -> CompactFrame | None:
         """What the canvas draws on frame ``index``: the visible tracks, with the pass's kept-patch maps.
 
-        ``preview``: a frame the pass has not reached yet, run alone (see :mod:`core.studio`); its
+        ``preview``: a frame the pass has not reached yet, run alone (see :mod:`core.app.studio`); its
         instances are drawn under their pass ids next to the document's protected tracks. None when
         there is nothing to draw (no result and no track on the frame).
         """
@@ -231,7 +231,7 @@ class Document:
         """The label of the model's ``category`` (joined by name again when its label was deleted)."""
         return passes.model_label(self, category, create=create)
 
-    # -- labels (the project's: core.document.labels); not undoable, journalled, saved -------------
+    # -- labels (the project's: core.app.document.labels); not undoable, journalled, saved -------------
     def add_category(self, name: str, color=None) -> int:
         """A new label called ``name`` (stripped, not empty) and its id; a name that exists (any case)
         returns that label's id. ``color``: "#rrggbb" or (r, g, b) (default: one per id)."""
@@ -382,12 +382,12 @@ class Document:
         """Import a YTVIS results / ground-truth file or a folder of DAVIS PNG masks for this clip.
 
         The file's categories join the project's labels by name (missing ones are created; no label
-        or track is renamed, see :mod:`core.document.labels`). ``label``: the label of a DAVIS
+        or track is renamed, see :mod:`core.app.document.labels`). ``label``: the label of a DAVIS
         folder's objects (PNG masks carry no classes; default: a label called "object").
         """
         return label_edits.import_file(self, path, video_id=video_id, label=label)
 
-    # -- keyframes and propagation (see core.document.propagation) --------------------------------
+    # -- keyframes and propagation (see core.app.document.propagation) --------------------------------
     def keyframes(self, track_id: int) -> list[int]:
         """The frames of the track a person drew, edited or imported, in order."""
         return sorted(self.track(track_id).keyframes)
@@ -448,7 +448,7 @@ class Document:
         return steps.new_id(self)
 
     def _free_ids(self, n: int) -> list[int]:
-        """``n`` unused track ids (see :func:`core.document.steps.free_ids`)."""
+        """``n`` unused track ids (see :func:`core.app.document.steps.free_ids`)."""
         return steps.free_ids(self, n)
 
     # -- journal -----------------------------------------------------------------------------------
@@ -499,7 +499,7 @@ class Document:
 
     def claim(self) -> str | None:
         """Take the project's lock while this document is open in a window (see
-        :mod:`core.document.project_lock`). Returns None, or why another window keeps it: then
+        :mod:`core.app.document.project_lock`). Returns None, or why another window keeps it: then
         :attr:`read_only` says so and only a save to another path (Save As) succeeds."""
         return saving.claim(self)
 

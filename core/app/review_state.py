@@ -1,8 +1,8 @@
 """What the app knows about the open clip's ground truth, Qt-free: the GT, the latest review and evaluation,
 what is drawn (GT, predictions or both) and which background result is still wanted.
 
-The app computes the review (:func:`core.review.review_tracks`) and the evaluation
-(:func:`core.review.evaluate_entries`) off the UI thread. Each computation takes a *ticket* when it starts
+The app computes the review (:func:`core.app.review.review_tracks`) and the evaluation
+(:func:`core.app.review.evaluate_entries`) off the UI thread. Each computation takes a *ticket* when it starts
 (:meth:`ReviewState.begin`); when it ends, :meth:`ReviewState.finish` keeps its result only if no newer
 computation of that kind started meanwhile and the GT is still the same one: a stale result is discarded::
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from core.review import ClipGroundTruth, EvaluationReport, Review
+    from core.app.review import ClipGroundTruth, EvaluationReport, Review
 
 ViewMode = Literal["both", "gt", "pred"]
 #: The order Ctrl+G cycles through.

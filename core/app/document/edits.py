@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.document.tracks import FrameMask, Review, Track
+from core.app.document.tracks import FrameMask, Review, Track
 
 Updates = dict[int, "Track | None"]
 

@@ -1,9 +1,9 @@
 """A document's model passes: a pass replacing the unreviewed model tracks, its frames becoming tracks.
 
-Plain functions over a :class:`~core.document.document.Document`; its ``begin_pass``,
+Plain functions over a :class:`~core.app.document.document.Document`; its ``begin_pass``,
 ``add_model_frame``, ``set_categories`` (and private ``_add_frame``, ``_model_label``, ``_run_note``)
 methods call them. The rules (a person's tracks stay; a model instance shadowing one is not added;
-the pass never writes into a track a person touched) are :mod:`core.document`'s.
+the pass never writes into a track a person touched) are :mod:`core.app.document`'s.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from core.document.labels import join_categories
-from core.document.tracks import FrameMask, Track, rle_iou
+from core.app.document.labels import join_categories
+from core.app.document.tracks import FrameMask, Track, rle_iou
 from core.results import ClipResults, CompactFrame
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 #: A new model instance overlapping a person's track this much (mask IoU, same frame) is not added.
 SHADOW_IOU = 0.5

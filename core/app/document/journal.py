@@ -27,7 +27,7 @@ The records that follow are::
 In a change, ``before`` is ``"current"`` when the replaying document already holds that exact state
 (the track is absent, or a person's track, which only journalled edits change), else the whole track;
 ``after`` is ``null`` (removed), a whole track, or a diff against ``before`` (see
-:mod:`core.document.codec`).
+:mod:`core.app.document.codec`).
 
 Every record is written with one ``write`` and flushed and fsync'ed before the edit returns, so
 ``kill -9`` loses nothing. A last line without its newline is a write torn by a power cut and is
@@ -58,8 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.app.document import strict_json
 from core.atomic import NotOurFile, check_regular, fsync_dir, open_regular, read_regular, remove_stale_temps
-from core.document import strict_json
 from core.errors import DataError
 from core.regular_files import unlink_if_still
 

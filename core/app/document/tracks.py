@@ -2,7 +2,7 @@
 
 A :class:`Track` is treated as immutable: every edit builds a new one (the undo stack keeps the old
 one). The only exception is a *live* model track, which the running pass extends frame by frame
-until a person touches it (see :mod:`core.document.document`).
+until a person touches it (see :mod:`core.app.document.document`).
 
 Masks are compressed COCO RLEs with str ``counts`` at the clip's full frame size, so a 4K clip with
 many tracks stays small in memory. The helpers at the bottom do the pixel work of the mask tools
@@ -64,7 +64,7 @@ class Track:
     file). ``edited``: a person changed its masks or frames. A track is *protected* (kept exactly
     as it is when the model runs again) when a person created, imported, edited or reviewed it.
     ``keyframes``: the frames whose mask a person drew, edited or imported; its other frames come from
-    the model or from propagation (:mod:`core.document.propagation`), which never overwrites a keyframe.
+    the model or from propagation (:mod:`core.app.document.propagation`), which never overwrites a keyframe.
     Always a subset of ``frames``.
     """
 

@@ -2,11 +2,11 @@
 
 The GUI is a view over a :class:`Document`; everything it can do can be done from Python::
 
-    from core.document import Document
+    from core.app.document import Document
 
     doc = Document.open_clip("clips/dojo")                  # a frame folder or a video file
     doc.set_categories({1: "person", 2: "dog"})             # the model's categories, joined to the labels by name
-    chair = doc.add_category("chair")                       # the project's labels (core.document.labels): a new
+    chair = doc.add_category("chair")                       # the project's labels (core.app.document.labels): a new
     doc.rename_category(chair, "armchair")                  # one's id (an existing name: its id); also recolour,
     doc.load_categories("labels.txt")                       # delete (unused), reorder; a YTVIS GT or one name a line
     doc.import_file("someone_elses_results.json")           # YTVIS results / GT, or a DAVIS PNG folder
@@ -25,7 +25,7 @@ The GUI is a view over a :class:`Document`; everything it can do can be done fro
     doc = Document.load("dojo.vppproj")                     # reopen (the clip need not be on disk to export)
     doc = Document.recover(".dojo.vppproj.journal")         # after a crash: the project plus every edit
 
-Keyframes and propagation (:mod:`core.document.propagation`: OpenCV's DIS optical flow, no weights)::
+Keyframes and propagation (:mod:`core.app.document.propagation`: OpenCV's DIS optical flow, no weights)::
 
     doc.keyframes(3)                                        # [0, 20]: the frames a person drew, edited or imported
     doc.propagate(3, start=0, stop=39)                      # carry frame 0's mask to frame 39 (backward: stop < start);
@@ -35,12 +35,12 @@ Keyframes and propagation (:mod:`core.document.propagation`: OpenCV's DIS optica
     doc.undo()                                              # a run (also a cancelled one) is one undoable step
 
 Each returns the :class:`Command` it committed (None: nothing changed). For a worker thread,
-:func:`core.document.propagation.propagate` computes on an immutable track and
+:func:`core.app.document.propagation.propagate` computes on an immutable track and
 :meth:`Document.commit_propagation` applies the result on the UI thread.
 
-Box to mask (:mod:`core.document.grabcut`, OpenCV's GrabCut: no weights, works offline)::
+Box to mask (:mod:`core.app.document.grabcut`, OpenCV's GrabCut: no weights, works offline)::
 
-    from core.document import box_to_mask, refine_mask
+    from core.app.document import box_to_mask, refine_mask
     mask = box_to_mask(rgb, (x0, y0, x1, y1))               # [H, W] bool; hints=[H, W] int8 (1 fg, -1 bg)
     doc.set_mask(3, frame=10, mask=refine_mask(rgb, doc.mask(3, 10)), label="Refine edge")
 
@@ -63,26 +63,26 @@ Model passes feed the document with :meth:`Document.begin_pass` (the unreviewed 
   writes only the other frames and never a keyframe.
 - Rejected tracks are kept in the project (and drawn as outlines) but are not exported. Hidden / solo
   are view settings, saved with the project, not edits; export writes hidden tracks too.
-- The journal (:mod:`core.document.journal`) lives beside the project (``.<name>.journal``) or, for
+- The journal (:mod:`core.app.document.journal`) lives beside the project (``.<name>.journal``) or, for
   a document never saved, in ``<data dir>/journals``; :func:`find_recoverable` lists those left by a
   crash. A damaged journal, or one of another clip or another version of the project, is refused whole.
   A journal holding edits is never replaced or removed by starting another one (it then goes to the data
   folder; :attr:`Document.journal_note` says why), and no journal, project, lock or temporary file is
   written through a link or into a pipe (:mod:`core.atomic`'s ``open_regular``).
 - A window claims its project (:meth:`Document.claim`: ``.<name>.lock``, see
-  :mod:`core.document.project_lock`): a second opener gets :attr:`Document.read_only` (Save As only),
+  :mod:`core.app.document.project_lock`): a second opener gets :attr:`Document.read_only` (Save As only),
   and :meth:`Document.save` refuses to overwrite a project file changed on disk since it was read.
 """
 
-from core.document.clip import ClipInfo, RunSettings
-from core.document.document import DocEvent, Document, Instance, TrackRow
-from core.document.grabcut import BoxPrompt, box_to_mask, refine_mask
-from core.document.history import Command, UndoStack
-from core.document.journal import RecoveryCandidate, find_recoverable, journal_path_for
-from core.document.passes import SHADOW_IOU
-from core.document.project import SUFFIX as PROJECT_SUFFIX
-from core.document.project import read_project, write_project
-from core.document.tracks import FrameMask, Track, brush_mask, draw_stroke, fill_holes, polygon_mask
+from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.document import DocEvent, Document, Instance, TrackRow
+from core.app.document.grabcut import BoxPrompt, box_to_mask, refine_mask
+from core.app.document.history import Command, UndoStack
+from core.app.document.journal import RecoveryCandidate, find_recoverable, journal_path_for
+from core.app.document.passes import SHADOW_IOU
+from core.app.document.project import SUFFIX as PROJECT_SUFFIX
+from core.app.document.project import read_project, write_project
+from core.app.document.tracks import FrameMask, Track, brush_mask, draw_stroke, fill_holes, polygon_mask
 
 __all__ = [
     "PROJECT_SUFFIX",

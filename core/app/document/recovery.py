@@ -1,8 +1,8 @@
 """The document's journal side: starting a journal, its edit / undo / redo records, and replaying one.
 
-Plain functions over a :class:`~core.document.document.Document`; its ``start_journal``,
+Plain functions over a :class:`~core.app.document.document.Document`; its ``start_journal``,
 ``resume_journal``, ``stop_journal`` and ``recover`` methods call them. The file format is
-:mod:`core.document.journal`'s.
+:mod:`core.app.document.journal`'s.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.document.clip import ClipInfo, RunSettings
-from core.document.codec import MAX_TRACK_ID, apply_diff, track_diff, track_from_json, track_to_json
-from core.document.history import Change, Command
-from core.document.journal import JournalBusy, JournalWriter, journal_path_for, read_journal, unsaved_journal_path
-from core.document.labels import LabelSet
+from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.codec import MAX_TRACK_ID, apply_diff, track_diff, track_from_json, track_to_json
+from core.app.document.history import Change, Command
+from core.app.document.journal import JournalBusy, JournalWriter, journal_path_for, read_journal, unsaved_journal_path
+from core.app.document.labels import LabelSet
 from core.errors import DataError
 from core.multi_commit import real_target
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 
 # -- recording -------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def _check_owner(h: dict[str, Any], src: Path, project: Path) -> str:
                             "belong to an older version and are not applied")
         raise DataError(f"{src}: belongs to the project {h['base']}, not to {project} (another project or "
                         "another version of it); the journal is refused whole and nothing is applied")
-    from core.document.project import read_project
+    from core.app.document.project import read_project
 
     theirs = read_project(project).clip
     clip = h["clip"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from core.document.tracks import draw_stroke
+from core.app.document.tracks import draw_stroke
 
 #: The longer side (pixels) of the crop GrabCut runs on for a box; larger crops are shrunk to it.
 MAX_SIDE = 384

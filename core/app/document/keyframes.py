@@ -8,7 +8,7 @@ the rules are tested without a window:
 - :func:`previous_keyframe` / :func:`next_keyframe` / :func:`next_gap` return a frame, or None when
   there is none in that direction (the caller says so).
 - :func:`propagation_stop` is the frame a propagation request ends on (inclusive), given the choice
-  "to the next keyframe", "N frames" or "to the clip's end"; :func:`core.document.propagation.plan`
+  "to the next keyframe", "N frames" or "to the clip's end"; :func:`core.app.document.propagation.plan`
   then uses the keyframes inside the range as anchors, so the next keyframe is never overwritten.
 """
 

@@ -1,9 +1,9 @@
 """A document's label edits (add, rename, recolour, delete, reorder, load) and imports joined to its labels.
 
-Plain functions over a :class:`~core.document.document.Document`; its ``add_category``,
+Plain functions over a :class:`~core.app.document.document.Document`; its ``add_category``,
 ``rename_category``, ``recolor_category``, ``delete_category``, ``reorder_categories``,
 ``load_categories``, ``import_file`` (and private ``_labels_changed``) methods call them. Label edits
-are not undoable: they are journalled and saved; the label set itself is :mod:`core.document.labels`'s.
+are not undoable: they are journalled and saved; the label set itself is :mod:`core.app.document.labels`'s.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.document.labels import join_categories, read_label_file
-from core.document.steps import n_tracks
+from core.app.document.labels import join_categories, read_label_file
+from core.app.document.steps import n_tracks
 from core.errors import DataError
 
 if TYPE_CHECKING:
-    from core.document.document import Document
+    from core.app.document.document import Document
 
 
 def add_category(doc: Document, name: str, color=None) -> int:

@@ -9,12 +9,12 @@ Format version 1::
                "width": 854, "fps": 25.0, "names": ["00000.jpg", ...]},
       "settings": {"model_kind": "default", "model_path": "", "device": "cpu", "pkr": 0.4,
                    "threshold": null, "mode": "vpp"},
-      "categories": [[1, "person"], ...],   # the project's labels, in their order (see core.document.labels)
+      "categories": [[1, "person"], ...],   # the project's labels, in their order (see core.app.document.labels)
       "label_colors": [[1, "#f2a33a"], ...], # absent in older projects: default colours
       "next_track_id": 12,
       "view": {"hidden": [3], "solo": null},
       "run": {...} | null,             # the model run whose tracks are in the project (model, PKR, ...)
-      "tracks": [<track>, ...]          # see core.document.codec: masks as RLE counts at the clip's size
+      "tracks": [<track>, ...]          # see core.app.document.codec: masks as RLE counts at the clip's size
     }
 
 Every track is saved, the model's unreviewed ones included, so reopening shows exactly what was on
@@ -23,7 +23,7 @@ see them. The clip is found by ``relative_path`` (relative to the project's fold
 ``path``. Unknown top-level keys are kept and written back. A file of a newer version is refused.
 
 What is read is checked whole before anything is used, so a project that opens can always be saved:
-numbers are finite everywhere (unknown keys and ``run`` included: :mod:`core.document.strict_json`),
+numbers are finite everywhere (unknown keys and ``run`` included: :mod:`core.app.document.strict_json`),
 ids within 0..2**31-1, scores within [0, 1], ``view`` and ``run`` of the documented types, at most
 :data:`MAX_TRACKS` tracks, and a clip without frame names declares at most :data:`MAX_UNNAMED_FRAMES`
 frames (memory follows what the file holds). A save writes only what this reader accepts (the new
@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.app.document import strict_json
+from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.codec import MAX_TRACK_ID, track_from_json, track_to_json
+from core.app.document.project_lock import FileIdentity
+from core.app.document.tracks import Track
 from core.atomic import NotOurFile, atomic_open, open_regular, read_regular
-from core.document import strict_json
-from core.document.clip import ClipInfo, RunSettings
-from core.document.codec import MAX_TRACK_ID, track_from_json, track_to_json
-from core.document.project_lock import FileIdentity
-from core.document.tracks import Track
 from core.errors import DataError
 
 FORMAT = "vpp-studio-project"
