@@ -78,6 +78,7 @@ from core.batch_shard import (
     shard_bytes,
     shard_path,
 )
+from core.clip_loop import run_clip
 from core.data.sources import FrameSource
 from core.errors import DataError, VPPError
 from core.results import ClipResults, CompactFrame
@@ -251,8 +252,7 @@ def _run_clip(clip: Clip, session, on_corrupt: str, log: Callable[[str], None],
         w, h = source.size
         results = ClipResults(len(source), h, w)
         with reader(source) as frames:
-            for index, res in enumerate(session.run_clip(frames)):
-                results.add(CompactFrame.from_result(res, index))
+            run_clip(frames, session, lambda index, res: results.add(CompactFrame.from_result(res, index)))
         for name, why in source.skipped:
             log(f"warning: video {clip.video_id} ({clip.name}): skipped frame {name}: {why}")
         if source.resized_note:
@@ -380,7 +380,7 @@ def run_batch(clips: Sequence[Clip], session, *, outputs: dict[str, Path | None]
                 lines.append(f"  video {vid} ({c.name}, {c.path}): {msg.splitlines()[0]}")
             log("\n".join(lines))
         else:
-            summary.merged = export_results(videos, **outputs, categories=categories, record=record, inputs=inputs)
+            summary.merged = export_results(videos, outputs, categories=categories, record=record, inputs=inputs)
             body = {"input": input_label, "results": str(outputs["ytvis"]),
                     "videos": [{"video_id": c.video_id, "name": c.name, "path": str(c.path),
                                 "frames": v.results.num_frames}

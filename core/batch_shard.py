@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from core.data.rle import counts_problems, to_compressed
 from core.errors import DataError
 from core.regular_files import read_regular
 from core.results import ClipResults, CompactFrame
+from core.values import is_finite_number, is_int
 
 SHARD_FORMAT = "vpp-batch-shard/2"
 
@@ -80,12 +80,8 @@ def _frame_json(f: CompactFrame) -> dict[str, Any]:
             "keep_ratio": f.keep_ratio, "gflops": f.gflops, "ms": f.ms}
 
 
-def _is_int(v: Any, lo: int, hi: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _int_in(v: Any, lo: int, hi: int) -> bool:
+    return is_int(v) and lo <= v <= hi
 
 
 def _frame_from_json(d: Any, index: int, height: int, width: int, rles_out: list[tuple[int, dict]]) -> CompactFrame:
@@ -97,14 +93,14 @@ def _frame_from_json(d: Any, index: int, height: int, width: int, rles_out: list
     if not all(isinstance(v, list) for v in lists.values()) or len({len(v) for v in lists.values()}) != 1:
         raise ValueError(f"frame {index}: track_ids, category_ids, scores and rles must be lists of one length")
     ids = lists["track_ids"]
-    if not all(_is_int(v, -(2**63), 2**63 - 1) for v in ids) or len(set(ids)) != len(ids):
+    if not all(_int_in(v, -(2**63), 2**63 - 1) for v in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"frame {index}: track ids must be distinct integers")
-    if not all(_is_int(v, 0, 2**31 - 1) for v in lists["category_ids"]):
+    if not all(_int_in(v, 0, 2**31 - 1) for v in lists["category_ids"]):
         raise ValueError(f"frame {index}: category ids must be integers >= 0")
-    if not all(_is_num(v) and 0 <= v <= 1 for v in lists["scores"]):
+    if not all(is_finite_number(v) and 0 <= v <= 1 for v in lists["scores"]):
         raise ValueError(f"frame {index}: scores must be numbers in [0, 1]")
     for key in ("keep_ratio", "gflops", "ms"):
-        if not _is_num(d.get(key)):
+        if not is_finite_number(d.get(key)):
             raise ValueError(f"frame {index}: {key} must be a finite number")
     rles = []
     for r in lists["rles"]:
@@ -158,7 +154,7 @@ def _check_against_clip(d: dict, clip: Clip, facts: ClipFacts) -> tuple[int, int
     """The shard's frame count, height, width and names, checked against the clip (ValueError saying how
     they differ) before anything of the shard's size is allocated."""
     n, h, w = d.get("num_frames"), d.get("height"), d.get("width")
-    if not (_is_int(n, 1, 2**31) and _is_int(h, 1, 2**31) and _is_int(w, 1, 2**31)):
+    if not (_int_in(n, 1, 2**31) and _int_in(h, 1, 2**31) and _int_in(w, 1, 2**31)):
         raise ValueError("num_frames, height and width must be positive integers")
     if (w, h) != (facts.width, facts.height):
         raise ValueError(f"its frames are {w}x{h}, the clip's are {facts.width}x{facts.height}")

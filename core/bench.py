@@ -21,14 +21,19 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from core.build import VPPConfig, build_vpp
+from core.clip_loop import Lockstep, run_clip
 from core.model.backbone import PruneMode
-from core.model.release_model import RELEASE_KEEP, ReleaseVPPModel, build_release_model, nominal_pkr
-from core.model.vpp import VPPModel
+from core.model.release.builder import build_release_model
+from core.model.release.config import RELEASE_KEEP, nominal_pkr
+from core.model.release.model import ReleaseVPPModel
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.config import VPPConfig
+from core.model.vpp.model import VPPModel
 from core.preprocess import prepare_frame
 from core.release_session import ReleaseSession
 from core.session import InferenceSession
@@ -187,20 +192,20 @@ def _interleaved(label: str, configs: list[tuple[str, PruneMode, float]], sessio
     bb_times: dict[str, list[float]] = {n: [] for n, _, _ in configs}
     e2e_times: dict[str, list[float]] = {n: [] for n, _, _ in configs}
     info: dict[str, tuple[float, float, float]] = {}
-    for rnd in range(warmup + repeats):
-        for name, _mode, _pkr in configs:
-            s = sessions[name]
-            frame = frames[rnd % 2]
-            bb_ms, bb_out = time_backbone(s, frame)
-            t0 = time.perf_counter()
-            res = s.step(frame)
-            e2e_ms = (time.perf_counter() - t0) * 1000
-            if rnd >= warmup:
-                bb_times[name].append(bb_ms)
-                e2e_times[name].append(e2e_ms)
-                info[name] = (res.keep_ratio, *gflops(bb_out, res))
-        if rnd >= warmup:
-            log(f"[{label}] round {rnd - warmup + 1}/{repeats}")
+    names = [name for name, _mode, _pkr in configs]
+
+    def record(rnd: int, timed: list[_Timed]) -> None:
+        if rnd < warmup:
+            return
+        for name, (bb_ms, bb_out, e2e_ms, res) in zip(names, timed):
+            bb_times[name].append(bb_ms)
+            e2e_times[name].append(e2e_ms)
+            info[name] = (res.keep_ratio, *gflops(bb_out, res))
+        log(f"[{label}] round {rnd - warmup + 1}/{repeats}")
+
+    # one round = one frame through every configuration; the sessions keep their state from round to round
+    rounds = (frames[rnd % 2] for rnd in range(warmup + repeats))
+    run_clip(rounds, Lockstep([_TimedStep(sessions[name], time_backbone) for name in names]), record, reset=False)
     rows = []
     for name, mode, pkr in configs:
         keep, bb_gf, e2e_gf = info[name]
@@ -215,6 +220,27 @@ def _interleaved(label: str, configs: list[tuple[str, PruneMode, float]], sessio
         r.e2e_flop_ratio = dense.e2e_gflops / r.e2e_gflops
         r.e2e_realization = r.e2e_speedup / r.e2e_flop_ratio
     return rows
+
+
+_Timed = tuple[float, Any, float, Any]  # (backbone ms, backbone output, end-to-end ms, FrameResult)
+
+
+class _TimedStep:
+    """A session's frame, timed: its backbone alone on the steady-state previous frame (``time_backbone``), then
+    its ``step`` end to end. Never reset: every timed frame has a previous frame."""
+
+    def __init__(self, session, time_backbone: Callable) -> None:
+        self.session = session
+        self.time_backbone = time_backbone
+
+    def reset(self) -> None:
+        self.session.reset()
+
+    def step(self, frame: np.ndarray) -> _Timed:
+        bb_ms, bb_out = self.time_backbone(self.session, frame)
+        t0 = time.perf_counter()
+        res = self.session.step(frame)
+        return bb_ms, bb_out, (time.perf_counter() - t0) * 1000, res
 
 
 @torch.inference_mode()

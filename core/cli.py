@@ -39,6 +39,7 @@ from pathlib import Path
 
 from core import __version__
 from core.errors import VPPError
+from core.pkr import PKR_RANGE, is_pkr
 
 # (module under core.commands, sub-command name) in the order ``vpp --help`` shows them.
 COMMANDS = (
@@ -104,32 +105,18 @@ def float_range(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = 
     return convert
 
 
-pkr_value = float_range(0.0, 1.0, lo_open=True)  # a patch keep ratio: (0, 1]
-
-
-def writable_output(path: str | os.PathLike, option: str) -> Path:
-    """Check, before any work, that ``path`` can be written as a file; raise :class:`VPPError` if not.
-
-    The folder must exist and be writable — found by really creating (and removing) an entry in it, since
-    ``os.access`` passes for root on read-only places like ``/proc`` — and ``path`` must not be a folder.
-    Returns the path.
-    """
-    from core.multi_commit import probe_writable
-
-    path = Path(path)
-    folder = path.parent
-    if path.is_dir():
-        raise VPPError(f"{path}: is a folder; {option} needs a file name")
-    if not folder.is_dir():
-        raise VPPError(f"{path}: cannot write {option}: folder {folder} does not exist")
+def pkr_value(text: str) -> float:
+    """``type=`` for a patch keep ratio: a number that :func:`core.pkr.is_pkr` accepts (the one PKR rule)."""
     try:
-        probe_writable(folder)
-    except OSError as exc:
-        raise VPPError(f"{path}: cannot write {option}: folder {folder} is not writable "
-                       f"({exc.strerror or exc})") from None
-    if path.exists() and not os.access(path, os.W_OK):
-        raise VPPError(f"{path}: cannot write {option}: the file exists and is read-only")
-    return path
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in {PKR_RANGE}, got {text!r}") from None
+    if not is_pkr(value):
+        raise argparse.ArgumentTypeError(f"must be a number in {PKR_RANGE}, got {text}")
+    return value
+
+
+pkr_value.__name__ = "number"
 
 
 def build_parser() -> argparse.ArgumentParser:

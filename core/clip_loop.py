@@ -8,16 +8,28 @@ card, the app's passes, the benchmark) runs a session through :func:`run_clip`.
 :class:`core.release_session.ReleaseSession` for the authors' released ones); ``sink`` receives each frame's
 result with its index. ``before(index)`` runs before each frame (a thread governor's tick, a preview the
 app asked for); ``stop()`` returning True ends the run early, before the next frame is run.
+
+Several sessions over the same frames (the sweep's and the benchmark's configurations) run as one
+:class:`Lockstep`: each frame goes through every session before the next frame is read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
-class Session(Protocol):
+class Stepper(Protocol):
+    """What :func:`run_clip` needs: ``reset()`` starts a new clip, ``step(frame)`` runs its next frame."""
+
+    def reset(self) -> None: ...
+
+    def step(self, frame: Any) -> Any: ...
+
+
+@runtime_checkable
+class Session(Stepper, Protocol):
     """What every session offers, whatever family its model is of."""
 
     pkr: float
@@ -27,14 +39,48 @@ class Session(Protocol):
     @property
     def mode(self) -> str: ...
 
-    def reset(self) -> None: ...
-
     def set_pkr(self, pkr: float) -> None: ...
 
-    def step(self, frame: Any) -> Any: ...
+
+class Lockstep:
+    """Several steppers run as one over the same frames: :meth:`step` runs the frame through every one of them
+    before the next frame is read and returns their results in list order.
+
+    ``rotate``: the order starts one later at each frame (frame t starts with stepper ``t % n``), so no stepper
+    always runs first. ``before(k)`` runs before stepper ``k`` steps (a stop check that raises), ``after(k,
+    result)`` right after it (a progress count).
+    """
+
+    def __init__(self, steppers: Sequence[Stepper], *, rotate: bool = False,
+                 before: Callable[[int], object] | None = None,
+                 after: Callable[[int, Any], object] | None = None) -> None:
+        self.steppers = list(steppers)
+        self.rotate = rotate
+        self.before = before
+        self.after = after
+        self._frame = 0
+
+    def reset(self) -> None:
+        """A new clip for every stepper, in list order."""
+        for stepper in self.steppers:
+            stepper.reset()
+        self._frame = 0
+
+    def step(self, frame: Any) -> list[Any]:
+        n = len(self.steppers)
+        results: list[Any] = [None] * n
+        for j in range(n):
+            k = (j + self._frame) % n if self.rotate else j
+            if self.before is not None:
+                self.before(k)
+            results[k] = self.steppers[k].step(frame)
+            if self.after is not None:
+                self.after(k, results[k])
+        self._frame += 1
+        return results
 
 
-def run_clip(frames: Iterable[Any], session: Session, sink: Callable[[int, Any], object], *,
+def run_clip(frames: Iterable[Any], session: Stepper, sink: Callable[[int, Any], object], *,
              stop: Callable[[], bool] | None = None, before: Callable[[int], object] | None = None,
              reset: bool = True) -> int:
     """Run ``session`` over ``frames`` in order, handing each result to ``sink(index, result)``.

@@ -1,14 +1,14 @@
-"""One door for every export and import of tracks: YTVIS results (JSON or zip), COCO per-frame JSON, DAVIS PNGs.
+"""One door for every export and import of tracks, in every format of :mod:`core.formats` (YTVIS results as JSON
+or zip, DAVIS PNGs, COCO per-frame JSON, ...).
 
-Public API::
+Public API (``outputs``: a mapping of format name -> path, e.g. ``{"ytvis": "r.json", "davis": "masks"}``;
+``None`` values are left out; the names are :func:`core.formats.codecs`')::
 
-    file_sha256(path) -> str
     RunRecord(tool, model, model_sha256=None, pkr=None, mode=None, version=<package>, created=<UTC now>, extra={})
     RunRecord.for_model(tool, model, *, pkr=None, mode=None, extra=None) -> RunRecord   # hashes a model file
     VideoExport(video_id, name, frame_names, results)       # results: a core.results.ClipResults
-    check_outputs(*, ytvis=None, zip=None, davis=None, coco=None, inputs=()) -> dict[str, Path]
-    export_results(videos, *, ytvis=None, zip=None, davis=None, coco=None, categories=(), record, inputs=())
-        -> ExportSummary
+    check_outputs(outputs, *, inputs=()) -> dict[str, Path]
+    export_results(videos, outputs, *, categories=(), record, inputs=()) -> ExportSummary
     recover_exports(*outputs) -> list[str]       # finish or undo what a killed export left beside these outputs
     import_tracks(path, *, num_frames, height, width, video_id=None, category_id=1) -> ImportedTracks
     ImportedTracks(path, format, video_id, categories, tracks)  /  ImportedTrack(source_id, category_id, score, frames)
@@ -19,13 +19,13 @@ Example::
 
     video = VideoExport(1, "car-shadow", tuple(source.names), clip)     # clip: a complete ClipResults
     record = RunRecord.for_model("vpp infer", "model.safetensors", pkr=0.4, mode="vpp")
-    summary = export_results([video], ytvis="out/results.json", zip="out/results.zip", davis="out/masks",
-                             coco="out/frames_coco.json", categories=[(1, "car")], record=record,
+    summary = export_results([video], {"ytvis": "out/results.json", "zip": "out/results.zip", "davis": "out/masks",
+                                       "coco": "out/frames_coco.json"}, categories=[(1, "car")], record=record,
                              inputs=[source.path])
     print(summary.message)
     back = import_tracks("out/results.json", num_frames=clip.num_frames, height=clip.height, width=clip.width)
 
-Outputs:
+Outputs (each format's own rules are in its module of :mod:`core.formats`):
 
 - ``ytvis``: a YTVIS results JSON (one entry per track, ``ClipResults.to_ytvis``); ``zip``: a zip holding
   ``results.json`` (what the evaluation server takes); ``coco``: COCO per-frame JSON (``images`` one per frame
@@ -40,13 +40,15 @@ Outputs:
   video gets its own folder.
 - A run record next to every output: ``<stem>.run.json`` beside each file (a JSON and a zip of the same
   stem share one) and ``vpp_run.json`` inside the DAVIS folder (it also maps objects to track IDs).
+- Files are staged in the registry's order, folders last; the summary lists them in that order.
 
 Rules that always hold (:func:`check_outputs` refuses, with :class:`DataError`, before anything is computed):
 
 - Outputs never overwrite inputs: an output (or its run record) that is, lies inside, or contains one of
   ``inputs`` (frame folders, videos, a split's annotation file and image folder, the model), symlinks
   resolved, is refused naming both paths. An output path that is itself a symbolic link is refused.
-- A DAVIS folder is written only if it is new, empty, or an earlier export of ours: it holds
+- A folder output is checked by its codec (``Codec.check_target``). A DAVIS folder is written only if it is
+  new, empty, or an earlier export of ours: it holds
   ``vpp_run.json`` and nothing but the PNGs and video folders that record lists. It is then replaced as
   a whole, after the new masks are complete. A folder with any other file is never touched.
 - Every output folder must exist and take a new entry (tried by creating and removing an empty folder:
@@ -65,57 +67,37 @@ it rolls forward; otherwise it restores the backups. Then it removes the names t
 never following a symlink and never touching another name. So after a crash the folder holds the
 complete old outputs or the complete new ones, and no leftovers once recovered.
 
-Imports (auto-detected): a YTVIS results JSON list or a zip holding ``results.json``, a YTVIS ground
-truth (``videos``/``annotations``), a COCO per-frame JSON as written here, or a folder of DAVIS PNGs.
+Imports (auto-detected, by the first codec in registry order that claims the path): a YTVIS results JSON
+list or a zip holding ``results.json``, a YTVIS ground truth (``videos``/``annotations``), a COCO per-frame
+JSON as written here, a folder of DAVIS PNGs, or any other format whose codec has an importer.
 The video is ``video_id``, else the only one, else the unique one matching the clip's length and size.
 This module imports neither Qt nor torch.
 """
 
 from __future__ import annotations
 
-import builtins  # export_results has a parameter named zip
 import contextlib
-import hashlib
-import io
 import json
 import math
 import os
-import stat
-import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from core.commit_recovery import recover_commits
-from core.data.ytvis import parse_ytvis_gt, parse_ytvis_results, read_ytvis_results, results_to_json
 from core.errors import DataError
-from core.export_formats import (
-    DAVIS_RECORD,
-    ImportedTrack,
-    ImportedTracks,
-    VideoExport,
-    check_coco,
-    check_davis_names,
-    coco_dataset,
-    load_json_file,
-    tracks_from_coco,
-    tracks_from_davis,
-    tracks_from_gt,
-    tracks_from_results,
-    write_davis_video,
-    ytvis_entries,
-    ytvis_reference,
-)
+from core.formats import Codec, codec, codecs, staging_order
+from core.formats.base import ExportJob, ImportedTrack, ImportedTracks, ImportProbe, VideoExport
+from core.formats.davis import davis_problem
 from core.multi_commit import CommitRefused, MultiCommit, probe_writable, real_target
-from core.regular_files import fsync_dir
+from core.regular_files import file_sha256
 
 __all__ = ["ExportSummary", "ImportedTrack", "ImportedTracks", "RunRecord", "VideoExport", "check_outputs",
-           "davis_problem", "export_results", "file_sha256", "import_tracks", "package_version", "recover_exports"]
+           "davis_problem", "export_results", "import_tracks", "package_version", "recover_exports"]
 
-_KINDS = ("ytvis", "zip", "coco", "davis")  # staging order; DAVIS (the slowest) last
-_LABELS = {"ytvis": "YTVIS results", "zip": "zipped results", "coco": "COCO JSON", "davis": "DAVIS folder"}
+Outputs = Mapping[str, "str | os.PathLike | None"]
 
 
 def _read_umask() -> int:
@@ -125,15 +107,6 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()  # read once, at import: changing the umask is process-wide, racy in a worker thread
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in ``chunk_size`` chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def package_version() -> str:
@@ -248,103 +221,59 @@ def _writable_parent(path: Path, what: str, probed: set[Path]) -> None:
     probed.add(parent)
 
 
-def _record_folders(record: Path) -> set[str] | None:
-    """The video folders a DAVIS folder's ``vpp_run.json`` lists ("" = PNGs at the top), or None if it is not ours."""
-    try:
-        st = os.lstat(record)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
-            return None
-        data = json.loads(record.read_bytes())
-        folders = {v["folder"] for v in data["videos"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return folders if all(isinstance(f, str) for f in folders) else None
-
-
-def _is_png(entry: os.DirEntry) -> bool:
-    return entry.name.lower().endswith(".png") and entry.is_file(follow_symlinks=False)
-
-
-def _only_pngs(folder: str) -> bool:
-    try:
-        with os.scandir(folder) as it:
-            return all(_is_png(e) for e in it)
-    except OSError:
-        return False
-
-
-def davis_problem(folder: str | os.PathLike) -> str | None:
-    """Why an export must not write the DAVIS folder ``folder``, or None: it is new, empty or one of our exports
-    (``vpp_run.json`` and only the PNGs and video folders it lists), which is replaced as a whole."""
-    folder = Path(folder)
-    choose = "choose an empty or new folder for the DAVIS masks"
-    if os.path.islink(folder):
-        return f"{folder}: is a symbolic link (to {os.path.realpath(folder)}); give the folder itself"
-    if not os.path.lexists(folder):
-        return None
-    if not folder.is_dir():
-        return f"{folder}: is a file, not a folder; {choose}"
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        return f"{folder}: cannot list the folder ({exc.strerror or exc}); {choose}"
-    if not entries:
-        return None
-    listed = _record_folders(folder / DAVIS_RECORD)
-    if listed is None:
-        return f"{folder}: the folder is not empty and holds no {DAVIS_RECORD} (it is not a VPP export); {choose}"
-    foreign = [e.name for e in entries
-               if not ((e.name == DAVIS_RECORD and e.is_file(follow_symlinks=False))
-                       or ("" in listed and _is_png(e))
-                       or (e.name in listed and e.is_dir(follow_symlinks=False) and _only_pngs(e.path)))]
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        return (f"{folder}: holds {shown} besides an earlier export (an export replaces the folder as a whole); "
-                f"move them out or {choose}")
-    return None
-
-
 def _replaceable(final: Path, is_dir: bool) -> str | None:
-    return davis_problem(final) if is_dir else None
+    """Why a folder must not be replaced (None: some folder codec takes it as its own export); files: None."""
+    if not is_dir:
+        return None
+    problems = [c.check_target(final) for c in codecs() if c.folder]
+    return None if not problems or None in problems else problems[0]
 
 
-def check_outputs(*, ytvis: str | os.PathLike | None = None, zip: str | os.PathLike | None = None,
-                  davis: str | os.PathLike | None = None, coco: str | os.PathLike | None = None,
-                  inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
-    """Check every output location before anything is computed or written; returns kind -> path.
+def _what(c: Codec) -> str:
+    """How messages name an output: "the DAVIS folder", "the COCO JSON output"."""
+    return c.label if c.folder else f"{c.label} output"
 
-    Raises ValueError when no output is given and :class:`DataError` for an output that is, lies inside
-    or contains one of ``inputs`` (symlinks resolved), a missing folder or one nothing can be created in,
-    a path given twice (run records included), a symbolic link, a file inside the DAVIS folder, or a DAVIS
-    folder that holds anything but one of our exports. Writes nothing (the write test leaves no trace).
+
+def _phrase(words: Sequence[str], last: str) -> str:
+    return f"{', '.join(words[:-1])} {last} {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def check_outputs(outputs: Outputs, *, inputs: Iterable[str | os.PathLike] = ()) -> dict[str, Path]:
+    """Check every output location before anything is computed or written; returns name -> path (staging order).
+
+    ``outputs``: format name -> path (None: not written). Raises ValueError when no output is given or a
+    name is not a format, and :class:`DataError` for an output that is, lies inside or contains one of
+    ``inputs`` (symlinks resolved), a missing folder or one nothing can be created in, a path given twice
+    (run records included), a symbolic link, a file inside a folder output, or a folder its codec refuses
+    (DAVIS: one that holds anything but one of our exports). Writes nothing (the write test leaves no trace).
     """
-    given = {"ytvis": ytvis, "zip": zip, "coco": coco, "davis": davis}
-    outputs = {k: Path(given[k]) for k in _KINDS if given[k] is not None}
-    if not outputs:
-        raise ValueError("export needs at least one output: ytvis, zip, coco or davis")
-    for kind, p in outputs.items():
-        if kind != "davis" and p.name in ("", ".", ".."):
-            raise DataError(f"{p}: not a file name; give a file name for the {_LABELS[kind]} output")
+    for name in outputs:
+        codec(name)  # ValueError for an unknown name
+    chosen = {c.name: (c, Path(outputs[c.name])) for c in staging_order() if outputs.get(c.name) is not None}
+    if not chosen:
+        raise ValueError(f"export needs at least one output: {_phrase([c.name for c in staging_order()], 'or')}")
+    for c, p in chosen.values():
+        if not c.folder and p.name in ("", ".", ".."):
+            raise DataError(f"{p}: not a file name; give a file name for the {c.label} output")
     seen: dict[Path, str] = {}
-    for kind, p in outputs.items():
+    for c, p in chosen.values():
         key = p.resolve()
         if key in seen:
-            raise DataError(f"{p}: given as both the {seen[key]} and the {_LABELS[kind]} output; "
+            raise DataError(f"{p}: given as both the {seen[key]} and the {c.label} output; "
                             "choose a different name for each")
-        seen[key] = _LABELS[kind]
-    targets = [(f"{_LABELS[k]} output" if k != "davis" else _LABELS[k], p) for k, p in outputs.items()]
-    targets += [(f"run record of the {_LABELS[k]} output", _sidecar(p)) for k, p in outputs.items() if k != "davis"]
+        seen[key] = c.label
+    targets = [(_what(c), p) for c, p in chosen.values()]
+    targets += [(f"run record of the {c.label} output", _sidecar(p)) for c, p in chosen.values() if not c.folder]
     _check_inputs(targets, inputs)
-    if "davis" in outputs:
-        d = outputs["davis"].resolve()
-        inside = [p for k, p in outputs.items() if k != "davis" and d in p.resolve().parents]
-        if inside:
-            raise DataError(f"{inside[0]}: lies inside the DAVIS folder {outputs['davis']}, which an export "
-                            "replaces as a whole; write it elsewhere")
+    for c, d in chosen.values():
+        if c.folder:
+            inside = [p for k, p in chosen.values() if k is not c and d.resolve() in p.resolve().parents]
+            if inside:
+                raise DataError(f"{inside[0]}: lies inside the {c.label} {d}, which an export "
+                                "replaces as a whole; write it elsewhere")
     probed: set[Path] = set()
-    for kind, p in outputs.items():
-        if kind == "davis":
+    for c, p in chosen.values():
+        if c.folder:
             continue
         side = _sidecar(p).resolve()
         if side in seen:
@@ -354,19 +283,19 @@ def check_outputs(*, ytvis: str | os.PathLike | None = None, zip: str | os.PathL
         for q in (p, _sidecar(p)):
             if os.path.islink(q):
                 raise DataError(f"{q}: is a symbolic link (to {os.path.realpath(q)}); give the real path, "
-                                f"not a link, for the {_LABELS[kind]} output")
+                                f"not a link, for the {c.label} output")
             if q.is_dir():
-                raise DataError(f"{q}: is a folder; give a file name for the {_LABELS[kind]} output")
+                raise DataError(f"{q}: is a folder; give a file name for the {c.label} output")
             if os.path.lexists(q) and not q.is_file():  # a pipe or device: never written into or replaced
                 raise DataError(f"{q}: is not a regular file (a pipe or a device?); give a file name for the "
-                                f"{_LABELS[kind]} output")
-    if "davis" in outputs:
-        d = outputs["davis"]
-        _writable_parent(d, "folder", probed)
-        problem = davis_problem(d)
-        if problem:
-            raise DataError(problem)
-    return outputs
+                                f"{c.label} output")
+    for c, d in chosen.values():
+        if c.folder:
+            _writable_parent(d, "folder", probed)
+            problem = c.check_target(d)
+            if problem:
+                raise DataError(problem)
+    return {name: p for name, (_c, p) in chosen.items()}
 
 
 def recover_exports(*outputs: str | os.PathLike) -> list[str]:
@@ -391,13 +320,6 @@ def _mode_for(final: Path, *, folder: bool = False) -> int:
         if final.exists():
             return final.stat().st_mode & 0o7777
     return (0o777 if folder else 0o666) & ~_UMASK
-
-
-def _zipped(member: str, data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(member, data)
-    return buf.getvalue()
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -427,83 +349,53 @@ def _categories(videos: Sequence[VideoExport], given: Iterable[tuple[int, str]])
     return sorted(cats.items())
 
 
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def export_results(videos: Iterable[VideoExport], *, ytvis: str | os.PathLike | None = None,
-                   zip: str | os.PathLike | None = None, davis: str | os.PathLike | None = None,
-                   coco: str | os.PathLike | None = None, categories: Iterable[tuple[int, str]] = (),
+def export_results(videos: Iterable[VideoExport], outputs: Outputs, *, categories: Iterable[tuple[int, str]] = (),
                    record: RunRecord, inputs: Iterable[str | os.PathLike] = ()) -> ExportSummary:
-    """Write any subset of the formats for ``videos``, all or nothing; see the module docstring.
+    """Write ``outputs`` (format name -> path) for ``videos``, all or nothing; see the module docstring.
 
     ``inputs``: the files and folders the results were computed from (frames, videos, the model); no
     output may be, lie inside or contain one of them. A killed earlier export beside these outputs is
     finished or undone first (:func:`recover_exports`; its lines are in ``ExportSummary.recovered``).
     """
     inputs = tuple(inputs)
-    recovered = tuple(recover_exports(*(p for p in (ytvis, zip, coco, davis) if p is not None)))
-    outputs = check_outputs(ytvis=ytvis, zip=zip, davis=davis, coco=coco, inputs=inputs)
+    recovered = tuple(recover_exports(*(outputs[c.name] for c in staging_order()
+                                        if outputs.get(c.name) is not None)))
+    paths = check_outputs(outputs, inputs=inputs)
     videos = tuple(videos)
     _check_videos(videos)
     cats = _categories(videos, categories)
     tracks = {v.video_id: len(v.results.to_ytvis(v.video_id)) for v in videos}
     summary_videos = [{"video_id": v.video_id, "name": v.name, "frames": v.results.num_frames,
                        "tracks": tracks[v.video_id]} for v in videos]
-    subs = check_davis_names(videos) if "davis" in outputs else []
-    run = record.to_json()
+    job = ExportJob(videos, cats, record.to_json(), summary_videos)
+    order = [codec(name) for name in paths]
+    for c in order:
+        c.prepare(job)
     sidecars: dict[Path, list[str]] = {}
-    for kind, p in outputs.items():
-        if kind != "davis":
-            sidecars.setdefault(_sidecar(p), []).append(p.name)
-    order = [k for k in _KINDS if k in outputs]
-    slot = {k: i for i, k in enumerate(order)}
-    targets = [(outputs[k], k == "davis") for k in order] + [(side, False) for side in sidecars]
-    objects: dict[int, list[int]] = {}
+    for c in order:
+        if not c.folder:
+            sidecars.setdefault(_sidecar(paths[c.name]), []).append(paths[c.name].name)
+    targets = [(paths[c.name], c.folder) for c in order] + [(side, False) for side in sidecars]
+    notes: list[str] = []
     with MultiCommit(targets) as txn:
-        if "ytvis" in outputs or "zip" in outputs:
-            reference = ytvis_reference(videos, cats)
-            parsed = parse_ytvis_results(ytvis_entries(videos), reference, source=outputs.get("ytvis", zip))
-            body = _json_bytes(results_to_json(parsed))
-            for kind in ("ytvis", "zip"):
-                if kind in outputs:
-                    data = _zipped("results.json", body) if kind == "zip" else body
-                    tmp = txn.stage_bytes(slot[kind], data, _mode_for(outputs[kind]))
-                    if len(read_ytvis_results(tmp, reference)) != len(parsed):
-                        raise DataError(f"{outputs[kind]}: the written results do not read back; check the disk")
-        if "coco" in outputs:
-            data = coco_dataset(videos, cats, run)
-            tmp = txn.stage_bytes(slot["coco"], _json_bytes(data), _mode_for(outputs["coco"]))
-            check_coco(load_json_file(tmp), outputs["coco"])
-        if "davis" in outputs:
-            tmp_dir = txn.stage_dir(slot["davis"], _mode_for(outputs["davis"], folder=True))
-            for v, sub in builtins.zip(videos, subs):
-                folder = tmp_dir / sub
-                folder.mkdir(exist_ok=True)
-                objects[v.video_id] = write_davis_video(folder, v)
-            davis_videos = [{**s, "folder": sub, "objects": objects[s["video_id"]]}
-                            for s, sub in builtins.zip(summary_videos, subs)]
-            with open(tmp_dir / DAVIS_RECORD, "wb") as fh:
-                fh.write(json.dumps({**run, "outputs": ["."], "videos": davis_videos}, indent=2).encode())
-                fh.flush()
-                os.fsync(fh.fileno())
-            for sub in {*subs, ""}:
-                fsync_dir(tmp_dir / sub)
+        for slot, c in enumerate(order):
+            path = paths[c.name]
+            note = c.stage(txn, slot, path, _mode_for(path, folder=c.folder), job)
+            if note:
+                notes.append(note)
         for i, (side, names) in enumerate(sidecars.items(), len(order)):
-            txn.stage_bytes(i, json.dumps({**run, "outputs": names, "videos": summary_videos}, indent=2).encode(),
-                            _mode_for(side))
+            body = {**job.run, "outputs": names, "videos": summary_videos}
+            txn.stage_bytes(i, json.dumps(body, indent=2).encode(), _mode_for(side))
         try:
             txn.commit(replaceable=_replaceable)
         except CommitRefused as exc:
             raise DataError(str(exc)) from None
     n = sum(tracks.values())
-    where = ", ".join(str(outputs[k]) for k in _KINDS if k in outputs)
-    k = max(map(len, objects.values()), default=0)
-    wide = ", 16-bit PNGs: more than 255 objects" if k > 255 else ""
-    davis_note = f" (DAVIS: {k} object{'s' if k != 1 else ''}{wide})" if objects else ""
+    where = ", ".join(str(p) for p in paths.values())
+    extra = "".join(f" ({note})" for note in notes)
     message = (f"exported {n} track{'s' if n != 1 else ''} of {len(videos)} video{'s' if len(videos) != 1 else ''} "
-               f"to {where}{davis_note}")
-    return ExportSummary(tuple(outputs[k] for k in order) + tuple(sidecars), tracks, message, recovered)
+               f"to {where}{extra}")
+    return ExportSummary(tuple(paths.values()) + tuple(sidecars), tracks, message, recovered)
 
 
 # -- import ---------------------------------------------------------------------------------------
@@ -511,24 +403,21 @@ def export_results(videos: Iterable[VideoExport], *, ytvis: str | os.PathLike | 
 
 def import_tracks(path: str | os.PathLike, *, num_frames: int, height: int, width: int, video_id: int | None = None,
                   category_id: int = 1) -> ImportedTracks:
-    """Tracks of one clip (``num_frames`` frames of ``height`` x ``width``) from a file or DAVIS folder.
+    """Tracks of one clip (``num_frames`` frames of ``height`` x ``width``) from a file or folder of any format
+    whose codec imports (the first in registry order that claims it).
 
     ``category_id`` is given to DAVIS objects (PNG masks carry no classes). Raises :class:`DataError`
     naming the file when the format is unknown, or the chosen video's length or size is not the clip's.
     """
     path = Path(path)
-    clip = {"num_frames": int(num_frames), "height": int(height), "width": int(width), "video_id": video_id}
     if not path.exists():
         raise DataError(f"{path}: does not exist; check the path")
-    if path.is_dir():
-        return tracks_from_davis(path, num_frames=num_frames, height=height, width=width, category_id=category_id)
-    if zipfile.is_zipfile(path):
-        return tracks_from_results(path, read_ytvis_results(path), **clip)
-    data = load_json_file(path)
-    if isinstance(data, list):
-        return tracks_from_results(path, parse_ytvis_results(data, source=path), **clip)
-    if isinstance(data, dict) and "videos" in data:
-        return tracks_from_gt(path, parse_ytvis_gt(data, source=path), **clip)
-    if isinstance(data, dict) and "images" in data and "annotations" in data:
-        return tracks_from_coco(path, data, **clip)
-    raise DataError(f"{path}: not a YouTube-VIS results list, YouTube-VIS ground truth or COCO per-frame JSON")
+    probe = ImportProbe(path)
+    for c in codecs():
+        if c.claims(probe):
+            return c.import_tracks(probe, num_frames=int(num_frames), height=int(height), width=int(width),
+                                   video_id=video_id, category_id=category_id)
+    if probe.json_error is not None:
+        raise probe.json_error
+    kinds = [k for c in codecs() for k in c.import_kinds]
+    raise DataError(f"{path}: not a {_phrase(kinds, 'or')}")

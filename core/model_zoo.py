@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import http.client
 import os
 import re
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from core.atomic import atomic_write_text, check_regular, open_regular
 from core.errors import DataError, VPPError
+from core.regular_files import file_sha256
 
 RELEASE_REPO = "PatGlan/Video-Patch-Pruning"
 RELEASE_COMMIT = "bf74be2"
@@ -167,14 +167,6 @@ def cached_path(entry: ZooEntry, dest_dir: str | os.PathLike | None = None) -> P
     return path if path.is_file() else None
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _filename_from_url(url: str) -> str:
     parts = [p for p in urllib.parse.urlsplit(url).path.split("/") if p]
     name = urllib.parse.unquote(parts[-1]) if parts else ""
@@ -301,7 +293,7 @@ def download(
 
     if check_regular(final, "downloaded model", follow=True) is not None:  # read only: a link to a model is fine
         recorded = read_sidecar(final)
-        if expected is None or recorded == expected or sha256_file(final, chunk) == expected:
+        if expected is None or recorded == expected or file_sha256(final, chunk) == expected:
             log(f"{final}: already downloaded")
             return final
         log(f"{final}: cached file does not match sha256 {expected}; downloading again")
@@ -353,7 +345,7 @@ def _verified(url: str, part: Path, *, told: bool, size: int | None, expected: s
     have = part.stat().st_size
     if size is not None and have != size:
         raise _refuse(part, f"{url} gave {have} bytes, but the file has {size}")
-    actual = sha256_file(part, chunk)
+    actual = file_sha256(part, chunk)
     if expected is not None and actual != expected:
         raise _refuse(part, f"sha256 mismatch for {url}: expected {expected}, got {actual}")
     if not told and size is None and expected is None and not _zip_end_reads(part):
@@ -491,7 +483,7 @@ def _fetch_into(url: str, part: Path, *, chunk: int, progress: bool, desc: str, 
     if isinstance(resp, urllib.error.HTTPError):  # 416 for a Range request
         resp.close()
         size, expected = known
-        if (size is not None and start == size) or (expected is not None and sha256_file(part) == expected):
+        if (size is not None and start == size) or (expected is not None and file_sha256(part) == expected):
             return True  # proven complete (an earlier run stopped before the rename)
         log(f"{part}: the server refused to resume at {start} bytes (416); restarting from the beginning")
         start = 0

@@ -2,7 +2,8 @@
 power loss: :class:`MultiCommit` stages them beside their targets, records the commit in a manifest and
 renames them in; :func:`core.commit_recovery.recover_commits` finishes or undoes one a killed process left.
 
-:func:`probe_writable` tells early whether a folder takes new names; :func:`real_target` is where a commit
+:func:`probe_writable` tells early whether a folder takes new names (:func:`writable_output`: whether a
+command's output file can be written, before any work); :func:`real_target` is where a commit
 writes (the folder resolved, the name kept). The export door (:mod:`core.export`) is the main user.
 """
 
@@ -27,6 +28,7 @@ from core.commit_recovery import (
     remove_ours,
     roll_back,
 )
+from core.errors import VPPError
 from core.regular_files import fsync_dir
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -41,6 +43,29 @@ def probe_writable(folder: str | os.PathLike) -> None:
     os.mkdir(probe, 0o700)
     with contextlib.suppress(OSError):
         os.rmdir(probe)
+
+
+def writable_output(path: str | os.PathLike, option: str) -> Path:
+    """Check, before any work, that ``path`` can be written as a file; raise :class:`VPPError` if not.
+
+    The folder must exist and be writable — found by really creating (and removing) an entry in it, since
+    ``os.access`` passes for root on read-only places like ``/proc`` — and ``path`` must not be a folder.
+    Returns the path.
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise VPPError(f"{path}: is a folder; {option} needs a file name")
+    if not folder.is_dir():
+        raise VPPError(f"{path}: cannot write {option}: folder {folder} does not exist")
+    try:
+        probe_writable(folder)
+    except OSError as exc:
+        raise VPPError(f"{path}: cannot write {option}: folder {folder} is not writable "
+                       f"({exc.strerror or exc})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise VPPError(f"{path}: cannot write {option}: the file exists and is read-only")
+    return path
 
 
 def real_target(path: str | os.PathLike) -> Path:

@@ -7,6 +7,7 @@ this program opens a file it writes beside a person's files, or reads one that m
 or device is refused before it is opened, so nothing hangs). :func:`lock_fd` marks a file this process
 just created as in use (:mod:`core.atomic` keeps its temporary files locked so that another write's
 clean-up leaves them alone). :func:`fsync_dir` makes a new, renamed or removed name in a folder durable.
+:func:`file_sha256` is the one hash of a file (model checkpoints, downloads, sweep sources).
 
 :mod:`core.atomic` re-exports these names (it refuses the same nodes when it writes).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 
@@ -145,3 +147,12 @@ def unlink_if_still(fd: int, path: str | os.PathLike) -> None:
                 os.unlink(path)
     finally:
         os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in ``chunk_size`` chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()

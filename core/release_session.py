@@ -1,6 +1,6 @@
 """ReleaseSession: the authors' released model (ViT-Adapter + Mask2Former + ROVIS) behind InferenceSession's surface.
 
-    session = ReleaseSession(model, categories=loaded.categories, pkr=0.4)   # or core.session.make_session(loaded)
+    session = ReleaseSession(model, categories=loaded.categories, pkr=0.4)   # or core.build.make_session(loaded)
     for result in session.run_clip(frames):      # FrameResult, as InferenceSession's
         ...
     session.reset()                              # before the next clip
@@ -17,7 +17,7 @@ Per frame, as the release's test pipeline and ``ROVIS.predict`` (PatGlan/Video-P
 
 Differences from the release, none of which changes which objects are tracked much: the candidates are scored and
 compared at stride 4, where the release first upsamples every query's mask to the frame (100+ full-size maps a
-frame); the selection is the project's static top-k (see ``core.model.release_model``).
+frame); the selection is the project's static top-k (see :mod:`core.model.release.config`).
 
 All per-clip state (pruning state, tracker, frame index) is one :class:`ReleaseClipState`, which :meth:`reset`
 replaces whole; the run settings belong to the session, so sessions can share one model at different PKRs.
@@ -36,10 +36,12 @@ import torch
 
 from core.errors import VPPError
 from core.model.backbone import PruneMode, PruneState
-from core.model.release_model import RELEASE_KEEP, ReleaseConfig, ReleaseVPPModel, nominal_pkr, release_keep
+from core.model.release.config import RELEASE_KEEP, ReleaseConfig, nominal_pkr, release_keep
+from core.model.release.model import ReleaseVPPModel
 from core.model.rovis_tracker import RovisTracker
+from core.pkr import check_pkr
 from core.preprocess import Resized
-from core.session import ClipRunner, FrameResult, resolve_device
+from core.session_base import ClipRunner, FrameResult, resolve_device
 
 #: The release's test-time input: long side 960 (1280 x 720 YouTube-VIS frames become 960 x 540).
 RELEASE_LONG_SIDE = 960
@@ -77,7 +79,7 @@ class ReleaseSession(ClipRunner):
     """Runs a :class:`ReleaseVPPModel` frame by frame over a clip with ROVIS tracking.
 
     Args:
-        model: the released model (``core.release_checkpoint.load_release_checkpoint``).
+        model: the released model (:func:`core.model.release.checkpoint.load_release_checkpoint`).
         categories: ``(dataset id, name)`` per class index (the model file's; YouTube-VIS 2021 for the released
             models). Empty: ids ``1..K`` and placeholder names.
         device: "auto", "cpu", "cuda" or "cuda:N".
@@ -151,6 +153,17 @@ class ReleaseSession(ClipRunner):
         self.set_mode(mode)
         self.state = self._new_state()
 
+    @classmethod
+    def from_loaded(cls, loaded, *, device: str = "cpu", pkr: float | None = None, mode: PruneMode = "vpp",
+                    score_threshold: float | None = None, amp: bool = True) -> ReleaseSession:
+        """The session of a loaded model of the "release" family, as :func:`core.build.make_session` makes it: the
+        file's categories, and with ``pkr`` None the schedule its file name says it was trained for (else dense);
+        ``score_threshold`` None keeps the ROVIS tracker's own thresholds."""
+        release = getattr(loaded, "release", None)
+        names = [str(loaded.source)] + ([str(release.source.get("file", ""))] if release is not None else [])
+        return cls(loaded.model, categories=getattr(loaded, "categories", ()), device=device, pkr=pkr, mode=mode,
+                   amp=amp, score_threshold=score_threshold, trained_for=trained_schedule(loaded.model.config, *names))
+
     def _new_state(self) -> ReleaseClipState:
         return ReleaseClipState(tracker=RovisTracker(**self._tracker_options))
 
@@ -165,8 +178,7 @@ class ReleaseSession(ClipRunner):
 
     def set_pkr(self, pkr: float) -> None:
         """Run the next frames at ``pkr``: keep fractions :func:`release_keep` (``None``, dense, at 1.0)."""
-        if not 0.0 < pkr <= 1.0:
-            raise VPPError(f"PKR must be in (0, 1], got {pkr}")
+        check_pkr(pkr)
         self.keep = release_keep(pkr)
         self.pkr = float(pkr)
 

@@ -2,8 +2,9 @@
 
 ``vpp models list`` / ``vpp models download`` and the app's "Get the authors' models…" dialog both use
 this module, so they show the same states and run the same code: :func:`core.model_zoo.download`
-(resumable; the app passes ``on_progress`` / ``cancelled``) and then ``vpp import-checkpoint``, which
-turns the released ``.pth`` into ``NAME.safetensors`` beside it. States:
+(resumable; the app passes ``on_progress`` / ``cancelled``) and then
+:func:`core.release_import.import_release_checkpoint` (what ``vpp import-checkpoint`` runs), which turns the
+released ``.pth`` into ``NAME.safetensors`` beside it. States:
 
 - ``imported``: ``NAME.safetensors`` is in the folder (the Model list offers it);
 - ``downloaded``: only ``NAME.pth`` is there (getting it again imports it without downloading);
@@ -18,7 +19,6 @@ the next Get downloads it anew. Qt-free; torch is imported only to import.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 from collections.abc import Callable
@@ -124,13 +124,13 @@ def get_model(entry: ZooEntry, folder: str | os.PathLike | None = None, *, do_im
                               cancelled=cancelled)
     if not do_import:
         return path
-    from core.commands import import_checkpoint
+    from core import release_import  # torch is imported only to import
 
     out = imported_path(entry, folder)
     if log is not None:
         log(f"importing {path} as {out}")
     try:
-        import_checkpoint.run(argparse.Namespace(src=str(path), out=str(out), variant=entry.variant))
+        release_import.import_release_checkpoint(str(path), str(out), variant=entry.variant)
     except (CheckpointError, DataError) as exc:  # the file itself was refused: it must not stay as if good
         raise type(exc)(f"{exc}\n{quarantine(path)}") from None
     return out

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import load_checkpoint, read_config
+from core.build import FAMILIES, Family, family_of_file
 from core.errors import CheckpointError
-from core.model.release_model import ReleaseConfig, ReleaseVPPModel
-from core.model.vpp import VPPModel
-from core.release_checkpoint import ReleaseFile, load_release_checkpoint, model_kind
+from core.model.release.checkpoint import ReleaseFile
+from core.model.release.config import ReleaseConfig
+from core.model.release.model import ReleaseVPPModel
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import load_checkpoint, read_config
+from core.model.vpp.config import VPPConfig
+from core.model.vpp.model import VPPModel
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 DEFAULT_MODEL = RESOURCES / "default_model.safetensors"
@@ -39,25 +42,30 @@ def default_pkr() -> float:
 class LoadedModel:
     """A loaded model and what the callers need besides its weights.
 
-    ``kind``: "vpp" (the project's :class:`VPPModel`, ``config`` a :class:`VPPConfig`) or "release" (the authors'
-    :class:`~core.model.release_model.ReleaseVPPModel`, ``config`` its ``ReleaseConfig``, ``release`` the file's
-    sidecar). ``categories``: ``(dataset id, name)`` per class index of the model's head, the ids exports write
-    (YouTube-VIS 2021's for the released models); filled from the config for a "vpp" model when not given.
-    Run one with :func:`core.session.make_session`.
+    ``family``: :data:`core.build.FAMILIES` ``["vpp"]`` (the project's :class:`VPPModel`, ``config`` a
+    :class:`VPPConfig`) or ``["release"]`` (the authors' :class:`~core.model.release.model.ReleaseVPPModel`,
+    ``config`` its ``ReleaseConfig``, ``release`` the file's sidecar). ``categories``: ``(dataset id, name)`` per
+    class index of the model's head, the ids exports write (YouTube-VIS 2021's for the released models); filled
+    from the config when not given (a ``ReleaseConfig`` names none). Run one with :func:`core.build.make_session`.
     """
 
     model: VPPModel | ReleaseVPPModel
     config: VPPConfig | ReleaseConfig
     source: str  # file path, or a description
     trained: bool  # False for the untrained fallback (the app says so)
-    kind: str = "vpp"
+    family: Family = field(default_factory=lambda: FAMILIES["vpp"])
     categories: tuple[tuple[int, str], ...] = ()
-    release: ReleaseFile | None = None  # the release file's sidecar (kind "release")
+    release: ReleaseFile | None = None  # the release file's sidecar (family "release")
 
     def __post_init__(self) -> None:
-        if not self.categories and self.kind == "vpp":
+        if not self.categories:
             self.categories = config_categories(self.config)
         self.categories = tuple((int(i), str(n)) for i, n in self.categories)
+
+    @property
+    def kind(self) -> str:
+        """The family's name: "vpp" or "release" (what a sweep's JSON records as the model's kind)."""
+        return self.family.name
 
 
 def config_categories(config) -> tuple[tuple[int, str], ...]:
@@ -77,19 +85,16 @@ def loaded_categories(loaded) -> tuple[tuple[int, str], ...]:
 def load_model(path: str | Path | None = None, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Load ``path``, or the embedded default model when ``path`` is None.
 
-    A file written by ``vpp import-checkpoint`` (``core.release_checkpoint.model_kind`` says "release") loads as
-    the authors' architecture with the categories of its sidecar; any other file as the project's own model.
+    The file's family (:func:`core.build.family_of_file`) reads it: a file written by ``vpp import-checkpoint``
+    loads as the authors' architecture with the categories of its sidecar, any other as the project's own model.
     If no default model is shipped (a development checkout before one was trained), an untrained Tiny
     model is built so the pipeline still runs; ``trained`` is False then and callers must say so.
     """
     if path is not None:
-        if model_kind(path) == "release":
-            release_model, info = load_release_checkpoint(path, device=device)
-            cats = tuple((c.id, c.name) for c in info.categories)
-            return LoadedModel(release_model, info.config, str(path), True, kind="release", categories=cats,
-                               release=info)
-        model, cfg = load_checkpoint(path, device=device)
-        return LoadedModel(model, cfg, str(path), True)
+        family = family_of_file(path)
+        read = family.read_checkpoint(path, device=device)
+        return LoadedModel(read.model, read.config, str(path), True, family=family, categories=read.categories,
+                           release=read.info)
     if DEFAULT_MODEL.is_file():
         model, cfg = load_checkpoint(DEFAULT_MODEL, device=device)
         return LoadedModel(model, cfg, str(DEFAULT_MODEL), True)

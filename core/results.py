@@ -1,6 +1,6 @@
 """A compact per-clip store of inference results, and its conversion to YouTube-VIS / DAVIS output.
 
-A :class:`core.session.FrameResult` holds ``[M, H, W]`` bool masks: 20 instances of a 4K frame are
+A :class:`core.session_base.FrameResult` holds ``[M, H, W]`` bool masks: 20 instances of a 4K frame are
 166 MB. :meth:`CompactFrame.from_result` keeps each mask as a compressed COCO RLE instead (a few
 kilobytes), plus the small per-frame arrays (track IDs, classes, scores, the ``[S, gh, gw]`` kept
 maps) and the measured numbers. :class:`ClipResults` holds one ``CompactFrame`` (or nothing yet)
@@ -27,7 +27,7 @@ from core.data.mask_runs import EncodedMasks
 from core.data.rle import encode_mask, rle_areas
 
 if TYPE_CHECKING:
-    from core.session import FrameResult
+    from core.session_base import FrameResult
 
 #: Objects a DAVIS palette PNG can hold (more are written as 16-bit PNGs, see core.data.davis).
 MAX_DAVIS_OBJECTS = 255

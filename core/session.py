@@ -1,6 +1,6 @@
 """InferenceSession: the stateful facade over a VPP model for one clip at a time.
 
-    session = InferenceSession(model, config, device="cpu", pkr=0.4)   # or make_session(load_model(path), pkr=0.4)
+    session = InferenceSession(model, config, device="cpu", pkr=0.4)   # or core.build.make_session(loaded, pkr=0.4)
     for result in session.run_clip(frames):      # or session.step(frame) per frame
         ...                                      # FrameResult: NumPy masks, track IDs, kept maps, PKR, GFLOPs
     session.reset()                              # before the next clip
@@ -19,48 +19,29 @@ prune mode) belong to the session and are passed to the model on every call, so 
 share one model object at different PKRs without touching it. Results are NumPy and plain dataclasses so a
 GUI or a writer never touches torch.
 
-:func:`make_session` picks the session for a loaded model: this one for the project's model, or
-:class:`core.release_session.ReleaseSession` (same surface, ROVIS tracking) for the authors' released one.
+:func:`core.build.make_session` picks the session for a loaded model through its family: this one for the
+project's model (:meth:`InferenceSession.from_loaded`), :class:`core.release_session.ReleaseSession` (same surface,
+ROVIS tracking) for the authors' released one. What both share is in :mod:`core.session_base`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from core.build import VPPConfig, keep_for
-from core.data.mask_runs import EncodedMasks
 from core.errors import VPPError
 from core.model.backbone import PruneMode, PruneState
 from core.model.postprocess import select_instances
 from core.model.tracker import EmbeddingTracker
-from core.model.vpp import VPPModel
+from core.model.vpp.builder import keep_for
+from core.model.vpp.config import VPPConfig
+from core.model.vpp.model import VPPModel
+from core.pkr import check_pkr
 from core.preprocess import ResizedFrame, model_input_hw, resize_frame, to_input
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """One frame's output, all NumPy. ``M`` instances; masks at the frame's own size."""
-
-    index: int  # frame index in the clip
-    track_ids: np.ndarray  # [M] int, persistent within the clip
-    category_ids: np.ndarray  # [M] int, 1-based (YTVIS convention)
-    scores: np.ndarray  # [M] float32
-    masks: np.ndarray | EncodedMasks  # [M, H, W] bool (InferenceSession: EncodedMasks, RLEs acting as the array)
-    kept: np.ndarray  # [S, gh, gw] bool: tokens kept after each prune point (Map-SM, then each gate)
-    stage_names: tuple[str, ...]  # names of the S prune points
-    keep_ratio: float  # measured PKR (mean over blocks of kept / total)
-    gflops: float  # analytic: InferenceSession backbone + head; ReleaseSession the pruned ViT only (its docstring)
-    ms: float  # wall-clock time of the model and post-processing
-
-    @property
-    def num_instances(self) -> int:
-        return int(self.track_ids.shape[0])
+from core.session_base import ClipRunner, FrameResult, StageTimer, resolve_device
 
 
 @dataclass
@@ -68,67 +49,6 @@ class ClipState:
     prune: PruneState | None = None
     tracker: EmbeddingTracker = field(default_factory=EmbeddingTracker)
     frame_index: int = 0
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """"auto" (CUDA if available), "cpu", "cuda" or "cuda:N"; a clear error if CUDA is missing."""
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise VPPError(f"device {name!r} requested but CUDA is not available on this machine; use 'cpu'")
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise VPPError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found")
-        return dev
-    if name == "cpu":
-        return torch.device("cpu")
-    raise VPPError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-
-
-class StageTimer:
-    """Seconds spent per stage of a run, for ``vpp infer --profile``: each :meth:`lap` charges the time since the
-    previous lap to one stage. On CUDA a lap first waits for the device, so the split is true (and slower)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str, device: torch.device | None = None) -> None:
-        if device is not None and device.type == "cuda":
-            torch.cuda.synchronize(device)
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + (now - self._last)
-        self._last = now
-
-    def add(self, stage: str, seconds: float) -> None:
-        """Charge ``seconds`` measured elsewhere (another thread) to ``stage``; the lap clock is not moved."""
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + float(seconds)
-
-
-class ClipRunner:
-    """What every session shares: AMP on CUDA and running a whole clip through ``step`` (``reset``/``step``
-    and ``amp`` come from the session)."""
-
-    amp: bool
-
-    def autocast(self):
-        """bfloat16 autocast on CUDA when ``amp`` is on; a no-op context otherwise."""
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def run_clip(
-        self, frames: Iterable[np.ndarray], *, stop: Callable[[], bool] | None = None, reset: bool = True
-    ) -> Iterator[FrameResult]:
-        """Yield one :class:`FrameResult` per frame; ``stop()`` returning True ends the run early."""
-        if reset:
-            self.reset()
-        for frame in frames:
-            if stop is not None and stop():
-                return
-            yield self.step(frame)
 
 
 class InferenceSession(ClipRunner):
@@ -175,6 +95,18 @@ class InferenceSession(ClipRunner):
         self.set_pkr(config.pkr if pkr is None else pkr)
         self.set_mode(mode)
         self.state = ClipState()
+
+    @classmethod
+    def from_loaded(cls, loaded, *, device: str = "cpu", pkr: float | None = None, mode: PruneMode = "vpp",
+                    score_threshold: float | None = None, amp: bool = True) -> InferenceSession:
+        """The session of a loaded model of the "vpp" family (``loaded.model``, ``loaded.config``), as
+        :func:`core.build.make_session` makes it; ``score_threshold`` None keeps the default (0.25)."""
+        options: dict = {}
+        if score_threshold is not None:
+            options["score_threshold"] = float(score_threshold)
+        if not amp:
+            options["amp"] = False
+        return cls(loaded.model, loaded.config, device=device, pkr=pkr, mode=mode, **options)
 
     @property
     def mode(self) -> PruneMode:
@@ -223,8 +155,7 @@ class InferenceSession(ClipRunner):
 
     def set_pkr(self, pkr: float) -> None:
         """Run the next frames at ``pkr`` (this session only; the shared model is not changed)."""
-        if not 0.0 < pkr <= 1.0:
-            raise VPPError(f"PKR must be in (0, 1], got {pkr}")
+        check_pkr(pkr)
         self.keep = keep_for(self.config, pkr)
         self.pkr = float(pkr)
 
@@ -294,43 +225,3 @@ class InferenceSession(ClipRunner):
         if timer is not None:
             timer.lap("postprocess", self.device)
         return result
-
-
-def make_session(
-    loaded,
-    *,
-    device: str = "cpu",
-    pkr: float | None = None,
-    mode: PruneMode = "vpp",
-    score_threshold: float | None = None,
-    amp: bool = True,
-    vpp_session: Callable[..., InferenceSession] | None = None,
-):
-    """The session for a :class:`core.resources.LoadedModel`: :class:`InferenceSession` or, for ``kind``
-    "release", :class:`core.release_session.ReleaseSession` (same public surface: ``reset``, ``set_pkr``,
-    ``set_mode``, ``step``, ``run_clip``, ``pkr``, ``mode``, ``stage_names``, ``state``, ``input_long_side``,
-    ``patch``).
-
-    ``pkr`` None: the model's own (a VPPConfig's ``pkr``; for a released model the schedule its file name says it
-    was trained for, else dense). ``score_threshold`` None: each session's default (0.25 for "vpp"; the ROVIS
-    tracker's own thresholds for "release"). ``vpp_session``: the class used for "vpp" models (default
-    :class:`InferenceSession`), for a caller that substitutes its own.
-    """
-    kind = getattr(loaded, "kind", "vpp")
-    if kind == "release":
-        from core.release_session import ReleaseSession, trained_schedule
-
-        release = getattr(loaded, "release", None)
-        names = [str(loaded.source)] + ([str(release.source.get("file", ""))] if release is not None else [])
-        return ReleaseSession(loaded.model, categories=getattr(loaded, "categories", ()), device=device, pkr=pkr,
-                              mode=mode, amp=amp, score_threshold=score_threshold,
-                              trained_for=trained_schedule(loaded.model.config, *names))
-    if kind != "vpp":
-        raise VPPError(f"{getattr(loaded, 'source', 'model')}: unknown model kind {kind!r} (expected vpp or release)")
-    options: dict = {}
-    if score_threshold is not None:
-        options["score_threshold"] = float(score_threshold)
-    if not amp:
-        options["amp"] = False
-    cls = InferenceSession if vpp_session is None else vpp_session
-    return cls(loaded.model, loaded.config, device=device, pkr=pkr, mode=mode, **options)

@@ -78,6 +78,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.build import make_session
+from core.clip_loop import Lockstep, run_clip
 from core.data.ytvis import YtvisGroundTruth, read_ytvis_gt
 from core.errors import DataError, VPPError
 from core.evaluation.ground_truth import (  # the one code path of GT restriction and scoring (also core.app.review's)
@@ -89,10 +91,12 @@ from core.evaluation.ground_truth import (  # the one code path of GT restrictio
     restricted_results,
     score,
 )
-from core.export import file_sha256, package_version
-from core.export_formats import tracks_from_gt
+from core.export import package_version
+from core.formats.ytvis import tracks_from_gt
+from core.pkr import check_pkr
+from core.regular_files import file_sha256
 from core.results import ClipResults, CompactFrame
-from core.session import make_session, resolve_device
+from core.session_base import resolve_device
 
 __all__ = ["CSV_COLUMNS", "DEFAULT_PKRS", "SCHEMA", "Cancelled", "SweepResult", "SweepRow", "annotated_frames",
            "configurations", "device_label", "restricted_results", "score", "sweep"]
@@ -211,8 +215,7 @@ def configurations(pkrs: Sequence[float], random_baseline: bool) -> list[tuple[s
     if not values:
         raise VPPError("the sweep needs at least one PKR")
     for p in values:
-        if not 0.0 < p <= 1.0:
-            raise VPPError(f"PKR must be in (0, 1], got {p}")
+        check_pkr(p)
     out: list[tuple[str, str, float]] = []
     for p in values:
         if p >= 1.0:
@@ -248,7 +251,8 @@ def _info(gt: ClipGroundTruth, path: Path) -> dict[str, Any]:
 
 def _clips(inputs, gt) -> tuple[list[_Clip], dict[str, Any], str, str]:
     """(clips, gt info, input path, input kind); every GT problem raises DataError naming the file."""
-    from core.data.sources import FrameSource, YtvisSplit, open_source
+    from core.data.sources import FrameSource, open_source
+    from core.data.ytvis_dataset import YtvisSplit
 
     split = inputs if isinstance(inputs, YtvisSplit) else None
     if split is None and not isinstance(inputs, FrameSource):
@@ -325,29 +329,32 @@ def sweep(inputs, gt=None, *, model, pkrs: Sequence[float] = DEFAULT_PKRS, rando
     if warmup > 0 and clips and len(clips[0].source):
         first = clips[0].source.frame(0)
         for s in sessions:
-            s.reset()
-            for _ in range(warmup):
-                check_stop()
-                s.step(first)
+            run_clip([first] * warmup, s, lambda t, res: None, before=lambda t: check_stop())
+
+    def count(k: int, res) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    # each frame goes through every configuration, the order rotated so no configuration always runs first
+    lockstep = Lockstep(sessions, rotate=True, before=lambda k: check_stop(), after=count)
     annotated = {clip.video_id: clip.gt.annotated for clip in clips}
     for clip in clips:
         source = clip.source
         w, h = source.size
-        for k, s in enumerate(sessions):
-            s.reset()
-            results[k][clip.video_id] = ClipResults(len(source), h, w)
-        for t, frame in enumerate(source):
-            for j in range(len(sessions)):
-                k = (j + t) % len(sessions)  # rotate the order so no configuration always runs first
-                check_stop()
-                res = sessions[k].step(frame)
-                results[k][clip.video_id].add(CompactFrame.from_result(res, t))
+        clip_results = [ClipResults(len(source), h, w) for _ in sessions]
+        for k, r in enumerate(clip_results):
+            results[k][clip.video_id] = r
+
+        def add(t: int, frame_results: list, clip_results=clip_results) -> None:
+            for k, res in enumerate(frame_results):
+                clip_results[k].add(CompactFrame.from_result(res, t))
                 stats[k]["ms"].append(res.ms)
                 stats[k]["gflops"].append(res.gflops)
                 stats[k]["keep"].append(res.keep_ratio)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+
+        run_clip(source, lockstep, add)
     n_annotated = sum(len(v) for v in annotated.values())
     if n_annotated == 0:
         raise DataError(f"{info['path']}: no frame of the input is annotated (no track has a segmentation); "

@@ -296,7 +296,8 @@ def main(argv=None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from core.build import VPPConfig, build_vpp
+    from core.model.vpp.builder import build_vpp
+    from core.model.vpp.config import VPPConfig
     from core.resources import LoadedModel, load_model
     from vpp_gui.app import create_window
     from vpp_gui.settings import Settings

@@ -83,7 +83,7 @@ def cmd_bench_default(args) -> int:
 
     from core.bench import bench_model, format_table, rows_to_json
     from core.resources import load_model
-    from core.session import resolve_device
+    from core.session_base import resolve_device
 
     resolve_device(args.device)
     torch.manual_seed(0)

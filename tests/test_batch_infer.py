@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from core.batch_infer import Clip, assign, folder_clips, shard_path, work_dir
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
 from core.cli import main
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = {"clip1": 3, "clip2": 4, "clip10": 3}  # natural order: clip1, clip2, clip10

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import config_path, load_checkpoint, read_config, save_checkpoint
 from core.errors import CheckpointError
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import config_path, load_checkpoint, read_config, save_checkpoint
+from core.model.vpp.config import VPPConfig
 
 
 def cfg(variant="tiny", **kw):
@@ -78,7 +79,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     c = cfg()
     path = save_checkpoint(build_vpp(c), c, tmp_path / "m.safetensors")
     before = path.read_bytes()
-    import core.checkpoint as ck
+    import core.model.vpp.checkpoint as ck
 
     def boom(*a, **k):
         raise OSError("disk full")

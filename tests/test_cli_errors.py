@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from core import cli
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import config_path, save_checkpoint
 from core.cli import main
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import config_path, save_checkpoint
+from core.model.vpp.config import VPPConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_dataset import make_tiny_ytvis

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
 from core.cli import main
 from core.data.davis import read_davis_png
 from core.data.synthetic import write_synthetic_dataset
 from core.data.ytvis import read_ytvis_gt, read_ytvis_results
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_an_earlier_export_with_a_users_files_in_it_is_refused_before_the_model_
     clip = ClipResults(1, 32, 48)
     clip.add(_empty_frame(0, 32, 48))
     exports = tmp_path / "exports"
-    export_results([VideoExport(1, "f", ("0.png",), clip)], davis=exports, record=RunRecord("t", "m"))
+    export_results([VideoExport(1, "f", ("0.png",), clip)], {"davis": exports}, record=RunRecord("t", "m"))
     (exports / "notes.txt").write_text("keep me")
     (exports / "other_run").mkdir()
     (exports / "other_run" / "a.png").write_bytes(b"keep me too")
@@ -238,7 +239,7 @@ def rename(src, dst):  # SIGKILL right before the new masks folder is renamed in
 for gen, seed in (("old", 2), ("new", 9)):
     if gen == "new":
         os.rename = rename
-    export_results([VideoExport(1, "f", ("0.png",), clip(seed))], ytvis=out / "r.json", davis=out / "masks",
+    export_results([VideoExport(1, "f", ("0.png",), clip(seed))], {"ytvis": out / "r.json", "davis": out / "masks"},
                    record=RunRecord("t", "m", extra={"gen": gen}))
 """
 

@@ -61,7 +61,7 @@ def export(folder, gen, layout):
         p.parent.mkdir(parents=True, exist_ok=True)
     video = VideoExport(1, "clip", tuple(f"{t:05d}.jpg" for t in range(N)), make_clip(gen))
     record = RunRecord("kill test", "model", created="2000-01-01T00:00:00+00:00", extra={"gen": gen})
-    return export_results([video], **outputs(folder, layout), record=record)
+    return export_results([video], outputs(folder, layout), record=record)
 '''
 
 SERVER = EXPORT_SRC + r'''

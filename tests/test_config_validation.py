@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.build import MAX_PARAMETERS, VPPConfig, build_vpp, parameter_count
-from core.checkpoint import MAX_CONFIG_BYTES, config_path, load_checkpoint, read_config, save_checkpoint
 from core.errors import CheckpointError, ConfigError, VPPError
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import MAX_CONFIG_BYTES, config_path, load_checkpoint, read_config, save_checkpoint
+from core.model.vpp.config import MAX_PARAMETERS, VPPConfig, parameter_count
 from core.resources import DEFAULT_MODEL, load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def load_capped(path: Path) -> str:
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
         sys.path.insert(0, {str(REPO)!r})
-        from core.checkpoint import load_checkpoint
+        from core.model.vpp.checkpoint import load_checkpoint
         try:
             load_checkpoint({str(path)!r})
             print("ACCEPTED")

@@ -262,7 +262,7 @@ def test_export_writes_files_that_import_back(tmp_path):
     doc.paint(u, 3, rect(20, 15, 24, 20))
     keep = [a, c, u]
     out = {"ytvis": tmp_path / "r.json", "davis": tmp_path / "masks", "coco": tmp_path / "coco.json"}
-    doc.export(**out)
+    doc.export(out)
     assert all(p.exists() for p in out.values())
     for kind, p in out.items():
         back = import_tracks(p, num_frames=T, height=H, width=W)
@@ -283,7 +283,7 @@ def test_export_writes_files_that_import_back(tmp_path):
 def test_export_refuses_a_missing_folder_and_writes_nothing(tmp_path):
     doc = _rich_doc()
     with pytest.raises((DataError, ValueError)):
-        doc.export(ytvis=tmp_path / "r.json", coco=tmp_path / "missing" / "c.json")
+        doc.export({"ytvis": tmp_path / "r.json", "coco": tmp_path / "missing" / "c.json"})
     assert not (tmp_path / "r.json").exists()
 
 

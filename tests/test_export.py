@@ -13,11 +13,12 @@ import pytest
 from pycocotools.coco import COCO
 
 import core.export as export_mod
-import core.export_formats as formats
+import core.formats.davis as davis_format
 from core.data.davis import read_davis_png, write_davis_png
 from core.data.rle import decode_rle, encode_mask
 from core.errors import DataError
-from core.export import RunRecord, VideoExport, check_outputs, export_results, file_sha256, import_tracks
+from core.export import RunRecord, VideoExport, check_outputs, export_results, import_tracks
+from core.regular_files import file_sha256
 from core.results import ClipResults, CompactFrame
 
 T, H, W = 3, 30, 40  # a 3-frame 40x30 clip
@@ -95,7 +96,7 @@ def _listing(folder):
 def test_file_formats_round_trip_every_mask(tmp_path, record, kind):
     clip, truth, cats = random_clip(1)
     path = tmp_path / ("r.zip" if kind == "zip" else "r.json")
-    summary = export_results([video(clip)], **{kind: path}, record=record)
+    summary = export_results([video(clip)], {kind: path}, record=record)
     assert summary.tracks == {1: 3} and path in summary.paths and str(path) in summary.message
     back = import_tracks(path, num_frames=T, height=H, width=W)
     assert back.video_id == 1 and back.format == ("coco" if kind == "coco" else "ytvis-results")
@@ -110,7 +111,7 @@ def test_file_formats_round_trip_every_mask(tmp_path, record, kind):
 
 def test_davis_round_trip_and_objects_by_score(tmp_path, record):
     clip, truth, _ = random_clip(2, disjoint=True)
-    export_results([video(clip)], davis=tmp_path / "masks", record=record)
+    export_results([video(clip)], {"davis": tmp_path / "masks"}, record=record)
     assert _listing(tmp_path / "masks") == ["00000.png", "00001.png", "00002.png", "vpp_run.json"]
     back = import_tracks(tmp_path / "masks", num_frames=T, height=H, width=W, category_id=7)
     assert back.format == "davis" and [tr.source_id for tr in back.tracks] == [1, 2, 3]
@@ -123,7 +124,7 @@ def test_davis_round_trip_and_objects_by_score(tmp_path, record):
 def test_coco_json_loads_with_pycocotools(tmp_path, record):
     clip, truth, _ = random_clip(3)
     path = tmp_path / "frames_coco.json"
-    export_results([video(clip)], coco=path, categories=[(1, "person"), (2, "dog")], record=record)
+    export_results([video(clip)], {"coco": path}, categories=[(1, "person"), (2, "dog")], record=record)
     coco = COCO(str(path))
     assert len(coco.getImgIds()) == T
     assert len(coco.getAnnIds()) == sum(len(fr) for fr in truth.values()) == 7  # absent / empty frames: none
@@ -142,8 +143,9 @@ def test_run_records_beside_every_output(tmp_path, record):
     clip, *_ = random_clip(4)
     model_sha = hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
     assert record.model_sha256 == model_sha == file_sha256(tmp_path / "model.safetensors", chunk_size=7)
-    summary = export_results([video(clip)], ytvis=tmp_path / "r.json", zip=tmp_path / "r.zip",
-                             coco=tmp_path / "c.json", davis=tmp_path / "d", record=record)
+    summary = export_results([video(clip)],
+                             {"ytvis": tmp_path / "r.json", "zip": tmp_path / "r.zip", "coco": tmp_path / "c.json",
+                              "davis": tmp_path / "d"}, record=record)
     assert _listing(tmp_path) == ["c.json", "c.run.json", "d", "d/00000.png", "d/00001.png", "d/00002.png",
                                   "d/vpp_run.json", "model.safetensors", "r.json", "r.run.json", "r.zip"]
     assert set(summary.paths) == {tmp_path / n for n in ("r.json", "r.zip", "c.json", "d", "r.run.json",
@@ -162,7 +164,7 @@ def test_several_videos_go_to_sub_folders_and_the_matching_video_is_imported(tmp
     b, truth_b, _ = random_clip(6, disjoint=True, frames=2)
     c, *_ = random_clip(7, disjoint=True)
     videos = [video(a, 1, "same"), video(b, 2, "same"), video(c, 3, "other")]
-    export_results(videos, ytvis=tmp_path / "r.json", davis=tmp_path / "d", record=record)
+    export_results(videos, {"ytvis": tmp_path / "r.json", "davis": tmp_path / "d"}, record=record)
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["other", "same-1", "same-2", "vpp_run.json"]
     back = import_tracks(tmp_path / "d" / "same-2", num_frames=2, height=H, width=W)
     _assert_same(_masks_of(back), [truth_b[2], truth_b[5], truth_b[9]])
@@ -194,10 +196,11 @@ def test_a_failure_in_the_last_format_leaves_nothing_new(tmp_path, record, monke
             raise OSError("disk full")
         write_davis_png(path, labels)
 
-    monkeypatch.setattr(formats, "write_davis_png", broken)
+    monkeypatch.setattr(davis_format, "write_davis_png", broken)
     with pytest.raises(OSError, match="disk full"):
-        export_results([video(clip)], ytvis=tmp_path / "results.json", zip=tmp_path / "results.zip",
-                       coco=tmp_path / "coco.json", davis=tmp_path / "masks", record=record)
+        export_results([video(clip)],
+                       {"ytvis": tmp_path / "results.json", "zip": tmp_path / "results.zip",
+                        "coco": tmp_path / "coco.json", "davis": tmp_path / "masks"}, record=record)
     assert len(calls) == 2  # it failed in the middle of the DAVIS folder, after the other formats were staged
     assert _listing(tmp_path) == before  # no new file, no staging left
     assert (tmp_path / "results.json").read_text() == "[]\n"
@@ -206,7 +209,7 @@ def test_a_failure_in_the_last_format_leaves_nothing_new(tmp_path, record, monke
 def test_a_failed_commit_restores_every_old_output(tmp_path, record, monkeypatch):
     old, *_ = random_clip(9, disjoint=True)
     new, *_ = random_clip(10, disjoint=True)
-    export_results([video(old)], ytvis=tmp_path / "r.json", davis=tmp_path / "d", record=record)
+    export_results([video(old)], {"ytvis": tmp_path / "r.json", "davis": tmp_path / "d"}, record=record)
     saved = {p: (tmp_path / p).read_bytes() for p in _listing(tmp_path) if (tmp_path / p).is_file()}
     real_replace = os.replace
 
@@ -217,7 +220,8 @@ def test_a_failed_commit_restores_every_old_output(tmp_path, record, monkeypatch
 
     monkeypatch.setattr(export_mod.os, "replace", failing_replace)
     with pytest.raises(OSError, match="no space left"):
-        export_results([video(new)], ytvis=tmp_path / "r.json", zip=tmp_path / "r.zip", davis=tmp_path / "d",
+        export_results([video(new)],
+                       {"ytvis": tmp_path / "r.json", "zip": tmp_path / "r.zip", "davis": tmp_path / "d"},
                        record=record)
     assert {p: (tmp_path / p).read_bytes() for p in _listing(tmp_path) if (tmp_path / p).is_file()} == saved
 
@@ -225,18 +229,18 @@ def test_a_failed_commit_restores_every_old_output(tmp_path, record, monkeypatch
 def test_an_earlier_export_folder_is_replaced_but_a_foreign_one_is_refused(tmp_path, record):
     clip, *_ = random_clip(11, disjoint=True)
     short, *_ = random_clip(12, disjoint=True, frames=2)
-    export_results([video(clip)], davis=tmp_path / "d", record=record)
-    export_results([video(short)], davis=tmp_path / "d", record=record)  # ours: replaced as a whole
+    export_results([video(clip)], {"davis": tmp_path / "d"}, record=record)
+    export_results([video(short)], {"davis": tmp_path / "d"}, record=record)  # ours: replaced as a whole
     assert _listing(tmp_path) == ["d", "d/00000.png", "d/00001.png", "d/vpp_run.json", "model.safetensors"]
     (tmp_path / "empty").mkdir()
-    export_results([video(short)], davis=tmp_path / "empty", record=record)  # an empty folder is fine
+    export_results([video(short)], {"davis": tmp_path / "empty"}, record=record)  # an empty folder is fine
     assert len(list((tmp_path / "empty").glob("*.png"))) == 2
 
     user = tmp_path / "photos"
     user.mkdir()
     (user / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(DataError, match=r"photos: the folder is not empty.*choose an empty or new folder"):
-        export_results([video(clip)], ytvis=tmp_path / "r.json", davis=user, record=record)
+        export_results([video(clip)], {"ytvis": tmp_path / "r.json", "davis": user}, record=record)
     assert _listing(user) == ["holiday.jpg"] and (user / "holiday.jpg").read_bytes() == b"precious"
     assert not (tmp_path / "r.json").exists()  # checked before anything was written
 
@@ -246,39 +250,39 @@ def test_an_earlier_export_with_a_users_files_added_is_refused_whole(tmp_path, r
     clip, *_ = random_clip(15, disjoint=True)
     a, *_ = random_clip(16, disjoint=True)
     exports = tmp_path / "exports"
-    export_results([video(clip)], davis=exports, record=record)
+    export_results([video(clip)], {"davis": exports}, record=record)
     (exports / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match=r"exports: holds notes\.txt besides an earlier export.*move them out"):
-        export_results([video(clip)], ytvis=tmp_path / "r.json", davis=exports, record=record)
+        export_results([video(clip)], {"ytvis": tmp_path / "r.json", "davis": exports}, record=record)
     (exports / "notes.txt").unlink()
     (exports / "other_run").mkdir()
     (exports / "other_run" / "00000.png").write_bytes(b"not ours")
     with pytest.raises(DataError, match=r"holds other_run besides an earlier export"):
-        check_outputs(davis=exports)
+        check_outputs({"davis": exports})
     assert (exports / "other_run" / "00000.png").read_bytes() == b"not ours"
     assert not (tmp_path / "r.json").exists()
     (exports / "other_run" / "00000.png").unlink()
     (exports / "other_run").rmdir()
     several = tmp_path / "several"  # an export of several videos: its listed sub-folders are ours
-    export_results([video(clip, 1, "a"), video(a, 2, "b")], davis=several, record=record)
+    export_results([video(clip, 1, "a"), video(a, 2, "b")], {"davis": several}, record=record)
     (several / "a" / "extra.txt").write_text("mine")
     with pytest.raises(DataError, match=r"holds a besides an earlier export"):
-        check_outputs(davis=several)
+        check_outputs({"davis": several})
     (several / "a" / "extra.txt").unlink()
-    export_results([video(clip)], davis=several, record=record)  # now ours alone: replaced as a whole
+    export_results([video(clip)], {"davis": several}, record=record)  # now ours alone: replaced as a whole
     assert _listing(several) == ["00000.png", "00001.png", "00002.png", "vpp_run.json"]
 
 
 def test_symlinked_outputs_are_refused(tmp_path, record):
     clip, *_ = random_clip(17, disjoint=True)
-    export_results([video(clip)], davis=tmp_path / "real", ytvis=tmp_path / "real.json", record=record)
+    export_results([video(clip)], {"davis": tmp_path / "real", "ytvis": tmp_path / "real.json"}, record=record)
     (tmp_path / "link").symlink_to("real")
     (tmp_path / "link.json").symlink_to("real.json")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
     with pytest.raises(DataError, match=r"link: is a symbolic link \(to .*real\); give the folder itself"):
-        export_results([video(clip)], davis=tmp_path / "link", record=record)
+        export_results([video(clip)], {"davis": tmp_path / "link"}, record=record)
     with pytest.raises(DataError, match=r"link\.json: is a symbolic link"):
-        export_results([video(clip)], ytvis=tmp_path / "link.json", record=record)
+        export_results([video(clip)], {"ytvis": tmp_path / "link.json"}, record=record)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "link.json", "model.safetensors", "real",
                                                           "real.json", "real.run.json"]
@@ -288,7 +292,7 @@ def test_videos_whose_names_collide_each_get_their_own_davis_folder(tmp_path, re
     made = [random_clip(20 + i, disjoint=True) for i in range(4)]
     clips = [c for c, *_ in made]
     videos = [video(clips[0], 1, "x"), video(clips[1], 2, "X"), video(clips[2], 3, "x-1"), video(clips[3], 4, "..")]
-    export_results(videos, davis=tmp_path / "d", record=record)
+    export_results(videos, {"davis": tmp_path / "d"}, record=record)
     run = json.loads((tmp_path / "d" / "vpp_run.json").read_text())
     folders = [v["folder"] for v in run["videos"]]
     assert folders[2] == "x-1" and len({f.lower() for f in folders}) == 4 and ".." not in folders
@@ -300,19 +304,19 @@ def test_videos_whose_names_collide_each_get_their_own_davis_folder(tmp_path, re
 
 def test_output_locations_are_checked_before_writing(tmp_path):
     with pytest.raises(ValueError, match="at least one output"):
-        check_outputs()
+        check_outputs({})
     with pytest.raises(DataError, match=r"given as both the YTVIS results and the zipped results output"):
-        check_outputs(ytvis=tmp_path / "r.json", zip=tmp_path / "sub" / ".." / "r.json")
+        check_outputs({"ytvis": tmp_path / "r.json", "zip": tmp_path / "sub" / ".." / "r.json"})
     with pytest.raises(DataError, match=r"its run record .*r\.run\.json would overwrite the COCO JSON output"):
-        check_outputs(ytvis=tmp_path / "r.json", coco=tmp_path / "r.run.json")
+        check_outputs({"ytvis": tmp_path / "r.json", "coco": tmp_path / "r.run.json"})
     with pytest.raises(DataError, match=r"output folder .*nope does not exist"):
-        check_outputs(coco=tmp_path / "nope" / "c.json")
+        check_outputs({"coco": tmp_path / "nope" / "c.json"})
     with pytest.raises(DataError, match=r"lies inside the DAVIS folder"):
-        check_outputs(ytvis=tmp_path / "d" / "r.json", davis=tmp_path / "d")
+        check_outputs({"ytvis": tmp_path / "d" / "r.json", "davis": tmp_path / "d"})
     (tmp_path / "file").write_text("x")
     with pytest.raises(DataError, match=r"file: is a file, not a folder"):
-        check_outputs(davis=tmp_path / "file")
-    assert check_outputs(ytvis=tmp_path / "r.json", zip=tmp_path / "r.zip") == {
+        check_outputs({"davis": tmp_path / "file"})
+    assert check_outputs({"ytvis": tmp_path / "r.json", "zip": tmp_path / "r.zip"}) == {
         "ytvis": tmp_path / "r.json", "zip": tmp_path / "r.zip"}
     assert _listing(tmp_path) == ["file"]
 
@@ -321,15 +325,15 @@ def test_incomplete_or_inconsistent_videos_are_refused(tmp_path, record):
     clip = ClipResults(3, H, W)
     clip.add(_frame(0, []))
     with pytest.raises(DataError, match="results for 1 of 3 frames"):
-        export_results([video(clip)], ytvis=tmp_path / "r.json", record=record)
+        export_results([video(clip)], {"ytvis": tmp_path / "r.json"}, record=record)
     full, *_ = random_clip(13)
     with pytest.raises(DataError, match="video ids are not unique"):
-        export_results([video(full), video(full)], ytvis=tmp_path / "r.json", record=record)
+        export_results([video(full), video(full)], {"ytvis": tmp_path / "r.json"}, record=record)
     same_stems = VideoExport(1, "x", ("a.jpg", "a.png", "b.jpg"), full)
     with pytest.raises(DataError, match=r"video 1 \(x\): the frame names do not have distinct, non-empty stems"):
-        export_results([same_stems], ytvis=tmp_path / "r.json", davis=tmp_path / "d", record=record)
+        export_results([same_stems], {"ytvis": tmp_path / "r.json", "davis": tmp_path / "d"}, record=record)
     with pytest.raises(ValueError, match="2 frame names for 3 frames"):
-        export_results([VideoExport(1, "x", ("a.jpg", "b.jpg"), full)], ytvis=tmp_path / "r.json", record=record)
+        export_results([VideoExport(1, "x", ("a.jpg", "b.jpg"), full)], {"ytvis": tmp_path / "r.json"}, record=record)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
 
 
@@ -338,7 +342,7 @@ def test_incomplete_or_inconsistent_videos_are_refused(tmp_path, record):
 
 def test_mismatched_frames_or_size_name_the_file(tmp_path, record):
     clip, *_ = random_clip(14, disjoint=True)
-    export_results([video(clip)], ytvis=tmp_path / "r.json", davis=tmp_path / "d", record=record)
+    export_results([video(clip)], {"ytvis": tmp_path / "r.json", "davis": tmp_path / "d"}, record=record)
     with pytest.raises(DataError, match=r"r\.json: video 1 has 3 frames, but the open clip has 4"):
         import_tracks(tmp_path / "r.json", num_frames=4, height=H, width=W)
     with pytest.raises(DataError, match=r"r\.json: video 1 is 40x30 .* but the open clip is 40x31"):

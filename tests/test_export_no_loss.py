@@ -45,8 +45,8 @@ def _clip(count: int) -> ClipResults:
 def test_more_than_255_tracks_on_a_frame_are_all_in_the_davis_pngs(tmp_path):
     clip = _clip(300)
     davis = tmp_path / "masks"
-    summary = export_results([VideoExport(1, "v", ("a.jpg", "b.jpg"), clip)], davis=davis,
-                             record=RunRecord("test", "m"))
+    summary = export_results([VideoExport(1, "v", ("a.jpg", "b.jpg"), clip)],
+                             {"davis": davis}, record=RunRecord("test", "m"))
     assert "300 objects" in summary.message and "16-bit" in summary.message
     labels = read_davis_png(davis / "a.png")
     assert labels.dtype == np.uint16 and len(np.unique(labels[labels > 0])) == 300
@@ -60,7 +60,7 @@ def test_more_than_255_tracks_on_a_frame_are_all_in_the_davis_pngs(tmp_path):
 
 def test_255_tracks_stay_palette_pngs(tmp_path):
     davis = tmp_path / "masks"
-    export_results([VideoExport(1, "v", ("a.jpg", "b.jpg"), _clip(255))], davis=davis, record=RunRecord("t", "m"))
+    export_results([VideoExport(1, "v", ("a.jpg", "b.jpg"), _clip(255))], {"davis": davis}, record=RunRecord("t", "m"))
     labels = read_davis_png(davis / "a.png")
     assert labels.dtype == np.uint8 and labels.max() == 255
     from PIL import Image
@@ -73,8 +73,8 @@ def test_a_stored_area_of_zero_does_not_drop_a_track_from_any_export(tmp_path):
     clip = _clip(3)
     assert clip.get(0).areas.tolist() == [1, 1, 1]  # computed from the masks, not the zeros given
     out, coco, davis = tmp_path / "r.json", tmp_path / "c.json", tmp_path / "masks"
-    summary = export_results([VideoExport(1, "v", ("a.jpg", "b.jpg"), clip)], ytvis=out, coco=coco, davis=davis,
-                             record=RunRecord("t", "m"))
+    summary = export_results([VideoExport(1, "v", ("a.jpg", "b.jpg"), clip)],
+                             {"ytvis": out, "coco": coco, "davis": davis}, record=RunRecord("t", "m"))
     assert summary.tracks == {1: 3}
     assert len(json.loads(out.read_text())) == 3
     assert len(json.loads(coco.read_text())["annotations"]) == 3

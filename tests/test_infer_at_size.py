@@ -20,16 +20,18 @@ import torch
 import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
 from core.cli import main
 from core.data.imageio import decode_image, decode_image_reduced, jpeg_reduction, read_image_bytes
 from core.data.mask_runs import EncodedMasks, counts_to_rle, encode_box_mask, mask_runs
 from core.data.rle import encode_mask
 from core.data.sources import FolderSource, VideoSource
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 from core.preprocess import Resized, _linear_taps, resize_frame
 from core.results import CompactFrame
-from core.session import FrameResult, InferenceSession
+from core.session import InferenceSession
+from core.session_base import FrameResult
 
 #: A pixel of encoded_masks may differ from unpad_masks only where F.interpolate's value is this close to 0.
 SIGN_TOLERANCE = 1e-5

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
 from core.cli import main
 from core.data.errors import FrameReadError
 from core.data.prefetch import Prefetcher
 from core.data.rle import encode_mask
 from core.data.sources import FolderSource, VideoSource
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 from core.preprocess import prepare_frame, resize_frame, to_input
 from core.results import encode_masks
 from core.session import InferenceSession

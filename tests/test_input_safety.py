@@ -18,17 +18,19 @@ import pytest
 import torch
 from PIL import Image
 
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
 from core.cli import main
 from core.data import imageio
 from core.data.davis import read_davis_png
 from core.data.errors import CorruptFramesError, FrameReadError
 from core.data.imageio import ImageDecodeError, decode_image, image_size
-from core.data.sources import FolderSource, VideoSource, YtvisDatasetSource, load_ytvis_dataset
+from core.data.sources import FolderSource, VideoSource
 from core.data.synthetic import write_synthetic_dataset
 from core.data.ytvis import read_ytvis_gt
+from core.data.ytvis_dataset import YtvisDatasetSource, load_ytvis_dataset
 from core.errors import DataError
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 
 BIG = 32000
 LIMIT = imageio.MAX_FRAME_PIXELS

@@ -559,7 +559,7 @@ def test_kill_9_loses_no_acknowledged_edit(tmp_path, kind):
     # what the recovered document exports is valid
     out = tmp_path / "out"
     out.mkdir()
-    rec.export(ytvis=out / "r.json", davis=out / "masks", coco=out / "c.json")
+    rec.export({"ytvis": out / "r.json", "davis": out / "masks", "coco": out / "c.json"})
     data = json.loads((out / "r.json").read_text())
     parsed = parse_ytvis_results(data, source=out / "r.json")
     expected = [t for t in rec.tracks.values() if t.review != "rejected" and any(f.area for f in t.frames.values())]

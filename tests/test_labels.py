@@ -228,7 +228,7 @@ def test_exports_write_the_project_labels(tmp_path):
     chair = doc.add_category("chair")
     doc.create_track(0, rect(2, 2, 9, 9), chair)
     doc.rename_category(1, "judoka")
-    doc.export(coco=tmp_path / "c.json")
+    doc.export({"coco": tmp_path / "c.json"})
     cats = json.loads((tmp_path / "c.json").read_text())["categories"]
     assert {c["id"]: c["name"] for c in cats} == {1: "judoka", 2: "dog", 3: "cat", chair: "chair"}
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdpa_flop_count
 
-from core.build import VPPConfig, build_vpp, keep_for, keep_schedule
 from core.model.map_sm import background_positions, distance_prior
 from core.model.vit import Attention
+from core.model.vpp.builder import build_vpp, keep_for, keep_schedule
+from core.model.vpp.config import VPPConfig
 from core.session import InferenceSession
 
 # torch's FLOP counter has no formula for the CPU flash-attention kernel SDPA dispatches to; give it the

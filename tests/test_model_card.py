@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from core.bench import bench_model
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
 from core.cli import main
 from core.data.synthetic import write_synthetic_dataset
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 from core.training.validate import evaluate_model, make_validator, open_split
 
 

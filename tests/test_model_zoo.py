@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -269,19 +270,19 @@ def test_models_download_prints_the_path(server, tmp_path, capsys, monkeypatch):
 
 
 def test_models_download_imports_the_file_and_the_app_list_finds_it(server, tmp_path, capsys, monkeypatch):
-    from core.commands import import_checkpoint
+    from core import release_import
 
     entry = model_zoo.ZooEntry(name="tiny-test", variant="tiny", kind="vpp", pkr=0.5,
                                url=f"{server.base}/files/model.pth", sha256=None, size=None, config=None, notes="")
     monkeypatch.setattr(model_zoo, "ZOO", (*ZOO, entry))
     calls = []
 
-    def fake_import(args):  # the importer itself is tested in tests/test_release_import.py
-        calls.append(args)
-        Path(args.out).write_bytes(b"model")
-        return 0
+    def fake_import(src, out, *, variant):  # the importer itself is tested in tests/test_release_import.py
+        calls.append(SimpleNamespace(src=src, out=out, variant=variant))
+        Path(out).write_bytes(b"model")
+        return Path(out)
 
-    monkeypatch.setattr(import_checkpoint, "run", fake_import)
+    monkeypatch.setattr(release_import, "import_release_checkpoint", fake_import)
     assert models_cmd.imported_models(tmp_path) == []
     assert models_cmd.run(_parse(["models", "download", "tiny-test", "--dir", str(tmp_path), "--no-progress"])) == 0
     out = capsys.readouterr().out
@@ -553,18 +554,17 @@ def test_a_link_in_place_of_the_partial_file_is_never_written_through(server, tm
 
 
 def test_a_pth_whose_import_is_refused_is_moved_aside(server, tmp_path, capsys, monkeypatch):
-    from core import released_models
-    from core.commands import import_checkpoint
+    from core import release_import, released_models
     from core.errors import CheckpointError
 
     entry = model_zoo.ZooEntry(name="tiny-test", variant="tiny", kind="vpp", pkr=0.5,
                                url=f"{server.base}/files/model.pth", sha256=None, size=None, config=None, notes="")
     monkeypatch.setattr(model_zoo, "ZOO", (*ZOO, entry))
 
-    def refuse(args):
-        raise CheckpointError(f"{args.src}: the checkpoint names a forbidden global")
+    def refuse(src, out, *, variant):
+        raise CheckpointError(f"{src}: the checkpoint names a forbidden global")
 
-    monkeypatch.setattr(import_checkpoint, "run", refuse)
+    monkeypatch.setattr(release_import, "import_release_checkpoint", refuse)
     with pytest.raises(CheckpointError) as info:
         models_cmd.run(_parse(["models", "download", "tiny-test", "--dir", str(tmp_path), "--no-progress"]))
     pth = tmp_path / "tiny-test.pth"

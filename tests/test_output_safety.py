@@ -8,6 +8,7 @@ model loads, and the tests stay fast.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 import core.commands.infer as infer_mod
+from core.build import FAMILIES
 from core.cli import main
 from core.errors import DataError
 from core.export import RunRecord, VideoExport, check_outputs, export_results
@@ -90,23 +92,28 @@ def fake_model(monkeypatch):
     Returns the list of model loads, to show that a refusal came before the model was loaded."""
     loads: list[str] = []
 
-    class Session:
+    class Session:  # a core.clip_loop.Session: vpp infer runs it through run_clip (any iterable, maybe prefetched)
         def __init__(self, model, config, *, device, pkr, mode):
             self.pkr, self.mode = pkr or 0.5, mode
+            self.index = 0
 
-        def run_clip(self, frames):  # any iterable of frames, as ClipRunner.run_clip (vpp infer may prefetch)
-            for i, frame in enumerate(frames):  # the frames are really read
-                h, w = frame.shape[:2]
-                m = np.zeros((h, w), bool)
-                m[2:10, 3 + i: 12 + i] = True
-                yield SimpleNamespace(index=i, track_ids=np.array([1]), category_ids=np.array([1]),
-                                      scores=np.array([0.9], np.float32), masks=m[None], kept=np.ones((1, 2, 2), bool),
-                                      stage_names=("Map-SM",), keep_ratio=1.0, gflops=0.0, ms=0.0)
+        def reset(self):
+            self.index = 0
 
-    loaded = SimpleNamespace(trained=True, model=None, source="fake",
+        def step(self, frame):  # the frames are really read
+            i, self.index = self.index, self.index + 1
+            h, w = frame.shape[:2]
+            m = np.zeros((h, w), bool)
+            m[2:10, 3 + i: 12 + i] = True
+            return SimpleNamespace(index=i, track_ids=np.array([1]), category_ids=np.array([1]),
+                                   scores=np.array([0.9], np.float32), masks=m[None], kept=np.ones((1, 2, 2), bool),
+                                   stage_names=("Map-SM",), keep_ratio=1.0, gflops=0.0, ms=0.0)
+
+    family = dataclasses.replace(FAMILIES["vpp"], session=lambda loaded, *, device, pkr, mode, **_: Session(
+        loaded.model, loaded.config, device=device, pkr=pkr, mode=mode))
+    loaded = SimpleNamespace(trained=True, model=None, source="fake", family=family,
                              config=SimpleNamespace(class_to_category_id=(1,), category_names=("thing",)))
     monkeypatch.setattr(infer_mod, "load_model", lambda model, **k: loads.append(str(model)) or loaded)
-    monkeypatch.setattr(infer_mod, "InferenceSession", Session)
     return loads
 
 
@@ -179,22 +186,22 @@ def test_the_door_and_the_app_writers_refuse_outputs_over_inputs(tmp_path):
     names = tuple(p.name for p in sorted(frames.iterdir()))
     video = VideoExport(1, "frames", names, clip)
     with pytest.raises(DataError, match=r"frames: the DAVIS folder is the input .*frames"):
-        check_outputs(davis=frames, inputs=[frames])
+        check_outputs({"davis": frames}, inputs=[frames])
     with pytest.raises(DataError, match=r"00001\.jpg: the COCO JSON output lies inside the input"):
-        export_results([video], coco=frames / "00001.jpg", record=RunRecord("t", "m"), inputs=[frames])
+        export_results([video], {"coco": frames / "00001.jpg"}, record=RunRecord("t", "m"), inputs=[frames])
     (tmp_path / "r.run.json").write_text("{}")
     with pytest.raises(DataError, match=r"r\.run\.json: the run record of the YTVIS results output is the input"):
-        check_outputs(ytvis=tmp_path / "r.json", inputs=[tmp_path / "r.run.json"])
+        check_outputs({"ytvis": tmp_path / "r.json"}, inputs=[tmp_path / "r.run.json"])
     (tmp_path / "r.run.json").unlink()
-    assert check_outputs(ytvis=tmp_path / "r.json", inputs=[frames]) == {"ytvis": tmp_path / "r.json"}
+    assert check_outputs({"ytvis": tmp_path / "r.json"}, inputs=[frames]) == {"ytvis": tmp_path / "r.json"}
 
     qt = pytest.importorskip("vpp_gui.export")  # the app's writers pass inputs through to the door
     with pytest.raises(DataError, match="the DAVIS folder is the input"):
-        qt.write_davis(clip, frames, names, inputs=[frames])
+        qt.write_export("davis", clip, frames, names, inputs=[frames])
     with pytest.raises(DataError, match="the YTVIS results output lies inside the input"):
-        qt.write_ytvis(clip, frames / "r.json", inputs=[frames])
+        qt.write_export("ytvis", clip, frames / "r.json", inputs=[frames])
     with pytest.raises(DataError, match="the COCO JSON output is the input"):
-        qt.write_coco(clip, frames / "00000.jpg", names, inputs=[frames / "00000.jpg"])
+        qt.write_export("coco", clip, frames / "00000.jpg", names, inputs=[frames / "00000.jpg"])
     assert _snapshot(tmp_path) == before
 
 

@@ -506,13 +506,13 @@ def test_the_run_record_holds_no_bare_nan_and_no_hash_of_a_file_that_is_not_a_ch
         doc = make_doc()
         doc.settings = doc.settings.replace(model_kind="file", model_path=path)
         doc.run = {"model": run, "pkr": float("nan")} if run else None
-        doc.export(ytvis=tmp_path / f"o{i}.json")
+        doc.export({"ytvis": tmp_path / f"o{i}.json"})
         text = (tmp_path / f"o{i}.run.json").read_text()
         assert "NaN" not in text and json.loads(text)["model_sha256"] is None
     doc = make_doc()
     doc.run = {"model": str(model), "pkr": 0.4}
-    doc.export(ytvis=tmp_path / "m.json")
-    from core.export import file_sha256
+    doc.export({"ytvis": tmp_path / "m.json"})
+    from core.regular_files import file_sha256
 
     assert json.loads((tmp_path / "m.run.json").read_text())["model_sha256"] == file_sha256(model)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.build import VPPConfig, build_vpp
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.config import VPPConfig
 from core.training.trainer import TrainConfig
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.json"))

@@ -26,9 +26,10 @@ from core.commands import import_checkpoint
 from core.data.categories import ytvis_categories
 from core.errors import CheckpointError
 from core.model.convert import convert_release_state_dict
-from core.model.release_model import build_release_model, nominal_pkr, release_keep
+from core.model.release.builder import build_release_model
+from core.model.release.checkpoint import load_release_checkpoint, model_kind, sidecar_path
+from core.model.release.config import nominal_pkr, release_keep
 from core.model.rovis_tracker import RovisTracker
-from core.release_checkpoint import load_release_checkpoint, model_kind, sidecar_path
 
 DIM = {"tiny": 192, "small": 384}
 
@@ -364,8 +365,8 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, capsys, monkeypatch):
 def test_release_files_are_validated_before_anything_is_allocated(tmp_path):
     from safetensors.torch import save_file
 
-    from core.model.release_model import release_config
-    from core.release_checkpoint import read_release_file
+    from core.model.release.checkpoint import read_release_file
+    from core.model.release.config import release_config
 
     path = tmp_path / "m.safetensors"
     save_file({"w": torch.zeros(2)}, str(path), metadata={"vpp_model_kind": "release"})

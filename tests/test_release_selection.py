@@ -18,10 +18,16 @@ import torch
 from core.errors import CheckpointError
 from core.model.backbone import PrunedViT
 from core.model.map_sm import MapSM, background_positions
-from core.model.release_model import ReleaseConfig, build_release_model
+from core.model.release.builder import build_release_model
+from core.model.release.checkpoint import (
+    load_release_checkpoint,
+    read_release_file,
+    save_release_checkpoint,
+    sidecar_path,
+)
+from core.model.release.config import ReleaseConfig
 from core.model.selective import SelectiveModule
 from core.model.vit import VisionTransformer
-from core.release_checkpoint import load_release_checkpoint, read_release_file, save_release_checkpoint, sidecar_path
 
 KEEP = (0.7, 0.56, 0.448, 0.358)  # the release's PKR-0.55 schedule; "release" uses only the Map-SM value
 DIM = 32

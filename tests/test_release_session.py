@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import core.bench
+from core.app.settings import RunSettings
 from core.app.studio import (
     FrameMessage,
     ModelInfo,
-    ModelSpec,
     ModelStore,
     PassDone,
     PreviewChannel,
@@ -27,14 +27,17 @@ from core.app.studio import (
     guarded_pass,
 )
 from core.bench import bench_release_model, format_table
-from core.build import VPPConfig, build_vpp
+from core.build import make_session
 from core.cli import main
 from core.data.categories import ytvis_categories
-from core.model.release_model import RELEASE_KEEP, build_release_model, nominal_pkr, release_keep
-from core.release_checkpoint import save_release_checkpoint
+from core.model.release.builder import build_release_model
+from core.model.release.checkpoint import save_release_checkpoint
+from core.model.release.config import RELEASE_KEEP, nominal_pkr, release_keep
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.config import VPPConfig
 from core.release_session import ReleaseSession, trained_schedule
 from core.resources import LoadedModel, load_model
-from core.session import InferenceSession, make_session
+from core.session import InferenceSession
 
 SMALL = dict(embed_dim=48, conv_inplane=8, feat_channels=32, out_channels=32, encoder_layers=1, encoder_ffn=64,
              decoder_layers=2, decoder_ffn=64, num_queries=10, pos_grid=(4, 4))
@@ -206,8 +209,9 @@ def test_the_apps_pass_shows_the_release_names_and_keeps_previews_apart(release_
     store = ModelStore(lambda spec, device: load_model(spec.path, device=device))
     channel = PreviewChannel()
     channel.want(2)
-    request = RunRequest(5, "clip", ModelSpec("file", str(release_path)), "cpu", 0.4, None)
-    msgs = list(guarded_pass(request, store, channel, lambda _p: ListSource(frames)))
+    request = RunRequest(5, "clip", RunSettings("file", str(release_path), pkr=0.4))
+    msgs: list = []
+    guarded_pass(request, store, channel, lambda _p: ListSource(frames), msgs.append)
     info = msgs[0]
     assert isinstance(info, ModelInfo) and info.trained and isinstance(msgs[-1], PassDone), msgs[-1]
     assert info.category_names == tuple(c.name for c in ytvis_categories("2021"))

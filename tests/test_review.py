@@ -274,7 +274,7 @@ def _car_document(car) -> Document:
 def test_panel_figures_equal_vpp_eval_ytvis_gt(car, tmp_path, capsys):
     doc = _car_document(car)
     results = tmp_path / "results.json"
-    doc.export(ytvis=results)
+    doc.export({"ytvis": results})
     entries = document_entries(doc)
     assert entries == json.loads(results.read_text()) and len(entries) == 2  # the rejected track is left out
     gt = load_ground_truth(car / "gt_ytvis.json", num_frames=N, height=H, width=W, names=doc.clip.frame_names())
@@ -296,7 +296,7 @@ def test_panel_figures_equal_vpp_eval_davis_gt(car, tmp_path, capsys):
         del a["areas"], a["bboxes"]
     data["categories"] = [{"id": 1, "name": "object"}]
     results = tmp_path / "results.json"
-    doc.export(ytvis=results)
+    doc.export({"ytvis": results})
     agnostic = [{**e, "category_id": 1} for e in json.loads(results.read_text())]
     figures = _eval_cli(tmp_path, dump(tmp_path / "gt1.json", data), agnostic, "davis", capsys)
     _same(report, figures)

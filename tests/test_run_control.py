@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from core.app.run_control import RunController
-from core.app.studio import FrameMessage, ModelInfo, ModelSpec, PassDone, PassError
+from core.app.settings import ModelSpec
+from core.app.studio import FrameMessage, ModelInfo, PassDone, PassError
 from core.results import CompactFrame
 
 
@@ -40,7 +41,7 @@ def test_a_pass_fills_one_store_and_ends_done():
     c, runner, events = _controller()
     c.configure(pkr=0.4, preview=2)
     request, preview = runner.started[-1]
-    assert c.state == "running" and c.running and preview == 2 and request.pkr == 0.4
+    assert c.state == "running" and c.running and preview == 2 and request.settings.pkr == 0.4
     c.on_message(ModelInfo(request.id, "src", False, ("a",), (1,), 64, 16))
     for i in range(3):
         c.on_message(FrameMessage(request.id, _frame(i), False))

@@ -8,9 +8,11 @@ import torch
 
 import core.bench
 from core.bench import bench_model
-from core.build import VPPConfig, build_vpp, keep_for
 from core.errors import VPPError
-from core.session import FrameResult, InferenceSession
+from core.model.vpp.builder import build_vpp, keep_for
+from core.model.vpp.config import VPPConfig
+from core.session import InferenceSession
+from core.session_base import FrameResult
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +103,9 @@ def test_model_holds_no_run_settings(model_and_config):
         for name in ("keep", "mode", "set_keep", "set_mode"):
             assert not hasattr(obj, name), f"{type(obj).__name__}.{name}"
     import core.build
+    import core.model.vpp.builder
 
-    assert not hasattr(core.build, "set_pkr")
+    assert not hasattr(core.build, "set_pkr") and not hasattr(core.model.vpp.builder, "set_pkr")
 
 
 def test_random_mode_keeps_the_same_budget_as_vpp(model_and_config):

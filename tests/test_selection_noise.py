@@ -11,12 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.build import VPPConfig, build_vpp
 from core.errors import ConfigError
 from core.model.backbone import PrunedViT, _select
 from core.model.map_sm import MapSM
 from core.model.selective import SelectiveModule
 from core.model.vit import VisionTransformer
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.config import VPPConfig
 
 
 def _overlap_with_topk(scores: torch.Tensor, k: int, noise: float, draws: int = 40) -> float:

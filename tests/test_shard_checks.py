@@ -228,9 +228,10 @@ def test_a_forged_40000_square_shard_is_refused_before_allocating(setup, tmp_pat
 def test_vpp_infer_recomputes_a_forged_shard_and_says_which(tmp_path, capsys):
     """End to end: the forged shard is reported by name, the video computed again, the merge is right."""
     torch = pytest.importorskip("torch")
-    from core.build import VPPConfig, build_vpp
-    from core.checkpoint import save_checkpoint
     from core.cli import main
+    from core.model.vpp.builder import build_vpp
+    from core.model.vpp.checkpoint import save_checkpoint
+    from core.model.vpp.config import VPPConfig
 
     torch.manual_seed(0)
     cfg = VPPConfig.for_variant("tiny", input_long_side=64, num_queries=8, decoder_layers=2, num_classes=2,

@@ -14,15 +14,9 @@ from core.data import sources as sources_mod
 from core.data.cache import ByteLRU
 from core.data.errors import FrameReadError
 from core.data.imageio import decode_image
-from core.data.sources import (
-    FolderSource,
-    VideoSource,
-    YtvisDatasetSource,
-    load_ytvis_dataset,
-    natural_key,
-    open_source,
-)
+from core.data.sources import FolderSource, VideoSource, natural_key, open_source
 from core.data.synthetic import write_synthetic_dataset
+from core.data.ytvis_dataset import YtvisDatasetSource, load_ytvis_dataset
 from core.errors import DataError
 
 RNG = np.random.default_rng(0)

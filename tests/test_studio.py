@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.app.settings import ModelSpec, RunSettings
 from core.app.studio import (
     FrameMessage,
     ModelInfo,
-    ModelSpec,
     ModelStore,
     PassDone,
     PassError,
@@ -20,7 +20,8 @@ from core.app.studio import (
     guarded_pass,
     resolve_threshold,
 )
-from core.build import VPPConfig, build_vpp
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.config import VPPConfig
 from core.resources import LoadedModel
 from core.results import ClipResults, CompactFrame
 from core.session import InferenceSession
@@ -57,8 +58,9 @@ def test_preview_runs_first_and_does_not_disturb_the_pass(frames):
     source = ListSource(frames)
     channel = PreviewChannel()
     channel.want(3)
-    req = RunRequest(7, "clip", ModelSpec("tiny"), "cpu", 0.5, 0.0)
-    msgs = list(guarded_pass(req, ModelStore(tiny), channel, lambda _p: source))
+    req = RunRequest(7, "clip", RunSettings("tiny", pkr=0.5, threshold=0.0))
+    msgs: list = []
+    guarded_pass(req, ModelStore(tiny), channel, lambda _p: source, msgs.append)
     assert isinstance(msgs[0], ModelInfo) and msgs[0].request_id == 7 and not msgs[0].trained
     assert isinstance(msgs[1], FrameMessage) and msgs[1].preview and msgs[1].frame.index == 3
     passed = [m.frame for m in msgs if isinstance(m, FrameMessage) and not m.preview]
@@ -82,8 +84,9 @@ def test_errors_become_messages(frames):
     def broken(_path):
         raise OSError("disk on fire")
 
-    req = RunRequest(1, "clip", ModelSpec("tiny"), "cpu", 0.5, 0.0)
-    msgs = list(guarded_pass(req, ModelStore(tiny), PreviewChannel(), broken))
+    req = RunRequest(1, "clip", RunSettings("tiny", pkr=0.5, threshold=0.0))
+    msgs: list = []
+    guarded_pass(req, ModelStore(tiny), PreviewChannel(), broken, msgs.append)
     assert isinstance(msgs[-1], PassError) and "disk on fire" in msgs[-1].message and msgs[-1].request_id == 1
 
 
@@ -91,11 +94,11 @@ def test_keys_thresholds_and_cache():
     assert resolve_threshold(None, trained=False) == 0.03
     assert resolve_threshold(None, trained=True) == 0.25
     assert resolve_threshold(0.4, trained=False) == 0.4
-    assert RunKey.make("c", ModelSpec("tiny"), "cpu", 0.5, None).threshold is None
-    assert RunKey.make("c", ModelSpec("tiny"), "cpu", 0.5000001, 0.03) == RunKey.make("c", ModelSpec("tiny"), "cpu",
-                                                                                       0.5, 0.03)
+    assert RunKey.make("c", RunSettings("tiny", pkr=0.5, threshold=None)).threshold is None
+    assert RunKey.make("c", RunSettings("tiny", pkr=0.5000001, threshold=0.03)) == RunKey.make(
+        "c", RunSettings("tiny", pkr=0.5, threshold=0.03))
     cache = ResultCache(max_bytes=1)
-    keys = [RunKey.make("c", ModelSpec("tiny"), "cpu", p, 0.03) for p in (0.3, 0.4)]
+    keys = [RunKey.make("c", RunSettings("tiny", pkr=p, threshold=0.03)) for p in (0.3, 0.4)]
     stores = [ClipResults(1, 4, 4) for _ in keys]
     r = np.zeros((1, 4, 4), bool)
     for k, s in zip(keys, stores):
@@ -133,15 +136,18 @@ def test_model_load_failures_name_the_checkpoint(tmp_path):
     def named(spec, device):
         raise CheckpointError(f"{path}: tensor 'x' holds NaN")
 
-    req = RunRequest(3, "clip", ModelSpec("file", str(path)), "cpu", 0.5, None)
-    msgs = list(guarded_pass(req, ModelStore(zero_division), PreviewChannel(), lambda _p: ListSource([])))
+    req = RunRequest(3, "clip", RunSettings("file", str(path), pkr=0.5, threshold=None))
+    msgs: list = []
+    guarded_pass(req, ModelStore(zero_division), PreviewChannel(), lambda _p: ListSource([]), msgs.append)
     assert len(msgs) == 1 and isinstance(msgs[0], PassError)
     assert msgs[0].message.startswith(f"{path}: cannot load the model: ZeroDivisionError"), msgs[0].message
     assert "ZeroDivisionError" in msgs[0].detail  # the traceback is kept for the debug log only
-    msgs = list(guarded_pass(req, ModelStore(named), PreviewChannel(), lambda _p: ListSource([])))
+    msgs = []
+    guarded_pass(req, ModelStore(named), PreviewChannel(), lambda _p: ListSource([]), msgs.append)
     assert msgs[0].message == f"{path}: tensor 'x' holds NaN" and msgs[0].detail == ""  # named already: as is
-    built = RunRequest(4, "clip", ModelSpec("tiny"), "cpu", 0.5, None)
-    msgs = list(guarded_pass(built, ModelStore(zero_division), PreviewChannel(), lambda _p: ListSource([])))
+    built = RunRequest(4, "clip", RunSettings("tiny", pkr=0.5, threshold=None))
+    msgs = []
+    guarded_pass(built, ModelStore(zero_division), PreviewChannel(), lambda _p: ListSource([]), msgs.append)
     assert msgs[0].message.startswith("the Tiny (untrained) model: cannot load the model: ZeroDivisionError")
 
 
@@ -154,8 +160,9 @@ def test_data_errors_carry_no_traceback(frames):
                 raise FrameReadError("clip/00001.jpg", 1, "not a decodable image") from ValueError("inner")
             return super().frame(i)
 
-    req = RunRequest(5, "clip", ModelSpec("tiny"), "cpu", 0.5, 0.0)
-    msgs = list(guarded_pass(req, ModelStore(tiny), PreviewChannel(), lambda _p: Corrupt(frames)))
+    req = RunRequest(5, "clip", RunSettings("tiny", pkr=0.5, threshold=0.0))
+    msgs: list = []
+    guarded_pass(req, ModelStore(tiny), PreviewChannel(), lambda _p: Corrupt(frames), msgs.append)
     assert isinstance(msgs[-1], PassError) and "00001.jpg" in msgs[-1].message and msgs[-1].detail == ""
 
 

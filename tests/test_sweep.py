@@ -16,13 +16,14 @@ import pytest
 import torch
 
 from core import cli
-from core.build import VPPConfig, build_vpp
-from core.checkpoint import save_checkpoint
+from core.build import make_session
 from core.data.sources import open_source
 from core.errors import DataError
+from core.model.vpp.builder import build_vpp
+from core.model.vpp.checkpoint import save_checkpoint
+from core.model.vpp.config import VPPConfig
 from core.resources import load_model
 from core.results import ClipResults, CompactFrame
-from core.session import make_session
 from core.sweep import CSV_COLUMNS, SCHEMA, Cancelled, sweep
 from core.sweep_plot import HEIGHT, WIDTH, plot_sweep
 

@@ -11,8 +11,8 @@ import pytest
 
 from core.cli import main
 from core.data.rle import decode_rle
-from core.data.sources import load_ytvis_dataset
 from core.data.synthetic import CATEGORIES, generate_clip, write_synthetic_dataset
+from core.data.ytvis_dataset import load_ytvis_dataset
 
 
 def test_same_seed_same_clip_other_seed_other_clip():

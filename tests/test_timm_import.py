@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import save_file
 
 import core.training.trainer as trainer_module
-from core.checkpoint import load_checkpoint
 from core.cli import main
 from core.data.synthetic import write_synthetic_dataset
 from core.errors import CheckpointError, ConfigError
 from core.model.timm_import import TIMM_LAYERNORM_EPS, convert_timm_vit, read_backbone_file
 from core.model.vit import VisionTransformer
+from core.model.vpp.checkpoint import load_checkpoint
 from core.training.trainer import TrainConfig
 
 TINY = dict(embed_dim=192, depth=12, num_heads=3)

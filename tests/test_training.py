@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
 from core.errors import CheckpointError, ConfigError
+from core.model.vpp.checkpoint import load_checkpoint
 from core.training.losses import FrameTargets, LossWeights, hungarian_match, sparsity_loss
 from core.training.trainer import TrainConfig, Trainer
 

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu
 
+from core.app.exports import codecs
 from vpp_gui.theme import THEMES
 
 
@@ -35,10 +36,12 @@ class Actions:
         self.open = _action(w, "&Open frame folder…", ("Ctrl+O",), tip="Open a folder of frames")
         self.open_video = _action(w, "Open &video file…", ("Ctrl+Shift+O",), tip="Open a video file (mp4, avi, mkv…)")
         self.recent_menu = QMenu("Open &Recent", w)
-        self.export_ytvis = _action(w, "&Export YouTube-VIS…", ("Ctrl+E",),
-                                    tip="Save the results as YouTube-VIS JSON (or a zip for the server)")
-        self.export_davis = _action(w, "Export &DAVIS masks…", ("Ctrl+Shift+E",),
-                                    tip="Save one indexed PNG mask per frame")
+        # File → Export: one entry per format of core.formats (a format joining another's dialog has none),
+        # also reachable as ``export_<name>``
+        self.exports = {c.name: _action(w, c.menu_label, c.menu_shortcut, tip=c.menu_tip)
+                        for c in codecs() if c.menu_label and not c.menu_joins}
+        for name, act in self.exports.items():
+            setattr(self, f"export_{name}", act)
         self.quit = _action(w, "&Quit", ("Ctrl+Q",))
         self.open_project = _action(w, "Open &project…", ("Ctrl+Alt+O",), tip="Open a VPP Studio project (*.vppproj)")
         self.save = _action(w, "&Save project", ("Ctrl+S",), tip="Save the clip, settings, results and every edit")
@@ -46,7 +49,6 @@ class Actions:
         self.import_results = _action(w, "&Import masks…", ("Ctrl+I",),
                                       tip="Import YouTube-VIS results or ground truth (JSON/zip) for the open clip")
         self.import_davis = _action(w, "Import DAVIS PNG masks…", tip="Import a folder of DAVIS indexed PNG masks")
-        self.export_coco = _action(w, "Export COCO per-frame JSON…", tip="Save one COCO image + annotations per frame")
         self.load_gt = _action(w, "Load &ground truth…", ("Ctrl+Shift+G",),
                                tip="Compare the tracks with a YouTube-VIS GT JSON or a DAVIS PNG folder")
         self.load_gt_folder = _action(w, "Load ground truth (DAVIS PNG folder)…",
@@ -165,7 +167,7 @@ class Actions:
         file_menu.addActions([self.import_results, self.import_davis])
         file_menu.addActions([self.load_gt, self.load_gt_folder])
         file_menu.addSeparator()
-        file_menu.addActions([self.export_ytvis, self.export_davis, self.export_coco])
+        file_menu.addActions(list(self.exports.values()))
         file_menu.addSeparator()
         file_menu.addAction(self.quit)
 
@@ -212,7 +214,7 @@ class Actions:
 
     def all(self) -> list[QAction]:
         return [self.open, self.open_video, self.open_project, self.save, self.save_as, self.import_results,
-                self.export_ytvis, self.export_davis, self.quit, *self.editing(), *self.tools.values(), self.grow,
+                *self.exports.values(), self.quit, *self.editing(), *self.tools.values(), self.grow,
                 self.shrink, self.close_polygon, self.remove_point, *self.layers.values(), self.fit, self.cycle_gt,
                 self.load_gt, self.play,
                 self.prev, self.next, self.first, self.last, *self.propagation(), self.prev_keyframe,

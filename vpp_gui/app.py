@@ -10,9 +10,11 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
-from core.app.studio import ModelFactory, ModelSpec, default_model_factory
+from core.app.clips import demo_clip, open_clip_for_pass
+from core.app.settings import ModelSpec
+from core.app.studio import ModelFactory, default_model_factory
 from vpp_gui.settings import APPLICATION, ORGANIZATION, Settings
-from vpp_gui.worker import InferenceRunner, open_clip_for_worker
+from vpp_gui.worker import InferenceRunner
 
 
 def cuda_available() -> bool:
@@ -33,7 +35,7 @@ def data_folder() -> Path:
 
 
 def create_window(path: str | Path | None = None, *, model_factory: ModelFactory = default_model_factory,
-                  settings: Settings | None = None, open_clip: Callable[[str], object] = open_clip_for_worker,
+                  settings: Settings | None = None, open_clip: Callable[[str], object] = open_clip_for_pass,
                   demo: bool = True, model: ModelSpec | None = None, project: str | Path | None = None,
                   recover: bool = True, data_dir: str | Path | None = None):
     """Build the main window (a QApplication must exist) and open ``project``, ``path``, else the demo clip.
@@ -42,10 +44,10 @@ def create_window(path: str | Path | None = None, *, model_factory: ModelFactory
     journal beside ``project`` is always offered when it is opened, whatever the settings list.
     Tests inject a small ``model_factory`` and a ``settings`` object living in ``tmp_path``.
     """
-    from core.resources import DEMO_CLIP
     from vpp_gui.main_window import MainWindow
 
-    hint = "" if DEMO_CLIP.is_dir() else f"(The demo clip is not installed: {DEMO_CLIP} does not exist.)"
+    demo_path = demo_clip()
+    hint = "" if demo_path.is_dir() else f"(The demo clip is not installed: {demo_path} does not exist.)"
     runner = InferenceRunner(model_factory, open_clip)
     window = MainWindow(settings or Settings(), runner, cuda_available=cuda_available(), demo_hint=hint,
                         data_dir=data_dir if data_dir is not None else data_folder())
@@ -57,8 +59,8 @@ def create_window(path: str | Path | None = None, *, model_factory: ModelFactory
         window.projects.open(project)
     elif path is not None:
         window.open_path(path)
-    elif demo and DEMO_CLIP.is_dir():
-        window.open_path(DEMO_CLIP)
+    elif demo and demo_path.is_dir():
+        window.open_path(demo_path)
     return window
 
 

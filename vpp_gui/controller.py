@@ -1,7 +1,9 @@
-"""Signal adapter over :class:`core.app.run_control.RunController` (the run state lives in core).
+"""The run control with Qt signals: :class:`core.app.run_control.RunController` (the run state, in core) whose
+reports come out as signals.
 
-Worker messages arrive on the UI thread (queued) and go to the core controller; what it reports
-comes out as Qt signals. Attribute reads (``results``, ``state``, ``pkr`` ...) are the core's.
+Worker messages arrive on the UI thread (queued) and go to :meth:`RunController.on_message`; what the run
+control reports through ``emit(name, *args)`` is emitted as the signal of that name. Everything else
+(``results``, ``state``, ``settings``, ``configure`` ...) is the run control's own.
 """
 
 from __future__ import annotations
@@ -9,16 +11,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from core.app.run_control import RunController
+from core.app.settings import default_pkr
 from core.app.studio import ResultCache
-from core.resources import default_pkr
 from vpp_gui.worker import InferenceRunner
 
-_FORWARD = ("clip", "spec", "device", "pkr", "threshold", "results", "previews", "key", "state", "model_info",
-            "last_good", "cache", "running", "set_clip", "set_settings", "configure", "current_key", "restart",
-            "adopt", "cancel", "want_preview", "run_info", "frame")
 
-
-class InferenceController(QObject):
+class InferenceController(RunController, QObject):
     resultsReplaced = Signal()  # a new current ClipResults (new pass, or a cache hit)
     frameArrived = Signal(int, bool)  # frame index, is_preview
     stateChanged = Signal(str)  # "idle", "running", "done", "cancelled", "error"
@@ -27,16 +25,10 @@ class InferenceController(QObject):
 
     def __init__(self, runner: InferenceRunner, cache: ResultCache | None = None,
                  parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.runner = runner
-        self.core = RunController(runner, cache, emit=self._emit, pkr=default_pkr())
-        runner.message.connect(self.core.on_message)
+        QObject.__init__(self, parent)
+        RunController.__init__(self, runner, cache, emit=self._emit, pkr=default_pkr())
+        self.runner: InferenceRunner = runner
+        runner.message.connect(self.on_message)
 
     def _emit(self, name: str, *args) -> None:
         getattr(self, name).emit(*args)
-
-    def __getattr__(self, name: str):
-        if name in _FORWARD:
-            return getattr(self.__dict__["core"] if "core" in self.__dict__ else super().__getattribute__("core"),
-                           name)
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")

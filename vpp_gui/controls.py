@@ -19,8 +19,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from core.app.studio import ModelSpec
-from core.resources import default_pkr
+from core.app.settings import ModelSpec, default_pkr
 from vpp_gui.overlay import DEPTH_STAGE, heat_legend
 
 PKR_MIN, PKR_MAX, PKR_STEP = 0.2, 1.0, 0.05

@@ -20,7 +20,6 @@ from core.app.document import DocEvent, brush_mask, polygon_mask
 from core.errors import VPPError
 from vpp_gui.box_tool import BoxTool
 from vpp_gui.category_picker import pick_category
-from vpp_gui.file_dialogs import start_folder
 from vpp_gui.label_selector import LabelSelector
 from vpp_gui.labels_dialog import LabelsDialog
 from vpp_gui.overlay import track_color
@@ -141,7 +140,7 @@ class EditController(QObject):
 
     @_guarded
     def edit_labels(self) -> None:
-        dialog = LabelsDialog(self._need_doc(), self.window, folder=start_folder(self.window, "labels"))
+        dialog = LabelsDialog(self._need_doc(), self.window, folder=self.window.folders.start("labels"))
         try:
             dialog.exec()
         finally:

@@ -2,7 +2,7 @@
 
 Everything in the view is in frame pixels (the tools, labels, ground truth), whatever resolution an image is
 shown at: an image item holding a smaller array (a 4K frame and its layers at the view's resolution, see
-:mod:`vpp_gui.display_frames`) is stretched over the frame's rectangle, so it lines up at any size.
+:mod:`core.app.display_frames`) is stretched over the frame's rectangle, so it lines up at any size.
 :meth:`FrameView.display_size` says which size the frame is wanted at now; ``resolutionChanged`` fires when a
 zoom or a resize changes it (zoomed in past the fitted frame's pixels: the full frame; zoomed out: fitted).
 """
@@ -15,8 +15,8 @@ from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QStackedLayout, QWidget
 
+from core.app.display_frames import display_size
 from vpp_gui.canvas_tools import ToolOverlay
-from vpp_gui.display_frames import display_size
 from vpp_gui.overlay import Label, Layers
 from vpp_gui.theme import Theme
 
@@ -146,7 +146,7 @@ class FrameView(QWidget):
         return self.pixel_ratio() / unit if unit > 0 else 0.0
 
     def display_size(self, frame_w: int, frame_h: int) -> tuple[int, int]:
-        """(w, h) to show a ``frame_w x frame_h`` frame at now (see :func:`vpp_gui.display_frames.display_size`);
+        """(w, h) to show a ``frame_w x frame_h`` frame at now (see :func:`core.app.display_frames.display_size`);
         before the first frame of that size is shown (the view not fitted to it yet), the fitted size."""
         vw, vh = self.viewport_pixels()
         zoom = self.zoom() if self._size == (frame_w, frame_h) else 0.0

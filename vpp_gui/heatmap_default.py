@@ -10,20 +10,14 @@ sessions and nothing switches it for them again.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import QObject
 
+from core.app.clips import is_demo_clip
 from core.app.document import DocEvent
-from core.resources import DEMO_CLIP
 
 CHOSEN_KEY = "layers/heatmap_chosen"
 NOTICE = ("The kept/pruned heatmap is off so that the image shows. Press H (or View → Kept/pruned heatmap) "
           "to show it again.")
-
-
-def is_demo_clip(path: str | Path | None) -> bool:
-    return path is not None and Path(path).resolve() == DEMO_CLIP.resolve()
 
 
 class HeatmapDefault(QObject):

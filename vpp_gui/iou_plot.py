@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QColor
 
-from vpp_gui.plots import TITLE_WIDTH, UNIT_TICKS, frame_under
+from vpp_gui.plots import TITLE_WIDTH, UNIT_TICKS, ClickToSeek, frame_under
 from vpp_gui.theme import Theme
 
 COLOR = "#ffe600"  # the GT outlines' yellow
 
 
-class IouPlot(pg.PlotWidget):
+class IouPlot(ClickToSeek, pg.PlotWidget):
     seekRequested = Signal(int)
 
     def __init__(self, parent=None) -> None:
@@ -80,10 +80,3 @@ class IouPlot(pg.PlotWidget):
 
     def frame_at(self, scene_pos) -> int | None:
         return frame_under(self.getPlotItem().getViewBox(), scene_pos, self._count)
-
-    def _on_click(self, event) -> None:
-        if event.button() != Qt.MouseButton.LeftButton or self._count == 0:
-            return
-        frame = self.frame_at(event.scenePos())
-        if frame is not None:
-            self.seekRequested.emit(frame)

@@ -13,19 +13,21 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from core.app.clips import open_clip
+from core.app.display_frames import DisplayFrames
 from core.app.document import ClipInfo, DocEvent, Document
-from core.app.studio import ModelInfo, ModelSpec, default_model_factory, synthetic_model_notice
+from core.app.models import imported_specs
+from core.app.settings import ModelSpec
+from core.app.studio import ModelInfo, default_model_factory, synthetic_model_notice
 from core.errors import VPPError
-from core.released_models import imported_models as released_models
 from vpp_gui import overlay, window_state
 from vpp_gui.actions import Actions, shortcuts_html
 from vpp_gui.controller import InferenceController
 from vpp_gui.controls import ControlsPanel
-from vpp_gui.display_frames import DisplayFrames
 from vpp_gui.document_bridge import DocumentBridge
 from vpp_gui.editing import EditController
 from vpp_gui.export import Exporter
-from vpp_gui.file_dialogs import start_folder
+from vpp_gui.file_dialogs import DialogFolders
 from vpp_gui.frame_view import FrameView
 from vpp_gui.heatmap_default import HeatmapDefault
 from vpp_gui.iou_plot import IouPlot
@@ -47,7 +49,6 @@ from vpp_gui.transfer import Transfers
 from vpp_gui.worker import InferenceRunner
 
 log = logging.getLogger(__name__)
-UI_CACHE_BYTES = 256 * 2**20
 PLOT_REFRESH_MS = 300
 SWEEP_WIDTH_SHARE = 0.45  # of the window, for the PKR sweep dock beside the timeline
 UNTRAINED_NOTE = "untrained model — masks are not meaningful"
@@ -86,8 +87,8 @@ class MainWindow(QMainWindow):
         column.addWidget(self.view, 1)
         self.setCentralWidget(central)
         self.controls = ControlsPanel(cuda_available, self)
-        for _name, path in released_models():  # downloaded and imported with `vpp models download NAME`
-            self.controls.add_model(ModelSpec("file", str(path)))
+        for spec in imported_specs():  # downloaded and imported with `vpp models download NAME`
+            self.controls.add_model(spec)
         self.timeline = Timeline(self)
         self.plots = PlotsPanel(self)
         self.status = StatusPanel(self)
@@ -95,9 +96,10 @@ class MainWindow(QMainWindow):
         self.controller = InferenceController(runner, parent=self)
         self.exporter = Exporter(self)
         self.bridge = DocumentBridge(self)
+        self.folders = DialogFolders(settings, lambda: self.bridge.doc, lambda: self.clip_path)
         self.tracks = TracksPanel(self)
-        self.transfers = Transfers(self)
-        self.projects = ProjectIO(self, settings, self.data_dir)
+        self.transfers = Transfers(self, self.bridge, self.controller, self.exporter, self.folders, self)
+        self.projects = ProjectIO(self, self.bridge, self.open_path, settings, self.folders, self, self.data_dir)
         self._demo_hint = demo_hint
         self._render_timer = QTimer(self, singleShot=True, interval=0)
         self._render_timer.timeout.connect(self.show_frame)
@@ -133,7 +135,11 @@ class MainWindow(QMainWindow):
         self.actions_.build_menus(self, [self.controls_dock, self.tracks_dock, self.timeline_dock,
                                          self.sweep_dock, self.review_dock, self.eval_dock])
         self.editing = EditController(self, self.bridge, self.actions_, self.view.tools, self.tracks)
-        self.review = ReviewController(self)  # ground truth: load, draw, review and evaluation docks
+        self.review = ReviewController(  # ground truth: load, draw, review and evaluation docks
+            self, bridge=self.bridge, actions=self.actions_, timeline=self.timeline, view=self.view,
+            iou_plot=self.iou_plot, docks=(self.review_dock, self.eval_dock), folders=self.folders, feedback=self)
+        self.iou_plot.setXLink(self.plots.plots["keep_ratio"])  # zoom / pan together with the plots below
+        self.review.gtLoaded.connect(lambda gt: self.sweep_panel.gt_path() or self.sweep_panel.set_gt(gt.path))
         self.propagation = PropagationController(self)  # T / Shift+T / Ctrl+T, keyframe keys and strip
         self.mask_menu = MaskMenu(self)  # right-click on a mask
         for name, act in self.actions_.layers.items():
@@ -159,9 +165,8 @@ class MainWindow(QMainWindow):
         a, c = self.actions_, self.controller
         a.open.triggered.connect(self.choose_and_open)
         a.open_video.triggered.connect(self.choose_and_open_video)
-        a.export_ytvis.triggered.connect(self.export_ytvis_dialog)
-        a.export_davis.triggered.connect(self.transfers.davis_dialog)
-        a.export_coco.triggered.connect(self.transfers.coco_dialog)
+        for name, act in a.exports.items():  # one per format of core.formats
+            act.triggered.connect(lambda _checked=False, n=name: self.export_dialog(n))
         a.import_results.triggered.connect(self.transfers.import_dialog)
         a.import_davis.triggered.connect(self.transfers.import_davis_dialog)
         a.open_project.triggered.connect(self.projects.open_dialog)
@@ -215,12 +220,10 @@ class MainWindow(QMainWindow):
     def open_path(self, path: str | Path, *, document: Document | None = None, journal: Path | None = None) -> bool:
         """Open a frame folder or a video (with ``document``: a project's or a recovered one for it);
         on failure show why and keep the current clip."""
-        from core.data.sources import open_source
-
         if document is None and not self.projects.maybe_save():
             return False
         try:
-            source = open_source(path, cache_bytes=UI_CACHE_BYTES)
+            source = open_clip(path)
         except (VPPError, OSError, ValueError) as exc:
             self.show_error("Cannot open clip", str(exc))
             return False
@@ -265,15 +268,15 @@ class MainWindow(QMainWindow):
         return True
 
     def choose_and_open(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames", start_folder(self, "open"))
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of frames", self.folders.start("open"))
         if path:
-            self.settings.set_folder("open", str(Path(path).parent))
+            self.folders.remember("open", Path(path).parent)
             self.open_path(path)
 
     def choose_and_open_video(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a video", start_folder(self, "open"), VIDEO_FILTERS)
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", self.folders.start("open"), VIDEO_FILTERS)
         if path:
-            self.settings.set_folder("open", str(Path(path).parent))
+            self.folders.remember("open", Path(path).parent)
             self.open_path(path)
 
     def choose_checkpoint(self) -> None:
@@ -282,7 +285,7 @@ class MainWindow(QMainWindow):
         if not path:
             self.controls.set_model(self.controller.spec)
             return
-        self.settings.set_folder("model", str(Path(path).parent))
+        self.folders.remember("model", Path(path).parent)
         spec = ModelSpec("file", path)
         self.controls.set_model(spec)
         self._configure(spec=spec)
@@ -307,22 +310,17 @@ class MainWindow(QMainWindow):
 
     # -- running ------------------------------------------------------------------------------------
     def _configure(self, **changes) -> None:
-        spec = changes.get("spec", self.controls.model())
-        self._set_untrained_note(spec.known_untrained())
-        doc = self.bridge.doc
-        if doc is not None:
-            try:
-                doc.set_settings(window_state.run_settings(self).replace(model_kind=spec.kind, model_path=spec.path,
-                                                              device=changes.get("device", self.controls.device()),
-                                                              pkr=float(changes.get("pkr", self.controls.pkr())),
-                                                              threshold=changes.get("threshold",
-                                                                                    self.controls.threshold())))
-            except ValueError as exc:
-                log.warning("settings not recorded: %s", exc)
-        self.controller.configure(spec=spec, device=changes.get("device", self.controls.device()),
-                                  pkr=changes.get("pkr", self.controls.pkr()),
-                                  threshold=changes.get("threshold", self.controls.threshold()),
-                                  preview=self.timeline.frame)
+        """Run with the controls' settings, ``changes`` (``spec``, ``device``, ``pkr``, ``threshold``) over them:
+        made and checked once here, then the run control's and the document's."""
+        try:
+            settings = window_state.run_settings(self).replace(**changes)
+        except ValueError as exc:
+            log.warning("settings not used: %s", exc)
+            return
+        self._set_untrained_note(settings.spec.known_untrained())
+        if self.bridge.doc is not None:
+            self.bridge.doc.set_settings(settings)
+        self.controller.configure(settings, preview=self.timeline.frame)
 
     def _on_results_replaced(self) -> None:
         doc, results = self.bridge.doc, self.controller.results
@@ -403,7 +401,7 @@ class MainWindow(QMainWindow):
         self.show_frame()
 
     def show_frame(self) -> None:
-        """The current frame at the view's resolution (:mod:`vpp_gui.display_frames`) with its layers at the
+        """The current frame at the view's resolution (:mod:`core.app.display_frames`) with its layers at the
         same resolution; the next frames in the direction of stepping are read ahead."""
         if self.source is None:
             return
@@ -462,14 +460,12 @@ class MainWindow(QMainWindow):
         self.show_frame()
 
     # -- export (see vpp_gui.transfer) -------------------------------------------------------------------
-    def export_ytvis_dialog(self) -> None:
-        self.transfers.ytvis_dialog()
+    def export_dialog(self, name: str) -> None:
+        """The File menu's export of the format ``name`` (a codec of :mod:`core.formats`)."""
+        self.transfers.export_dialog(name)
 
-    def export_ytvis(self, path: str | Path, *, zipped: bool = False) -> bool:
-        return self.transfers.ytvis(path, zipped=zipped)
-
-    def export_davis(self, folder: str | Path) -> bool:
-        return self.transfers.davis(folder)
+    def export_to(self, name: str, path: str | Path) -> bool:
+        return self.transfers.export(name, path)
 
     # -- misc -----------------------------------------------------------------------------------------
     def _show_sweep(self) -> None:
@@ -484,6 +480,9 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str) -> None:
         self.statusBar().showMessage(message, 15000)
         QMessageBox.warning(self, title, message)
+
+    def show_message(self, text: str, msecs: int = 0) -> None:
+        self.statusBar().showMessage(text, msecs)
 
     def show_shortcuts(self) -> None:
         box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", shortcuts_html(self.actions_),

@@ -1,7 +1,7 @@
 """"Get the authors' models…": the released models with their size and state, and getting one.
 
-The rows are :func:`core.released_models.local_models`, the rows of ``vpp models list``. *Get* runs
-:func:`core.released_models.get_model`, the code ``vpp models download`` runs (resumable download,
+The rows are :func:`core.app.models.released_rows`, the rows of ``vpp models list``. *Get* runs
+:func:`core.app.models.get_released`, the code ``vpp models download`` runs (resumable download,
 then ``vpp import-checkpoint``), on a worker thread (:class:`vpp_gui.background.LatestRunner`) with a
 progress bar and *Cancel*: the download stops between blocks and keeps its partial file, so *Get* again
 resumes it; an import, once started, runs to its end. A model already imported is selected at once; a
@@ -15,7 +15,6 @@ modal, so the app stays usable during a download; closing it lets the download g
 
 from __future__ import annotations
 
-import logging
 import threading
 from functools import partial
 
@@ -34,14 +33,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import released_models
-from core.app.studio import ModelSpec
-from core.errors import VPPError
-from core.model_zoo import DownloadCancelled, DownloadError, ZooEntry
-from core.released_models import LocalModel, size_text
+from core.app import models as released
+from core.app.settings import ModelSpec
 from vpp_gui.background import LatestRunner
 
-log = logging.getLogger(__name__)
 COLUMNS = ("Model", "Variant", "Kind", "PKR", "Size", "State")
 NAME_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 
@@ -107,8 +102,8 @@ class ModelsDialog(QDialog):
         self.refresh()
 
     # -- the list -----------------------------------------------------------------------------------
-    def models(self) -> list[LocalModel]:
-        return released_models.local_models(self.folder)
+    def models(self) -> list[released.LocalModel]:
+        return released.released_rows(self.folder)
 
     def refresh(self) -> None:
         """Re-read every row's state (files may have been copied in meanwhile); keeps the selected row."""
@@ -117,8 +112,7 @@ class ModelsDialog(QDialog):
         self.table.setRowCount(len(rows))
         for r, m in enumerate(rows):
             e = m.entry
-            cells = (e.name, e.variant, e.kind, released_models.pkr_text(e), m.size_text, m.state_text)
-            for c, text in enumerate(cells):
+            for c, text in enumerate(released.row_cells(m)):
                 item = QTableWidgetItem(text)
                 item.setData(NAME_ROLE, e.name)
                 item.setToolTip(e.notes)
@@ -127,7 +121,7 @@ class ModelsDialog(QDialog):
                 self.table.selectRow(r)
         if self.selected_name() is None and rows:
             self.table.selectRow(0)
-        folder = released_models.folder_or_cache(self.folder)
+        folder = released.download_folder(self.folder)
         self.intro.setText("The models the VPP authors released (YouTube-VIS 2021, 40 categories; two COCO "
                            f"pretrainings). Get downloads one (needs internet) into {folder} and imports it; "
                            "an imported model is then in the Model list. The release publishes no sizes or "
@@ -152,7 +146,7 @@ class ModelsDialog(QDialog):
                 return self.table.item(r, len(COLUMNS) - 1).text()
         raise KeyError(name)
 
-    def _local(self, name: str) -> LocalModel:
+    def _local(self, name: str) -> released.LocalModel:
         return next(m for m in self.models() if m.entry.name == name)
 
     # -- getting ------------------------------------------------------------------------------------
@@ -175,7 +169,7 @@ class ModelsDialog(QDialog):
         self.progress.setRange(0, 0)  # busy until the first block says how big the file is
         self.progress.show()
         self._say(f"getting {name}…" if local.state == "absent" else f"importing {local.pth}…")
-        job = partial(released_models.get_model, local.entry, self.folder, progress=False, log=self._log.emit,
+        job = partial(released.get_released, local.entry, self.folder, log=self._log.emit,
                       on_progress=self._progress.emit, cancelled=self._stop.is_set)
         self.runner.submit(name, job)
         self._update()
@@ -192,9 +186,7 @@ class ModelsDialog(QDialog):
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * have / total))
-            self.progress.setFormat(f"{size_text(have)} of {size_text(total)}")
-        else:
-            self.progress.setFormat(size_text(have))
+        self.progress.setFormat(released.progress_text(have, total))
 
     def _on_log(self, text: str) -> None:
         if self.busy:
@@ -214,7 +206,7 @@ class ModelsDialog(QDialog):
     def _on_failed(self, _tag, exc: BaseException) -> None:
         name = self._finish()
         entry = next(e.entry for e in self.models() if e.entry.name == name)
-        self._say(failure_text(entry, self.folder, exc), error=not isinstance(exc, DownloadCancelled))
+        self._say(released.failure_text(entry, self.folder, exc), error=not released.was_cancelled(exc))
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setText(text)
@@ -234,18 +226,6 @@ class ModelsDialog(QDialog):
         """Stop a download and wait for the worker (the window calls it when it closes)."""
         self._stop.set()
         return self.runner.shutdown(msecs)
-
-
-def failure_text(entry: ZooEntry, folder: str | None, exc: BaseException) -> str:
-    """The one message of a failed Get: what failed and, for a download, how to get the file another way."""
-    if isinstance(exc, DownloadCancelled):
-        return f"Cancelled: {exc}"
-    if isinstance(exc, DownloadError):
-        return f"Could not download {entry.name}: {exc}\n\n{released_models.offline_help(entry, folder)}"
-    if isinstance(exc, (VPPError, OSError)):
-        return f"Could not import {entry.name}: {exc}"
-    log.warning("getting %s failed: %s: %s", entry.name, type(exc).__name__, exc)
-    return f"Could not get {entry.name}: {type(exc).__name__}: {exc}"
 
 
 def show_models_dialog(window) -> ModelsDialog:

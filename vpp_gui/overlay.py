@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import colorsys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from core.results import CompactFrame
+if TYPE_CHECKING:  # annotations only: the GUI gets results from core.app's run control
+    from core.results import CompactFrame
+
 
 #: Name of the heatmap choice that shows, per token, how many prune points it survived.
 DEPTH_STAGE = "survival depth"

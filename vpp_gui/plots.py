@@ -6,14 +6,18 @@ emits ``seekRequested(frame)``. ``set_results`` is cheap to call often: the wind
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
-from core.results import ClipResults
 from vpp_gui.overlay import track_color
 from vpp_gui.theme import Theme
+
+if TYPE_CHECKING:  # annotations only: the GUI gets results from core.app's run control
+    from core.results import ClipResults
 
 SERIES = (("keep_ratio", "kept ratio", "#4fc3f7"), ("ms", "ms / frame", "#ffb74d"), ("gflops", "GFLOPs", "#81c784"))
 TITLE_WIDTH = 78
@@ -34,7 +38,19 @@ class FewTicksAxis(pg.AxisItem):
         return [(step, 0.0)]
 
 
-class PlotsPanel(pg.GraphicsLayoutWidget):
+class ClickToSeek:
+    """For a plot of frames: a left click on one emits ``seekRequested(frame)``. The plot connects its scene's
+    ``sigMouseClicked`` to :meth:`_on_click` and has ``_count`` (frames) and ``frame_at(scene_pos)``."""
+
+    def _on_click(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton or self._count == 0:
+            return
+        frame = self.frame_at(event.scenePos())
+        if frame is not None:
+            self.seekRequested.emit(frame)
+
+
+class PlotsPanel(ClickToSeek, pg.GraphicsLayoutWidget):
     seekRequested = Signal(int)
 
     def __init__(self, parent=None) -> None:
@@ -153,12 +169,6 @@ class PlotsPanel(pg.GraphicsLayoutWidget):
                 return frame
         return None
 
-    def _on_click(self, event) -> None:
-        if event.button() != Qt.MouseButton.LeftButton or self._count == 0:
-            return
-        frame = self.frame_at(event.scenePos())
-        if frame is not None:
-            self.seekRequested.emit(frame)
 
 
 def frame_under(view_box: pg.ViewBox, scene_pos, count: int) -> int | None:

@@ -12,30 +12,44 @@ Save As only (:attr:`Document.read_only`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from core.app.document import PROJECT_SUFFIX, Document, find_recoverable, journal_path_for
 from core.app.document.journal import recovery_candidate
 from core.app.document.project import locate_clip, read_relative_clip_path
 from core.errors import VPPError
-from vpp_gui.file_dialogs import start_folder, start_path
+from vpp_gui.document_bridge import DocumentBridge
+from vpp_gui.file_dialogs import DialogFolders, Feedback
 
 log = logging.getLogger(__name__)
 PROJECT_FILTER = f"VPP Studio projects (*{PROJECT_SUFFIX});;All files (*)"
 Button = QMessageBox.StandardButton
 
 
+#: ``open_clip(path, document=..., journal=...)``: show a document on its clip; False (said why) if it failed
+OpenClip = Callable[..., bool]
+
+
 class ProjectIO:
-    def __init__(self, window, settings, data_dir: Path) -> None:
-        self.window = window
+    """``parent`` parents the dialogs; ``open_clip`` is the window's way to show a document on its clip;
+    ``settings`` keeps the recent projects and folders; unsaved documents journal into ``data_dir``."""
+
+    def __init__(self, parent: QWidget, bridge: DocumentBridge, open_clip: OpenClip, settings,
+                 folders: DialogFolders, feedback: Feedback, data_dir: Path) -> None:
+        self.parent = parent
+        self.bridge = bridge
+        self.open_clip = open_clip
         self.settings = settings
+        self.folders = folders
+        self.feedback = feedback
         self.data_dir = Path(data_dir)
 
     @property
     def doc(self) -> Document | None:
-        return self.window.bridge.doc
+        return self.bridge.doc
 
     # -- saving --------------------------------------------------------------------------------------
     def save(self) -> bool:
@@ -45,7 +59,7 @@ class ProjectIO:
         if doc.path is None:
             return self.save_as()
         if doc.read_only:
-            self.window.show_error("Save As only", f"{doc.read_only}\n\nChoose another name to save your work.")
+            self.feedback.show_error("Save As only", f"{doc.read_only}\n\nChoose another name to save your work.")
             return self.save_as()
         return self._save_to(doc.path)
 
@@ -53,7 +67,7 @@ class ProjectIO:
         doc = self.doc
         if doc is None:
             return False
-        start = str(doc.path) if doc.path else start_path(self.window, "project", f"{doc.clip.name}{PROJECT_SUFFIX}")
+        start = str(doc.path) if doc.path else self.folders.start_path("project", f"{doc.clip.name}{PROJECT_SUFFIX}")
         path = self.ask_save_path(start)
         if not path:
             return False
@@ -66,20 +80,20 @@ class ProjectIO:
         try:
             saved = self.doc.save(path)
         except (VPPError, OSError, ValueError) as exc:
-            self.window.show_error("Cannot save the project", str(exc))
+            self.feedback.show_error("Cannot save the project", str(exc))
             return False
-        self.settings.set_folder("project", str(saved.parent))
+        self.folders.remember("project", saved.parent)
         self.settings.add_recent_project(str(saved))
-        self.window.statusBar().showMessage(f"saved {saved}", 5000)
+        self.feedback.show_message(f"saved {saved}", 5000)
         return True
 
     def ask_save_path(self, start: str) -> str:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save project", start, PROJECT_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self.parent, "Save project", start, PROJECT_FILTER)
         return path
 
     # -- opening -------------------------------------------------------------------------------------
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open project", start_folder(self.window, "project"),
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Open project", self.folders.start("project"),
                                               PROJECT_FILTER)
         if path:
             self.open(path)
@@ -93,7 +107,7 @@ class ProjectIO:
         try:
             doc = Document.load(path)
         except (VPPError, OSError) as exc:
-            self.window.show_error("Cannot open the project", str(exc))
+            self.feedback.show_error("Cannot open the project", str(exc))
             return False
         return self._show(doc, Path(path))
 
@@ -108,7 +122,7 @@ class ProjectIO:
         if c is None:
             return None
         if c.problem is not None:
-            self.window.show_error("Cannot recover", f"{c.problem}\n\nThe journal is left at {c.path}; the project "
+            self.feedback.show_error("Cannot recover", f"{c.problem}\n\nThe journal is left at {c.path}; the project "
                                    "opens without it, and your new edits are journalled elsewhere.")
             return None
         return self._offer(c, project)
@@ -125,10 +139,10 @@ class ProjectIO:
         try:
             doc = Document.recover(c.path, project=project)
         except (VPPError, OSError) as exc:
-            self.window.show_error("Cannot recover", f"{exc}\n\nThe journal is left at {c.path}.")
+            self.feedback.show_error("Cannot recover", f"{exc}\n\nThe journal is left at {c.path}.")
             return None
         if self._show(doc, doc.path, journal=c.path):
-            self.window.statusBar().showMessage(f"recovered {c.edits} edit(s) from {c.path}", 10000)
+            self.feedback.show_message(f"recovered {c.edits} edit(s) from {c.path}", 10000)
             return True
         return False
 
@@ -144,17 +158,17 @@ class ProjectIO:
         if clip is None and Path(doc.clip.path).exists():
             clip = Path(doc.clip.path)
         if clip is None:
-            self.window.show_error("Clip not found", f"The clip of {project or 'the recovered edits'} is not at "
+            self.feedback.show_error("Clip not found", f"The clip of {project or 'the recovered edits'} is not at "
                                    f"{doc.clip.path}" + (f" nor at {rel} beside the project" if rel else "")
                                    + ". Move it back there, then open the project again.")
             return False
-        if not self.window.open_path(clip, document=doc, journal=journal):
+        if not self.open_clip(clip, document=doc, journal=journal):
             return False
         if project is not None:
-            self.settings.set_folder("project", str(Path(project).resolve().parent))
+            self.folders.remember("project", Path(project).resolve().parent)
             self.settings.add_recent_project(str(Path(project).resolve()))
         if doc.read_only:
-            self.window.show_error("Project open in another window", f"{doc.read_only}\n\nYou can look and edit "
+            self.feedback.show_error("Project open in another window", f"{doc.read_only}\n\nYou can look and edit "
                                    "here; Save stores your work under another name (Save As).")
         return True
 
@@ -167,12 +181,11 @@ class ProjectIO:
                 doc.start_journal(self.data_dir)
         except (VPPError, OSError) as exc:
             log.warning("no recovery journal: %s", exc)
-            self.window.show_error("Autosave is off", f"Edits cannot be journalled for recovery ({exc}). Save often.")
+            self.feedback.show_error("Autosave is off", f"Edits cannot be journalled for recovery ({exc}). Save often.")
             return
         if doc.journal_note:
             log.info("journal in %s: %s", doc.journal_path, doc.journal_note)
-            self.window.statusBar().showMessage(f"edits are journalled in {doc.journal_path} ({doc.journal_note})",
-                                                15000)
+            self.feedback.show_message(f"edits are journalled in {doc.journal_path} ({doc.journal_note})", 15000)
 
     # -- closing -------------------------------------------------------------------------------------
     def maybe_save(self) -> bool:
@@ -187,7 +200,7 @@ class ProjectIO:
 
     def ask_unsaved(self, name: str):
         return QMessageBox.question(
-            self.window, "Unsaved changes", f"{name} has changes that are not saved. Save them?",
+            self.parent, "Unsaved changes", f"{name} has changes that are not saved. Save them?",
             Button.Save | Button.Discard | Button.Cancel, Button.Save)
 
     # -- recovery ------------------------------------------------------------------------------------
@@ -205,7 +218,7 @@ class ProjectIO:
             if skipped is not None and c.path.resolve() == skipped:
                 continue
             if c.problem is not None:
-                self.window.show_error("Cannot recover", f"{c.problem}\n\nThe journal is left at {c.path}.")
+                self.feedback.show_error("Cannot recover", f"{c.problem}\n\nThe journal is left at {c.path}.")
                 continue
             if self._offer(c, None):
                 return True
@@ -214,7 +227,7 @@ class ProjectIO:
     def ask_recover(self, c):
         where = c.base or c.clip
         return QMessageBox.question(
-            self.window, "Recover unsaved edits?",
+            self.parent, "Recover unsaved edits?",
             f"VPP Studio was closed without saving {c.edits} edit(s) on {where} (started {c.created}).\n\n"
             "Yes: recover them now. Discard: delete them. No: ask again next time.",
             Button.Yes | Button.No | Button.Discard, Button.Yes)

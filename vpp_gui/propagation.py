@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import FunctionWorker
 
+from core.app.clips import open_clip_for_pass
 from core.app.document import DocEvent, Document, Track
 from core.app.document.keyframes import next_gap, next_keyframe, previous_keyframe, propagation_stop
 from core.app.document.propagation import PropagationResult, Segment, Snap, plan, plan_fill, propagate
 from vpp_gui.propagation_widgets import PropagationOptions, PropagationProgress
-from vpp_gui.worker import open_clip_for_worker
 
 log = logging.getLogger(__name__)
 MESSAGE_MS = 15000
@@ -73,7 +73,7 @@ class PropagationRunner(QObject):
     progressed = Signal(int, int)  # frames done, planned (emitted on the worker thread: queued)
     finished = Signal(object, bool, object)  # job, ok, result or exception
 
-    def __init__(self, open_clip: Callable[[str], object] = open_clip_for_worker,
+    def __init__(self, open_clip: Callable[[str], object] = open_clip_for_pass,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.open_clip = open_clip

@@ -7,7 +7,7 @@ a long clip takes seconds), one runs :func:`core.app.review.review_tracks` on a 
 runs :func:`core.app.review.evaluate_entries` (pycocotools) on :func:`core.app.review.document_entries`. Document
 edits restart two debounce timers (review :data:`REVIEW_DEBOUNCE_MS`, evaluation
 :data:`EVAL_DEBOUNCE_MS`); a result that a newer computation made stale is dropped
-(:meth:`ReviewState.finish`). Errors (a bad GT file names the file) go to ``window.show_error``.
+(:meth:`ReviewState.finish`). Errors (a bad GT file names the file) go to ``feedback.show_error``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QDockWidget, QFileDialog
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QWidget
 
 from core.app.review_state import MODE_TEXT, ReviewState, Ticket
 from core.errors import VPPError
+from vpp_gui.actions import Actions
 from vpp_gui.background import LatestRunner
+from vpp_gui.document_bridge import DocumentBridge
 from vpp_gui.eval_panel import EvalPanel
-from vpp_gui.file_dialogs import start_folder
+from vpp_gui.file_dialogs import DialogFolders, Feedback
+from vpp_gui.frame_view import FrameView
 from vpp_gui.gt_overlay import gt_labels, render_gt
+from vpp_gui.iou_plot import IouPlot
 from vpp_gui.review_panel import ReviewPanel
+from vpp_gui.timeline import Timeline
 
 REVIEW_DEBOUNCE_MS = 150
 EVAL_DEBOUNCE_MS = 500
@@ -66,13 +71,20 @@ class ReviewController(QObject):
     evaluated = Signal(object)  # EvaluationReport
     loadFailed = Signal(str)  # the message shown
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.w = window
+    def __init__(self, parent: QWidget, *, bridge: DocumentBridge, actions: Actions, timeline: Timeline,
+                 view: FrameView, iou_plot: IouPlot, docks: tuple[QDockWidget, QDockWidget], folders: DialogFolders,
+                 feedback: Feedback) -> None:
+        """``docks``: the review and evaluation docks of :func:`review_docks` (their widgets are the panels)."""
+        super().__init__(parent)
+        self.parent_widget = parent
+        self.bridge, self.timeline, self.view = bridge, timeline, view
+        self.folders, self.feedback = folders, feedback
+        self.actions = actions
+        self.review_dock, self.eval_dock = docks
         self.state = ReviewState()
-        self.panel: ReviewPanel = window.review_panel
-        self.eval_panel: EvalPanel = window.eval_panel
-        self.plot = window.iou_plot
+        self.panel: ReviewPanel = self.review_dock.widget()
+        self.eval_panel: EvalPanel = self.eval_dock.widget()
+        self.plot = iou_plot
         self.loader, self.reviewer, self.evaluator = LatestRunner(self), LatestRunner(self), LatestRunner(self)
         self._load_serial = 0
         self._review_timer = QTimer(self, singleShot=True, interval=REVIEW_DEBOUNCE_MS)
@@ -83,7 +95,7 @@ class ReviewController(QObject):
         self._flash_timer.timeout.connect(self._flash_tick)
         self._flash_left = 0
 
-        a = window.actions_
+        a = actions
         a.load_gt.triggered.connect(lambda: self.load_dialog("file"))
         a.load_gt_folder.triggered.connect(lambda: self.load_dialog("folder"))
         for mode, act in a.gt_modes.items():
@@ -92,11 +104,10 @@ class ReviewController(QObject):
         self.panel.loadRequested.connect(self.load_dialog)
         self.panel.predActivated.connect(self.show_prediction)
         self.panel.gtActivated.connect(self.show_miss)
-        self.plot.seekRequested.connect(window.timeline.set_frame)
-        self.plot.setXLink(window.plots.plots["keep_ratio"])  # zoom / pan together with the plots below
-        window.timeline.frameChanged.connect(self._on_frame)
-        window.bridge.changed.connect(self._on_doc_event)
-        window.bridge.replaced.connect(self._on_replaced)
+        self.plot.seekRequested.connect(timeline.set_frame)
+        timeline.frameChanged.connect(self._on_frame)
+        bridge.changed.connect(self._on_doc_event)
+        bridge.replaced.connect(self._on_replaced)
         self.loader.done.connect(self._on_loaded)
         self.loader.failed.connect(self._on_load_failed)
         self.reviewer.done.connect(self._on_reviewed)
@@ -106,22 +117,22 @@ class ReviewController(QObject):
 
     @property
     def doc(self):
-        return self.w.bridge.doc
+        return self.bridge.doc
 
     # -- loading ------------------------------------------------------------------------------------
     def load_dialog(self, kind: str = "file") -> None:
-        w = self.w
+        w = self.parent_widget
         if self.doc is None:
-            w.show_error("Cannot load ground truth", "Open the clip the ground truth belongs to first.")
+            self.feedback.show_error("Cannot load ground truth", "Open the clip the ground truth belongs to first.")
             return
-        start = start_folder(w, "gt")
+        start = self.folders.start("gt")
         if kind == "folder":
             path = QFileDialog.getExistingDirectory(w, "Ground truth: a folder of DAVIS PNG masks", start)
         else:
             path, _ = QFileDialog.getOpenFileName(w, "Ground truth: a YouTube-VIS GT JSON", start,
                                                   "YouTube-VIS ground truth (*.json);;All files (*)")
         if path:
-            w.settings.set_folder("gt", str(Path(path).parent))
+            self.folders.remember("gt", Path(path).parent)
             self.load(path)
 
     def load(self, path: str | Path) -> bool:
@@ -130,14 +141,14 @@ class ReviewController(QObject):
 
         doc = self.doc
         if doc is None:
-            self.w.show_error("Cannot load ground truth", "Open the clip the ground truth belongs to first.")
+            self.feedback.show_error("Cannot load ground truth", "Open the clip the ground truth belongs to first.")
             return False
         self._load_serial += 1
         clip = doc.clip
         fn = partial(load_ground_truth, str(path), num_frames=clip.num_frames, height=clip.height,
                      width=clip.width, names=list(clip.frame_names()))
         self.loader.submit((self._load_serial, doc, str(path)), fn)
-        self.w.statusBar().showMessage(f"loading ground truth {path}…")
+        self.feedback.show_message(f"loading ground truth {path}…")
         return True
 
     def _on_loaded(self, tag, gt, _seconds: float) -> None:
@@ -152,12 +163,10 @@ class ReviewController(QObject):
         self.eval_panel.clear("waiting for the first evaluation…")
         self.plot.set_values(None)
         self.plot.show()
-        for dock in (self.w.eval_dock, self.w.review_dock):
+        for dock in (self.eval_dock, self.review_dock):
             dock.show()
             dock.raise_()
-        if not self.w.sweep_panel.gt_path():
-            self.w.sweep_panel.set_gt(gt.path)
-        self.w.statusBar().showMessage(f"ground truth {gt.path}: {len(gt.tracks)} track(s), {n} of "
+        self.feedback.show_message(f"ground truth {gt.path}: {len(gt.tracks)} track(s), {n} of "
                                        f"{gt.num_frames} frames annotated (Ctrl+G: GT / predictions / both)", 10000)
         self.redraw()
         self.start_review()
@@ -173,7 +182,7 @@ class ReviewController(QObject):
         message = user_message(exc)
         if path not in message and Path(path).name not in message:
             message = f"{path}: {message}"
-        self.w.show_error("Cannot load ground truth", message)
+        self.feedback.show_error("Cannot load ground truth", message)
         self.loadFailed.emit(message)
 
     def _on_replaced(self) -> None:
@@ -241,14 +250,14 @@ class ReviewController(QObject):
 
         self.panel.set_review(review, pred_name=pred_name, gt_name=gt_name)
         self.plot.set_values(review.frame_iou)
-        self.plot.set_cursor(self.w.timeline.frame)
+        self.plot.set_cursor(self.timeline.frame)
         self.reviewUpdated.emit(review)
 
     def _on_review_failed(self, ticket: Ticket, exc: BaseException) -> None:
         from core.app.studio import user_message
 
         if self.state.fail(ticket):
-            self.w.statusBar().showMessage(f"review against the ground truth failed: {user_message(exc)}", 15000)
+            self.feedback.show_message(f"review against the ground truth failed: {user_message(exc)}", 15000)
 
     def _on_evaluated(self, ticket: Ticket, report, seconds: float) -> None:
         if self.state.finish(ticket, report, at=time.time(), seconds=seconds):
@@ -268,12 +277,11 @@ class ReviewController(QObject):
     # -- showing ------------------------------------------------------------------------------------
     def set_mode(self, mode: str) -> None:
         self.state.set_mode(mode)
-        self.w.actions_.gt_modes[mode].setChecked(True)
+        self.actions.gt_modes[mode].setChecked(True)
         if not self.state.has_gt:
-            self.w.statusBar().showMessage("no ground truth loaded: File → Load ground truth… (Ctrl+Shift+G)",
-                                           6000)
+            self.feedback.show_message("no ground truth loaded: File → Load ground truth… (Ctrl+Shift+G)", 6000)
         else:
-            self.w.statusBar().showMessage(f"showing {MODE_TEXT[mode]} (Ctrl+G)", 4000)
+            self.feedback.show_message(f"showing {MODE_TEXT[mode]} (Ctrl+G)", 4000)
         self.redraw()
 
     def cycle_mode(self) -> None:
@@ -285,13 +293,13 @@ class ReviewController(QObject):
 
     def redraw(self) -> None:
         """Draw the current frame's GT outlines (or the "not annotated" badge) as the mode says."""
-        view, state = self.w.view, self.state
+        view, state = self.view, self.state
         view.set_predictions_visible(state.shows_predictions)
         gt = state.gt
         if not state.shows_gt:
             view.set_gt(None, [])
             return
-        frame = self.w.timeline.frame
+        frame = self.timeline.frame
         masks = gt.masks_at(frame) if 0 <= frame < gt.num_frames else None
         if masks is None:
             view.set_gt(None, [], not_annotated=True)
@@ -309,7 +317,7 @@ class ReviewController(QObject):
         doc.select([track_id])
         first = doc.track(track_id).first
         if first is not None:
-            self.w.timeline.set_frame(first)
+            self.timeline.set_frame(first)
 
     def show_miss(self, gt_id: int) -> None:
         """Seek to a GT track's first frame and flash its outline."""
@@ -321,10 +329,10 @@ class ReviewController(QObject):
         self.state.flash_gt = gt_id
         self._flash_left = FLASH_TICKS
         self._flash_timer.start()
-        if self.w.timeline.frame == first:
+        if self.timeline.frame == first:
             self.redraw()
         else:
-            self.w.timeline.set_frame(first)
+            self.timeline.set_frame(first)
 
     def _flash_tick(self) -> None:
         self._flash_left -= 1

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from core.results import CompactFrame
+if TYPE_CHECKING:  # annotations only: the GUI gets results from core.app's run control
+    from core.results import CompactFrame
 
 
 def frame_stats_text(frame: CompactFrame | None, preview: bool = False) -> str:

@@ -1,4 +1,5 @@
-"""The PKR sweep dock: run :func:`core.sweep.sweep` on the open labelled clip, plot and export the figures.
+"""The PKR sweep dock: run :func:`core.app.sweeps.run_sweep` (:func:`core.sweep.sweep`) on the open labelled
+clip, plot and export the figures.
 
 The sweep runs on a superqt FunctionWorker (the model is loaded there, through the same factory the app's
 inference runner uses); ``progress`` reaches the UI thread through a queued signal and Cancel sets a
@@ -33,7 +34,8 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import FunctionWorker
 
-from core.sweep import DEFAULT_PKRS, Cancelled
+from core.app.studio import user_message
+from core.app.sweeps import default_pkrs_text, parse_pkrs, run_sweep, save_sweep, was_cancelled
 from vpp_gui.file_dialogs import folder_of
 
 #: (what the plot calls it, symbol, colour) per row mode
@@ -44,37 +46,6 @@ COLUMNS = (("name", "config"), ("keep_ratio", "kept"), ("ms_per_frame", "ms/fram
 #: x-axis choices of the plot: (SweepRow attribute, axis title, title of the plot)
 X_AXES = (("ms_per_frame", "ms / frame", "ms/frame"), ("gflops_per_frame", "GFLOPs / frame", "GFLOPs/frame"))
 RunConfig = Callable[[], tuple]  # () -> (ModelSpec, device, score threshold or None)
-
-
-def parse_pkrs(text: str) -> list[float]:
-    """"1.0, 0.7 0.4" -> [1.0, 0.7, 0.4]; raises ValueError naming a bad entry."""
-    values = []
-    for part in text.replace(",", " ").split():
-        try:
-            v = float(part)
-        except ValueError:
-            raise ValueError(f"PKR {part!r} is not a number") from None
-        if not 0.0 < v <= 1.0:
-            raise ValueError(f"PKR {part} is outside (0, 1]")
-        values.append(v)
-    if not values:
-        raise ValueError("give at least one PKR, e.g. 1.0, 0.4")
-    return values
-
-
-def _run_sweep(factory, spec, device, clip, gt, pkrs, random_baseline, threshold, stop: threading.Event,
-               progress, done: threading.Event):
-    """On the worker thread: load the model, then sweep."""
-    from core.sweep import sweep
-
-    try:
-        model = factory(spec, device)
-        if stop.is_set():
-            raise Cancelled("sweep cancelled before it started")
-        return sweep(clip, gt, model=model, pkrs=pkrs, random_baseline=random_baseline, device=device,
-                     progress=progress, stop=stop.is_set, score_threshold=threshold)
-    finally:
-        done.set()
 
 
 class SweepPanel(QWidget):
@@ -102,7 +73,7 @@ class SweepPanel(QWidget):
         gt_file.clicked.connect(self._choose_gt_file)
         gt_folder = QPushButton("GT folder…", self)
         gt_folder.clicked.connect(self._choose_gt_folder)
-        self.pkr_edit = QLineEdit(", ".join(str(p) for p in DEFAULT_PKRS), self)
+        self.pkr_edit = QLineEdit(default_pkrs_text(), self)
         self.pkr_edit.setToolTip("PKRs to run, comma separated (1.0 is the dense model)")
         self.pkr_edit.setMinimumWidth(self.pkr_edit.fontMetrics().horizontalAdvance(self.pkr_edit.text() + "0000"))
         self.random_check = QCheckBox("random drop", self)
@@ -233,7 +204,7 @@ class SweepPanel(QWidget):
         self.result = None
         self._show_result(None)
         self.progress.setRange(0, 0)  # busy until the first frame (the model loads first)
-        worker = FunctionWorker(_run_sweep, self._factory, spec, device, self.clip_path, gt, pkrs,
+        worker = FunctionWorker(run_sweep, self._factory, spec, device, self.clip_path, gt, pkrs,
                                 self.random_check.isChecked(), threshold, self._stop, self._progress.emit,
                                 self._done)
         worker.returned.connect(self._on_returned)
@@ -272,11 +243,9 @@ class SweepPanel(QWidget):
         self.finished.emit(result)
 
     def _on_error(self, exc: BaseException) -> None:
-        from core.app.studio import user_message
-
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        if isinstance(exc, Cancelled):
+        if was_cancelled(exc):
             self._set_state("cancelled", "sweep cancelled (no result)")
         else:
             self._fail(user_message(exc))
@@ -374,11 +343,9 @@ class SweepPanel(QWidget):
         self._export(path, "json")
 
     def _export(self, path: str | Path, kind: str) -> None:
-        from core.atomic import atomic_write_text
-
         if self.result is None:
             raise ValueError("there is no sweep result to export yet")
-        atomic_write_text(Path(path), self.result.to_csv() if kind == "csv" else self.result.to_json())
+        save_sweep(self.result, path, kind)
 
     def _export_dialog(self, kind: str) -> None:
         if self.result is None:

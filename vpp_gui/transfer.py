@@ -1,5 +1,7 @@
 """The window's exports and imports: file dialogs, then :mod:`core.export` through the document.
 
+Exports: one per format of :mod:`core.formats` (:meth:`Transfers.export_dialog`, :meth:`Transfers.export`).
+
 What is exported is what is on screen: the document's tracks after every edit (rejected tracks left
 out), snapshotted on the UI thread and written on a worker thread (atomic, all formats or none).
 """
@@ -8,35 +10,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtWidgets import QFileDialog, QWidget
 
+from core.app.exports import codec, codecs
+from core.app.run_control import RunController
 from core.errors import VPPError
-from vpp_gui.export import COCO_FILTERS, YTVIS_FILTERS, incomplete_message, write_coco, write_davis, write_ytvis
-from vpp_gui.file_dialogs import start_folder, start_path
+from vpp_gui.document_bridge import DocumentBridge
+from vpp_gui.export import Exporter, incomplete_message, write_export
+from vpp_gui.file_dialogs import DialogFolders, Feedback
 
 IMPORT_FILTERS = "YouTube-VIS results or ground truth (*.json *.zip);;All files (*)"
 
 
 class Transfers:
-    def __init__(self, window) -> None:
-        self.window = window
+    """The window's exports and imports; ``parent`` parents their dialogs, ``run`` says whether a pass is
+    still running, ``exporter`` writes on its worker thread."""
+
+    def __init__(self, parent: QWidget, bridge: DocumentBridge, run: RunController, exporter: Exporter,
+                 folders: DialogFolders, feedback: Feedback) -> None:
+        self.parent = parent
+        self.bridge = bridge
+        self.run = run
+        self.exporter = exporter
+        self.folders = folders
+        self.feedback = feedback
 
     @property
     def doc(self):
-        return self.window.bridge.doc
+        return self.bridge.doc
 
     # -- export ------------------------------------------------------------------------------------
     def ready(self) -> bool:
-        w = self.window
+        say = self.feedback.show_error
         if self.doc is None:
-            w.show_error("Nothing to export yet", "There is nothing to export yet: open a clip first.")
+            say("Nothing to export yet", "There is nothing to export yet: open a clip first.")
             return False
-        c = w.controller
+        c = self.run
         if c.running or (c.results is not None and not c.results.is_complete):
-            w.show_error("Nothing to export yet", incomplete_message(c.results) or "Inference is still running.")
+            say("Nothing to export yet", incomplete_message(c.results) or "Inference is still running.")
             return False
-        if w.exporter.busy:
-            w.show_error("Export running", "An export is still running; wait for it to finish.")
+        if self.exporter.busy:
+            say("Export running", "An export is still running; wait for it to finish.")
             return False
         return True
 
@@ -50,83 +64,62 @@ class Transfers:
         return (doc.to_clip_results(), doc.run_record("vpp-gui"), tuple(sorted(doc.categories.items())),
                 doc.clip.frame_names())
 
-    def ytvis_dialog(self) -> None:
+    def export_dialog(self, name: str) -> None:
+        """Ask where to write the format ``name`` (a codec of :mod:`core.formats`; a file dialog also offers the
+        formats that join it, as the zip joins YouTube-VIS JSON), then export."""
         if not self.ready():
             return
-        w = self.window
-        start = start_path(w, "export", "results.json")
-        path, chosen = QFileDialog.getSaveFileName(w, "Export YouTube-VIS results", start, YTVIS_FILTERS)
+        c = codec(name)
+        if c.folder:
+            folder = QFileDialog.getExistingDirectory(self.parent, c.dialog_title, self.folders.start("export"))
+            if folder:
+                self.export(name, folder)
+            return
+        offered = [c, *(j for j in codecs() if j.menu_joins == name)]
+        start = self.folders.start_path("export", c.default_name)
+        path, chosen = QFileDialog.getSaveFileName(self.parent, c.dialog_title, start,
+                                                   ";;".join(j.file_filter for j in offered))
         if path:
-            self.ytvis(path, zipped=path.lower().endswith(".zip") or ".zip" in chosen)
+            pick = next((j for j in offered[1:] if path.lower().endswith(j.suffix) or j.suffix in chosen), c)
+            self.export(pick.name, path)
 
-    def ytvis(self, path: str | Path, *, zipped: bool = False) -> bool:
+    def export(self, name: str, path: str | Path) -> bool:
+        """Write the document as the format ``name`` to ``path`` on the exporter's thread; False if refused.
+        A format offered in another's dialog (the zip) gets its own suffix."""
+        c = codec(name)
         path = Path(path)
-        if zipped and path.suffix.lower() != ".zip":
-            path = path.with_suffix(".zip")
+        if c.menu_joins and path.suffix.lower() != c.suffix:
+            path = path.with_suffix(c.suffix)
         if not self.ready():
             return False
-        self.window.settings.set_folder("export", str(path.parent))
-        results, record, categories, _names = self._snapshot()
-        return self.window.exporter.start(write_ytvis, results, path, zipped=zipped, record=record,
-                                          categories=categories, inputs=self._inputs())
-
-    def davis_dialog(self) -> None:
-        if not self.ready():
-            return
-        w = self.window
-        folder = QFileDialog.getExistingDirectory(w, "Export DAVIS masks into a folder", start_folder(w, "export"))
-        if folder:
-            self.davis(folder)
-
-    def davis(self, folder: str | Path) -> bool:
-        if not self.ready():
-            return False
-        self.window.settings.set_folder("export", str(Path(folder)))
-        results, record, _categories, names = self._snapshot()
-        return self.window.exporter.start(write_davis, results, folder, names, record=record, inputs=self._inputs())
-
-    def coco_dialog(self) -> None:
-        if not self.ready():
-            return
-        w = self.window
-        start = start_path(w, "export", "coco.json")
-        path, _ = QFileDialog.getSaveFileName(w, "Export COCO per-frame JSON", start, COCO_FILTERS)
-        if path:
-            self.coco(path)
-
-    def coco(self, path: str | Path) -> bool:
-        if not self.ready():
-            return False
-        self.window.settings.set_folder("export", str(Path(path).parent))
+        self.folders.remember("export", path if c.folder else path.parent)
         results, record, categories, names = self._snapshot()
-        return self.window.exporter.start(write_coco, results, path, names, record=record, categories=categories,
-                                          video_name=self.doc.clip.name, inputs=self._inputs())
+        return self.exporter.start(write_export, name, results, path, names, record=record, categories=categories,
+                                   video_name=self.doc.clip.name, inputs=self._inputs())
 
     # -- import ------------------------------------------------------------------------------------
     def import_dialog(self) -> None:
-        w = self.window
-        path, _ = QFileDialog.getOpenFileName(w, "Import masks for this clip", start_folder(w, "import"),
+        path, _ = QFileDialog.getOpenFileName(self.parent, "Import masks for this clip", self.folders.start("import"),
                                               IMPORT_FILTERS)
         if path:
             self.import_path(path)
 
     def import_davis_dialog(self) -> None:
-        w = self.window
-        folder = QFileDialog.getExistingDirectory(w, "Import a folder of DAVIS PNG masks", start_folder(w, "import"))
+        folder = QFileDialog.getExistingDirectory(self.parent, "Import a folder of DAVIS PNG masks",
+                                                  self.folders.start("import"))
         if folder:
             self.import_path(folder)
 
     def import_path(self, path: str | Path) -> list[int]:
         """Import masks for the open clip as new tracks of a person's (one undoable step)."""
-        w = self.window
         if self.doc is None:
-            w.show_error("Cannot import", "Open the clip the masks belong to first.")
+            self.feedback.show_error("Cannot import", "Open the clip the masks belong to first.")
             return []
         try:
             ids = self.doc.import_file(path)
         except (VPPError, OSError, ValueError) as exc:
-            w.show_error("Cannot import", str(exc))
+            self.feedback.show_error("Cannot import", str(exc))
             return []
-        w.settings.set_folder("import", str(Path(path).parent))
-        w.statusBar().showMessage(f"imported {len(ids)} track(s) from {path} (Ctrl+Z undoes it)", 8000)
+        self.folders.remember("import", Path(path).parent)
+        self.feedback.show_message(f"imported {len(ids)} track(s) from {path} (Ctrl+Z undoes it)", 8000)
         return ids

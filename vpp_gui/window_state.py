@@ -3,9 +3,7 @@ between the controls and the document."""
 
 from __future__ import annotations
 
-from core.app.document import RunSettings
-from core.app.studio import ModelSpec
-from core.resources import default_pkr
+from core.app.settings import RunSettings, default_pkr
 
 #: The dock layout's version: raised when the default layout changes, so that a layout saved before (e.g.
 #: the Tracks dock too narrow for its columns, issue 24) is not restored over the new defaults.
@@ -48,20 +46,19 @@ def save(window) -> None:
 
 
 def run_settings(window) -> RunSettings:
-    """The run settings the controls show now."""
-    self = window
-    spec = self.controls.model()
-    return RunSettings(model_kind=spec.kind, model_path=spec.path, device=self.controls.device(),
-                       pkr=float(self.controls.pkr()), threshold=self.controls.threshold())
+    """The run settings the controls show now (over the run control's: the mode, which no control shows)."""
+    c = window.controls
+    return window.controller.settings.replace(spec=c.model(), device=c.device(), pkr=float(c.pkr()),
+                                              threshold=c.threshold())
 
 
 def apply_run_settings(window, rs: RunSettings) -> None:
     """Show a document's run settings in the controls and the controller (nothing starts)."""
     self = window
-    spec = ModelSpec(rs.model_kind, rs.model_path)
+    spec = rs.spec
     self.controls.set_model(spec)
     self.controls.set_device(rs.device)
     self.controls.set_pkr(rs.pkr)
     self.controls.set_threshold(rs.threshold)
-    self.controller.set_settings(spec=spec, device=rs.device, pkr=float(rs.pkr), threshold=rs.threshold)
+    self.controller.set_settings(rs)
     self._set_untrained_note(spec.known_untrained(), spec.location())  # the model's path, until it loads

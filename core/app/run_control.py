@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.app.studio import FrameMessage, ModelInfo, ModelSpec, PassDone, PassError, ResultCache, RunKey, RunRequest
+from core.app.settings import ModelSpec, RunSettings
+from core.app.studio import FrameMessage, ModelInfo, PassDone, PassError, ResultCache, RunKey, RunRequest
 from core.results import ClipResults, CompactFrame
 
 MAX_PREVIEWS = 64
@@ -42,10 +43,7 @@ class RunController:
         self._emit = emit or (lambda name, *args: None)
         self.clip: str | None = None
         self._shape = (0, 0, 0)  # frames, height, width
-        self.spec = ModelSpec("default")
-        self.device = "cpu"
-        self.pkr = float(pkr)
-        self.threshold: float | None = None  # None = auto
+        self.settings = RunSettings(pkr=pkr)  # the current run settings: the one place they are kept
         self.results: ClipResults | None = None
         self.previews: OrderedDict[int, CompactFrame] = OrderedDict()
         self.key: RunKey | None = None
@@ -66,31 +64,54 @@ class RunController:
         self.key = None
         self._emit("resultsReplaced")
 
-    def set_settings(self, *, spec: ModelSpec | None = None, device: str | None = None, pkr: float | None = None,
-                     threshold: float | str | None = "keep") -> None:
-        """Change the settings without starting anything (``configure`` also restarts)."""
-        if spec is not None:
-            self.spec = spec
-        if device is not None:
-            self.device = device
-        if pkr is not None:
-            self.pkr = float(pkr)
-        if threshold != "keep":
-            self.threshold = threshold  # type: ignore[assignment]
+    # the current settings' parts, read-only: change them with set_settings / configure
+    @property
+    def spec(self) -> ModelSpec:
+        return self.settings.spec
 
-    def configure(self, *, spec: ModelSpec | None = None, device: str | None = None, pkr: float | None = None,
-                  threshold: float | str | None = "keep", preview: int | None = None) -> None:
-        """Change run settings; restarts (or takes the cache) when the key changes.
+    @property
+    def device(self) -> str:
+        return self.settings.device
+
+    @property
+    def pkr(self) -> float:
+        return self.settings.pkr
+
+    @property
+    def threshold(self) -> float | None:
+        return self.settings.threshold  # None = auto
+
+    def set_settings(self, settings: RunSettings | None = None, *, spec: ModelSpec | None = None,
+                     device: str | None = None, pkr: float | None = None,
+                     threshold: float | str | None = "keep") -> None:
+        """Take ``settings`` (else the current ones) with the changes given, without starting anything
+        (``configure`` also restarts). A value outside its range raises ``ValueError`` and changes nothing."""
+        changes: dict[str, Any] = {}
+        if spec is not None:
+            changes["spec"] = spec
+        if device is not None:
+            changes["device"] = device
+        if pkr is not None:
+            changes["pkr"] = pkr
+        if threshold != "keep":
+            changes["threshold"] = threshold
+        base = settings if settings is not None else self.settings
+        self.settings = base.replace(**changes) if changes else base
+
+    def configure(self, settings: RunSettings | None = None, *, spec: ModelSpec | None = None,
+                  device: str | None = None, pkr: float | None = None, threshold: float | str | None = "keep",
+                  preview: int | None = None) -> None:
+        """Change run settings (as :meth:`set_settings`); restarts (or takes the cache) when the key changes.
 
         ``preview``: the frame on screen, previewed first if a pass starts (see :mod:`core.app.studio`).
         """
-        self.set_settings(spec=spec, device=device, pkr=pkr, threshold=threshold)
+        self.set_settings(settings, spec=spec, device=device, pkr=pkr, threshold=threshold)
         self.restart(preview=preview)
 
     def current_key(self) -> RunKey | None:
         if self.clip is None:
             return None
-        return RunKey.make(self.clip, self.spec, self.device, self.pkr, self.threshold)
+        return RunKey.make(self.clip, self.settings)
 
     # -- running -------------------------------------------------------------------------------------
     def restart(self, *, force: bool = False, preview: int | None = None) -> None:
@@ -116,7 +137,7 @@ class RunController:
         self.results = ClipResults(frames, height, width)
         self.cache.put(key, self.results)
         self._request_id += 1
-        self._active = RunRequest(self._request_id, key.clip, self.spec, self.device, self.pkr, key.threshold)
+        self._active = RunRequest(self._request_id, key.clip, self.settings.replace(threshold=key.threshold))
         self._model_loaded = False
         self.runner.start(self._active, preview=preview if preview else None)
         self._set_state("running")
@@ -147,11 +168,11 @@ class RunController:
 
     def run_info(self) -> dict[str, Any]:
         """What produces the current pass, for the document's run record."""
-        spec = self.spec
+        settings, spec = self.settings, self.settings.spec
         model = spec.location() or f"untrained {spec.kind}"
         info = self.model_info
-        return {"model": model, "model_kind": spec.kind, "pkr": round(float(self.pkr), 3), "mode": "vpp",
-                "device": self.device, "threshold": self.threshold,
+        return {"model": model, "model_kind": spec.kind, "pkr": round(float(settings.pkr), 3), "mode": settings.mode,
+                "device": settings.device, "threshold": settings.threshold,
                 "source": info.source if info is not None else None}
 
     # -- queries -------------------------------------------------------------------------------------

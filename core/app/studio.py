@@ -1,4 +1,4 @@
-"""The app's Qt-free run logic (vpp_gui is a view over it): runs, the worker's generator, the cache.
+"""The app's Qt-free run logic (vpp_gui is a view over it): runs, the worker's pass, the cache.
 
 **The rule.** Pruning state and track IDs chain frame to frame, so a *pass* always starts at the
 clip's first frame with a fresh session state and stores every result in one
@@ -21,60 +21,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from core.app.settings import ModelSpec, RunSettings
+from core.clip_loop import run_clip
 from core.errors import CheckpointError, VPPError
 from core.results import ClipResults, CompactFrame
 
-ModelKind = Literal["default", "tiny", "small", "file"]
 #: Score threshold used by "auto": trained models / untrained ones (whose scores are all ~0.05).
 AUTO_THRESHOLD_TRAINED = 0.25
 AUTO_THRESHOLD_UNTRAINED = 0.03
 #: Input size of the untrained Tiny/Small choices (the same as core.resources' fallback).
 UNTRAINED_LONG_SIDE = 640
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model to run: the default one, an untrained variant, or a checkpoint file."""
-
-    kind: ModelKind = "default"
-    path: str = ""
-
-    @property
-    def label(self) -> str:
-        return {"default": "Default model", "tiny": "Tiny (untrained)", "small": "Small (untrained)"}.get(
-            self.kind, Path(self.path).name)
-
-    def location(self) -> str:
-        """The weights file this choice loads ("" for an untrained variant): what the app shows as the model."""
-        if self.kind == "file":
-            return self.path
-        if self.kind == "default":
-            from core.resources import DEFAULT_MODEL
-
-            return str(DEFAULT_MODEL)
-        return ""
-
-    def known_untrained(self) -> bool:
-        """True when the weights are surely random (no torch needed to tell)."""
-        if self.kind in ("tiny", "small"):
-            return True
-        if self.kind == "default":
-            from core.resources import DEFAULT_MODEL
-
-            return not DEFAULT_MODEL.is_file()
-        return False
-
-    def cache_id(self) -> str:
-        if self.kind != "file":
-            return self.kind
-        p = Path(self.path)
-        try:
-            stamp = p.stat().st_mtime_ns
-        except OSError:
-            stamp = 0
-        return f"file:{p.resolve()}:{stamp}"
 
 
 def resolve_threshold(value: float | None, trained: bool) -> float:
@@ -99,19 +56,19 @@ class RunKey:
     threshold: float | None  # None: auto
 
     @classmethod
-    def make(cls, clip: str | Path, spec: ModelSpec, device: str, pkr: float, threshold: float | None) -> RunKey:
-        return cls(str(clip), spec.cache_id(), device, round(float(pkr), 2),
+    def make(cls, clip: str | Path, settings: RunSettings) -> RunKey:
+        threshold = settings.threshold
+        return cls(str(clip), settings.spec.cache_id(), settings.device, round(float(settings.pkr), 2),
                    None if threshold is None else round(float(threshold), 3))
 
 
 @dataclass(frozen=True)
 class RunRequest:
+    """One pass to run: its id (messages carry it), the clip and the run settings, as they were when asked."""
+
     id: int
     clip: str
-    spec: ModelSpec
-    device: str
-    pkr: float
-    threshold: float | None  # None: auto (see resolve_threshold)
+    settings: RunSettings
 
 
 @dataclass(frozen=True)
@@ -147,6 +104,7 @@ class PassError:
 
 
 Message = ModelInfo | FrameMessage | PassDone | PassError
+Sink = Callable[[Message], object]  # where a pass's messages go (the worker: a queued signal to the UI thread)
 
 
 ModelFactory = Callable[[ModelSpec, str], "object"]  # -> core.resources.LoadedModel
@@ -156,7 +114,8 @@ def default_model_factory(spec: ModelSpec, device: str):
     """Load the model for ``spec`` (runs on the worker thread)."""
     import torch
 
-    from core.build import VPPConfig, build_vpp
+    from core.model.vpp.builder import build_vpp
+    from core.model.vpp.config import VPPConfig
     from core.resources import LoadedModel, load_model
 
     if spec.kind == "default":
@@ -206,17 +165,18 @@ class PreviewChannel:
 
 
 def guarded_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
-                 open_clip: Callable[[str], object]) -> Iterator[Message]:
-    """:func:`inference_pass`, ending with :class:`PassDone`, or :class:`PassError` instead of raising."""
+                 open_clip: Callable[[str], object], sink: Sink, stop: Callable[[], bool] | None = None) -> None:
+    """:func:`inference_pass`, then :class:`PassDone` (unless stopped), or :class:`PassError` instead of raising."""
     try:
-        yield from inference_pass(request, models, channel, open_clip)
+        inference_pass(request, models, channel, open_clip, sink, stop)
     except Exception as exc:
         # our errors say what went wrong and where: no traceback (the log would show it to the user);
         # anything unexpected keeps its traceback, for the debug log only
         expected = isinstance(exc, VPPError) and not isinstance(exc, ModelLoadError)
-        yield PassError(request.id, user_message(exc), "" if expected else traceback.format_exc())
+        sink(PassError(request.id, user_message(exc), "" if expected else traceback.format_exc()))
     else:
-        yield PassDone(request.id)
+        if stop is None or not stop():
+            sink(PassDone(request.id))
 
 
 def user_message(exc: BaseException) -> str:
@@ -246,10 +206,10 @@ class ModelLoadError(CheckpointError):
 def load_for_pass(models: ModelStore, spec: ModelSpec, device: str):
     """``models.get``, every failure turned into a :class:`core.errors.CheckpointError` naming the file.
 
-    A checkpoint's own errors (``CheckpointError`` from ``core.checkpoint`` / ``core.build``) already
-    name it and pass unchanged; anything else (a ``ZeroDivisionError`` from an absurd config, a
-    ``RuntimeError`` from torch ...) becomes a :class:`ModelLoadError` "<file>: cannot load the model:
-    <type>: <what>".
+    A checkpoint's own errors (``CheckpointError`` from ``core.model.vpp.checkpoint`` /
+    ``core.model.release.checkpoint``) already name it and pass unchanged; anything else (a
+    ``ZeroDivisionError`` from an absurd config, a ``RuntimeError`` from torch ...) becomes a
+    :class:`ModelLoadError` "<file>: cannot load the model: <type>: <what>".
     """
     try:
         return models.get(spec, device)
@@ -262,45 +222,64 @@ def load_for_pass(models: ModelStore, spec: ModelSpec, device: str):
 
 
 def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChannel,
-                   open_clip: Callable[[str], object]) -> Iterator[ModelInfo | FrameMessage]:
-    """The worker's generator: load the model, then one pass from frame 0, previews interleaved."""
+                   open_clip: Callable[[str], object], sink: Sink, stop: Callable[[], bool] | None = None) -> None:
+    """The worker's pass: load the model (:class:`ModelInfo` to ``sink``), then one pass from frame 0 through
+    :func:`core.clip_loop.run_clip`, each frame a :class:`FrameMessage` to ``sink``; before each frame the
+    governor ticks and a preview the UI asked for (``channel``) runs. ``stop()`` True ends it at the next frame."""
+    from core.build import make_session
     from core.cpu_threads import ThreadGovernor
     from core.resources import loaded_categories
-    from core.session import make_session, resolve_device
+    from core.session_base import resolve_device
 
-    device = resolve_device(request.device)  # a clear message ("CUDA is not available ...") before loading anything
-    loaded = load_for_pass(models, request.spec, request.device)
+    settings = request.settings
+    device = resolve_device(settings.device)  # a clear message ("CUDA is not available ...") before loading anything
+    loaded = load_for_pass(models, settings.spec, settings.device)
     # auto threshold: a released model keeps the ROVIS tracker's own (0.3 new / 0.25 kept); ours the trained one
     released = getattr(loaded, "kind", "vpp") == "release"
-    threshold = request.threshold if released else resolve_threshold(request.threshold, loaded.trained)
-    session = make_session(loaded, device=request.device, pkr=request.pkr, score_threshold=threshold)
+    threshold = settings.threshold if released else resolve_threshold(settings.threshold, loaded.trained)
+    session = make_session(loaded, device=settings.device, pkr=settings.pkr, mode=settings.mode,
+                           score_threshold=threshold)
     categories = loaded_categories(loaded)
-    yield ModelInfo(request.id, loaded.source, loaded.trained, tuple(n for _, n in categories),
-                    tuple(i for i, _ in categories), session.input_long_side, session.patch)
+    sink(ModelInfo(request.id, loaded.source, loaded.trained, tuple(n for _, n in categories),
+                   tuple(i for i, _ in categories), session.input_long_side, session.patch))
     source = open_clip(request.clip)
     governor = ThreadGovernor.for_run(device)  # fewer torch threads while other processes keep cores busy
     tick = governor.tick if governor is not None else (lambda: None)
-    try:
-        session.reset()
-        previewed: set[int] = set()
-        for i in range(len(source)):
-            wanted = channel.take()
-            if wanted is not None and wanted > i and wanted not in previewed and wanted < len(source):
-                previewed.add(wanted)
-                tick()
-                saved = session.state
-                session.reset()
-                try:
-                    result = session.step(source.frame(wanted))
-                finally:
-                    session.state = saved
-                yield FrameMessage(request.id, CompactFrame.from_result(result, index=wanted), True)
+    count = len(source)
+    previewed: set[int] = set()
+
+    def frames() -> Iterator[object]:
+        for i in range(count):
+            if stop is not None and stop():
+                return  # not even read: a replaced pass gives the worker back at once
+            yield source.frame(i)
+
+    def before(index: int) -> None:
+        wanted = channel.take()
+        if wanted is not None and index < wanted < count and wanted not in previewed:
+            previewed.add(wanted)
             tick()
-            yield FrameMessage(request.id, CompactFrame.from_result(session.step(source.frame(i))), False)
+            sink(FrameMessage(request.id, preview_frame(session, source.frame(wanted), wanted), True))
+        tick()
+
+    try:
+        run_clip(frames(), session, lambda index, result: sink(FrameMessage(
+            request.id, CompactFrame.from_result(result), False)), stop=stop, before=before)
     finally:
         if governor is not None:
             governor.restore()
         source.close()
+
+
+def preview_frame(session, frame, index: int) -> CompactFrame:
+    """``frame`` run alone, as if the clip started there; the session's pass state is kept apart and restored."""
+    saved = session.state
+    session.reset()
+    try:
+        result = session.step(frame)
+    finally:
+        session.state = saved
+    return CompactFrame.from_result(result, index=index)
 
 
 class ResultCache:

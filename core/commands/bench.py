@@ -16,8 +16,9 @@ import torch
 from core import __version__
 from core.atomic import atomic_write_text
 from core.bench import ADAPTER_VARIANTS, format_table, rows_to_json, run_bench
-from core.cli import int_range, pkr_value, writable_output
-from core.session import resolve_device
+from core.cli import int_range, pkr_value
+from core.multi_commit import writable_output
+from core.session_base import resolve_device
 
 DEFAULT_PKRS = [0.7, 0.55, 0.4]
 MAX_SIDE = 4096  # the model's input_long_side is the frame's long side; the config allows 256 tokens of 16 px

@@ -2,6 +2,8 @@
 
     vpp export review.vppproj --out results.json [--zip results.zip] [--davis-png masks/] [--coco frames.json]
 
+One option per format of :mod:`core.formats` (made by :mod:`core.commands.output_options`).
+
 What is written is what the app shows: every track of the project after a person's edits, rejected
 tracks left out. All outputs are written together through :mod:`core.export` (all or none, each with a
 run record). The clip itself need not be on this machine: the project holds the masks and frame names.
@@ -16,17 +18,14 @@ import json
 import os
 from pathlib import Path
 
+from core.commands.output_options import add_output_options, formats_summary, options_phrase, output_paths
 from core.errors import DataError, VPPError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="write a project's corrected results (YTVIS JSON/zip, DAVIS PNGs, COCO JSON)")
+    p = sub.add_parser("export", help=f"write a project's corrected results ({formats_summary()})")
     p.add_argument("project", help="a VPP Studio project file (*.vppproj)")
-    p.add_argument("--out", default=None, help="YTVIS results JSON")
-    p.add_argument("--zip", default=None, help="a zip holding results.json (for the evaluation server)")
-    p.add_argument("--davis-png", default=None,
-                   help="a folder for DAVIS indexed PNG masks (new, empty, or an earlier export of ours)")
-    p.add_argument("--coco", default=None, help="COCO per-frame JSON")
+    add_output_options(p, "export")  # one option per format of core.formats
     p.add_argument("--include-rejected", action="store_true", help="also export tracks marked rejected")
     p.add_argument("--recover", action="store_true",
                    help="apply the crash journal beside the project (.<name>.journal) before exporting")
@@ -41,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     project = Path(args.project)
     if not project.is_file():
         raise DataError(f"{project}: project file not found")
-    if not any((args.out, args.zip, args.davis_png, args.coco)):
-        raise VPPError("nothing to write: give --out, --zip, --davis-png and/or --coco")
-    outputs = {"ytvis": args.out, "zip": args.zip, "davis": args.davis_png, "coco": args.coco}
-    check_outputs(**outputs, inputs=(project,))  # a clear error before reading a large project
+    outputs = output_paths(args, "export")
+    if not any(outputs.values()):
+        raise VPPError(f"nothing to write: give {options_phrase()}")
+    check_outputs(outputs, inputs=(project,))  # a clear error before reading a large project
     journal = journal_path_for(project)
     if args.recover:
         if not os.path.lexists(journal):
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     clip = doc.to_clip_results(include_rejected=args.include_rejected)
     video = VideoExport(1, doc.clip.name, doc.clip.frame_names(), clip)
     inputs = (project, *([doc.clip.path] if Path(doc.clip.path).exists() else []))
-    summary = export_results([video], **outputs, categories=tuple(sorted(doc.categories.items())),
+    summary = export_results([video], outputs, categories=tuple(sorted(doc.categories.items())),
                              record=doc.run_record("vpp export"), inputs=inputs)
     report = {"project": str(project), "tracks": summary.tracks.get(1, 0), "written": [str(p) for p in summary.paths]}
     pending = 0 if args.recover else unsaved_edits(journal)

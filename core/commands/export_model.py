@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.checkpoint import config_path, load_checkpoint, save_checkpoint
-from core.cli import pkr_value, writable_output
+from core.cli import pkr_value
 from core.errors import VPPError
+from core.model.vpp.checkpoint import config_path, load_checkpoint, save_checkpoint
+from core.multi_commit import writable_output
 
 
 def add_parser(sub) -> None:

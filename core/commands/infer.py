@@ -32,13 +32,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core.build import make_session
 from core.cli import int_range
+from core.clip_loop import run_clip
+from core.commands.output_options import add_output_options, output_paths
 from core.cpu_threads import ThreadGovernor, governed
 from core.data.prefetch import Prefetcher
 from core.errors import DataError, VPPError
+from core.pkr import check_pkr
 from core.resources import load_model, loaded_categories
 from core.results import ClipResults, CompactFrame
-from core.session import InferenceSession, make_session
+from core.session_base import StageTimer
 
 #: Frames read (and resized) ahead of the model on the reader thread.
 PREFETCH_DEPTH = 4
@@ -49,25 +53,11 @@ def add_parser(sub) -> None:
     p.add_argument("input", help="a video file, a folder of frames, a YTVIS split folder, or a folder of clips "
                                  "(each sub-folder of frames and each video file in it is one clip, video ids 1..N "
                                  "in natural name order)")
-    p.add_argument("--out", required=True,
-                   help="results JSON (YTVIS results format); its run record <OUT stem>.run.json is written beside "
-                        "it. For a split, a folder of clips or a torchrun run, per-video results are kept in "
-                        "<OUT>.work/ (a rerun of the same command reuses the finished videos; a clip that fails "
-                        "leaves <OUT>.work/video-NNNNN.error.json and nothing is merged), and <OUT stem>.videos.json "
-                        "maps each video_id to its clip's name and path (YTVIS results carry no names)")
+    add_output_options(p, "infer")  # --out, --zip, --davis-png, --coco: one per format of core.formats
     p.add_argument("--pkr", type=float, default=None, help="patch keep ratio in (0, 1] (default: the model's)")
     p.add_argument("--model", default=None, help="checkpoint .safetensors (default: the embedded model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--mode", default="vpp", choices=["vpp", "random", "dense"], help="pruning mode")
-    p.add_argument("--zip", action="store_true", help="also write OUT.zip with results.json inside")
-    p.add_argument("--davis-png", default=None, metavar="DIR",
-                   help="also export DAVIS palette PNG masks into DIR (one sub-folder per video for a split), with "
-                        "its run record DIR/vpp_run.json. DIR must be a new or empty folder, or an earlier export of "
-                        "ours (it holds vpp_run.json and only the masks it lists): DIR is then written, or replaced "
-                        "as a whole, only after the new masks are complete. A folder holding any other file is "
-                        "refused before inference starts, and so are the input's own folder, a folder inside it "
-                        "or one containing it")
-    p.add_argument("--coco", default=None, help="also write a COCO per-frame JSON (one image per frame) to this file")
     p.add_argument("--dist-timeout", type=float, default=7 * 24 * 3600, metavar="SECONDS",
                    help="under torchrun: how long ranks wait for each other (default: 7 days)")
     p.add_argument("--skip-corrupt", action="store_true",
@@ -94,7 +84,7 @@ def _resolved_if_dotted(path: Path) -> Path:
 
 
 def _split(path: Path):
-    from core.data.sources import YtvisSplit
+    from core.data.ytvis_dataset import YtvisSplit
 
     return YtvisSplit.find(path)
 
@@ -133,13 +123,11 @@ def _inputs(path: Path, split, model: str | None) -> list[Path]:
     return inputs
 
 
-def _outputs(args: argparse.Namespace) -> dict[str, Path | None]:
+def _outputs(args: argparse.Namespace) -> dict[str, Path | str | None]:
     out = Path(args.out)
     if out.name in ("", ".", ".."):
         raise VPPError(f"--out {args.out}: give a file name for the results JSON")
-    return {"ytvis": out, "zip": out.with_suffix(".zip") if args.zip else None,
-            "davis": Path(args.davis_png) if args.davis_png else None,
-            "coco": Path(args.coco) if args.coco else None}
+    return output_paths(args, "infer")
 
 
 def _batch(source_path: Path, split) -> bool:
@@ -167,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
     inp = Path(args.input)
     if not inp.exists():
         raise DataError(f"{inp}: input not found (expected a video file, a folder of frames or a YTVIS split)")
-    if args.pkr is not None and not 0 < args.pkr <= 1:
-        raise VPPError(f"--pkr must be in (0, 1], got {args.pkr}")
+    if args.pkr is not None:
+        check_pkr(args.pkr, source="--pkr")
     outputs = _outputs(args)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone finishes or undoes a killed export
         for note in recover_exports(*(p for p in outputs.values() if p is not None)):
@@ -176,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     source_path = _resolved_if_dotted(inp)
     split = _split(source_path)
     inputs = _inputs(source_path, split, args.model)
-    check_outputs(**outputs, inputs=inputs)  # before the model loads or a frame is read
+    check_outputs(outputs, inputs=inputs)  # before the model loads or a frame is read
     t_run = time.perf_counter()
     if args.threads:
         import torch
@@ -187,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device="cpu")
     if not loaded.trained:
         print("warning: no trained default model is shipped; results come from an untrained model", file=sys.stderr)
-    # a released model (vpp import-checkpoint) runs with ROVIS tracking; ours with InferenceSession
-    session = make_session(loaded, device=args.device, pkr=args.pkr, mode=args.mode, vpp_session=InferenceSession)
+    # the model's family picks the session: ours InferenceSession, a released one (vpp import-checkpoint) ROVIS tracking
+    session = make_session(loaded, device=args.device, pkr=args.pkr, mode=args.mode)
     timer = _start_profile(session, t_run) if args.profile else None
     device = getattr(session, "device", args.device)
     depth = _prefetch_depth(args.prefetch, device)
@@ -201,14 +189,7 @@ def run(args: argparse.Namespace) -> int:
             # the bar is closed (its line ended) before any error message is printed
             with tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame",
                       file=sys.stderr) as bar, _reader(source, depth, session) as frames:
-                for index, res in enumerate(session.run_clip(governed(frames, governor))):
-                    clip.add(CompactFrame.from_result(res, index))
-                    if timer is not None:
-                        timer.lap("rle")
-                    bar.update(1)
-                    bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
-                    if timer is not None:
-                        timer.lap("progress bar")
+                run_clip(governed(frames, governor), session, _frame_sink(clip, bar, timer))
             if timer is not None and isinstance(frames, Prefetcher):
                 timer.add("reader thread (decode, resize)", frames.busy_seconds)
             frames_done += len(source)
@@ -222,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     categories = list(loaded_categories(loaded))  # the model's own ids (YouTube-VIS 2021 for the released models)
     if timer is not None:
         timer.lap("other")
-    summary = export_results(videos, **outputs, categories=categories, record=record, inputs=inputs)
+    summary = export_results(videos, outputs, categories=categories, record=record, inputs=inputs)
     if timer is not None:
         timer.lap("write")
         _print_profile(timer, frames_done, device, governor)
@@ -231,6 +212,21 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"results": str(outputs["ytvis"]), "tracks": sum(summary.tracks.values()),
                       "written": [str(p) for p in summary.paths]}))
     return 0
+
+
+def _frame_sink(clip: ClipResults, bar, timer: StageTimer | None):
+    """What ``vpp infer`` does with each frame's result: keep it as RLEs, then move the progress bar."""
+
+    def add(index: int, res) -> None:
+        clip.add(CompactFrame.from_result(res, index))
+        if timer is not None:
+            timer.lap("rle")
+        bar.update(1)
+        bar.set_postfix(kept=f"{res.keep_ratio:.2f}", ms=f"{res.ms:.0f}")
+        if timer is not None:
+            timer.lap("progress bar")
+
+    return add
 
 
 def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> int:
@@ -246,7 +242,7 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         from core.export import check_outputs
 
         inputs = [*inputs, *batch_infer.clip_inputs(clips)]
-        check_outputs(**outputs, inputs=inputs)
+        check_outputs(outputs, inputs=inputs)
     batch_infer.check_batch_paths(outputs["ytvis"], inputs)
     dist = batch_infer.Distributed.from_env(args.device, timeout_s=args.dist_timeout)
     try:
@@ -254,8 +250,7 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         if not loaded.trained and dist.rank == 0:
             print("warning: no trained default model is shipped; results come from an untrained model",
                   file=sys.stderr)
-        session = make_session(loaded, device=dist.device, pkr=args.pkr, mode=args.mode,
-                               vpp_session=InferenceSession)
+        session = make_session(loaded, device=dist.device, pkr=args.pkr, mode=args.mode)
         model = Path(args.model) if args.model else (DEFAULT_MODEL if loaded.trained else loaded.source)
         mode = getattr(session, "mode", args.mode)
         record = RunRecord.for_model("vpp infer", model, pkr=session.pkr, mode=mode, extra={"input": str(inp)})
@@ -344,8 +339,6 @@ def _process_age() -> float | None:
 
 
 def _start_profile(session, t_run: float):
-    from core.session import StageTimer
-
     timer = StageTimer()
     age = _process_age()
     if age is not None:  # interpreter start and imports, up to run()

@@ -25,11 +25,12 @@ import torch
 from core import __version__
 from core.atomic import atomic_write_text
 from core.bench import bench_model
-from core.cli import float_range, int_range, writable_output
+from core.cli import float_range, int_range
 from core.errors import VPPError
 from core.evaluation.bootstrap import BootstrapDelta, paired_bootstrap
+from core.multi_commit import writable_output
 from core.resources import load_model
-from core.session import resolve_device
+from core.session_base import resolve_device
 from core.training.validate import open_split, score_model
 
 

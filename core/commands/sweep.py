@@ -77,7 +77,7 @@ def check_sweep_outputs(args: argparse.Namespace) -> None:
             raise DataError(f"{path}: given to both {seen[key]} and {opt}; choose a different name for each")
         seen[key] = opt
         # core.export's checks for one file output: a file name in a writable folder, not a link, not an input
-        check_outputs(ytvis=path, inputs=_inputs(args))
+        check_outputs({"ytvis": path}, inputs=_inputs(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ Decoding is bounded (:mod:`core.data.imageio`): an image or video frame of more 
 ``MAX_FRAME_PIXELS`` pixels is refused from its header, before it is decoded; only regular files are
 read (never a device or a pipe), of at most ``MAX_IMAGE_FILE_BYTES``.
 
-:func:`load_ytvis_dataset` reads a YTVIS split (annotations + ``JPEGImages``) and gives one
+:func:`core.data.ytvis_dataset.load_ytvis_dataset` reads a YTVIS split (annotations + ``JPEGImages``) and gives one
 :class:`FolderSource` per video, its frames listed by the video's ``file_names``. Every name must stay
 inside the split's image folder: names with ``..``, absolute paths, drive letters or backslashes are
 refused when the split is loaded (one :class:`DataError` naming the annotation file, each video and
@@ -537,15 +537,4 @@ def open_source(path: str | Path, **kwargs) -> FrameSource:
     return VideoSource(p, **kwargs)
 
 
-# YouTube-VIS splits on disk live in core.data.ytvis_dataset; re-exported here for existing callers.
-from core.data.ytvis_dataset import (  # noqa: E402
-    YtvisDatasetSource,
-    YtvisSplit,
-    find_ytvis_split,
-    frame_name_problem,
-    load_ytvis_dataset,
-    resolve_frame_name,
-)
-
-__all__ = ["FolderSource", "FrameSource", "VideoSource", "YtvisDatasetSource", "YtvisSplit", "find_ytvis_split",
-           "frame_name_problem", "load_ytvis_dataset", "natural_key", "open_source", "resolve_frame_name"]
+__all__ = ["FolderSource", "FrameSource", "VideoSource", "natural_key", "open_source"]

@@ -7,25 +7,17 @@ Callers turn a non-empty list into :class:`core.data.errors.YtvisValidationError
 
 from __future__ import annotations
 
-import math
 from array import array
 from itertools import islice
 from typing import Any
 
 from core.data.rle import counts_problems, to_compressed
+from core.values import is_finite_number, is_int
 
 #: Largest id accepted: integers above this do not survive a trip through a JSON double.
 MAX_ID = 2**53 - 1
 #: Largest frame side accepted (pixels).
 MAX_SIDE = 65535
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
 class _Checker:
@@ -51,7 +43,7 @@ class _Checker:
             self.add(path, f"missing '{key}'")
             return None
         v = obj[key]
-        if not _is_int(v):
+        if not is_int(v):
             self.add(f"{path}.{key}", f"must be an integer, got {type(v).__name__} {_short(v)}")
             return None
         if not 0 <= v <= MAX_ID:
@@ -61,7 +53,7 @@ class _Checker:
 
     def side(self, obj: dict, key: str, path: str) -> int | None:
         v = obj.get(key)
-        if not _is_int(v) or not 1 <= v <= MAX_SIDE:
+        if not is_int(v) or not 1 <= v <= MAX_SIDE:
             self.add(f"{path}.{key}", f"must be an integer 1..{MAX_SIDE}, got {_short(v)}")
             return None
         return v
@@ -152,7 +144,7 @@ def check_gt(data: Any, *, segmentations_out: list | None = None,
             c.add(f"{p}.file_names", "must be a list of strings")
             names = None
         length = v.get("length", len(names) if names is not None else None)
-        if not _is_int(length) or length < 0:
+        if not is_int(length) or length < 0:
             c.add(f"{p}.length", f"must be a non-negative integer, got {_short(length)}")
             length = None
         elif names is not None and len(names) != length:
@@ -245,7 +237,7 @@ def check_results(
         length, hw = _video_ref(c, r, p, videos)
         _category_ref(c, r, p, categories)
         score = r.get("score")
-        if not _is_num(score) or not 0.0 <= score <= 1.0:
+        if not is_finite_number(score) or not 0.0 <= score <= 1.0:
             c.add(f"{p}.score", f"must be a finite number in [0, 1], got {_short(score)}")
         segs = c.segmentations(r, p, length, hw)
         if segmentations_out is not None:
@@ -255,8 +247,8 @@ def check_results(
 
 def _good_entry(v: Any, width: int) -> bool:
     if width == 1:
-        return _is_num(v) and v >= 0
-    return isinstance(v, list) and len(v) == 4 and all(map(_is_num, v)) and v[2] >= 0 and v[3] >= 0
+        return is_finite_number(v) and v >= 0
+    return isinstance(v, list) and len(v) == 4 and all(map(is_finite_number, v)) and v[2] >= 0 and v[3] >= 0
 
 
 def _short(v: Any) -> str:

@@ -21,6 +21,7 @@ This module imports neither Qt nor torch.
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -31,11 +32,12 @@ from typing import Literal
 import numpy as np
 
 from core.data.davis import read_davis_png
-from core.data.rle import RLE, decode_rle, encode_mask, rle_area
+from core.data.rle import RLE, decode_rle, encode_mask
 from core.data.ytvis import YtvisAnnotation, YtvisGroundTruth, parse_ytvis_gt, parse_ytvis_results
 from core.errors import DataError
 from core.evaluation.ytvis_eval import evaluate
-from core.export_formats import choose_video, davis_mask_files, load_json_file
+from core.formats.base import choose_video, load_json_file, present_frames
+from core.formats.davis import davis_mask_files
 
 GtFormat = Literal["ytvis-gt", "davis"]
 #: The one class of DAVIS masks.
@@ -212,25 +214,22 @@ def _record(a: YtvisAnnotation) -> dict:
             "areas": list(a.areas), "bboxes": [None if b is None else list(b) for b in a.bboxes]}
 
 
+def _size_mismatch(path: Path, track: int, video, frame: int, size: list) -> str:
+    return (f"{path}: track {track} has a mask of [height, width] {size} on frame {frame}, but video {video.id} is "
+            f"{video.width}x{video.height}")
+
+
 def from_ytvis(path: str | os.PathLike, ytvis: YtvisGroundTruth, video_id: int, *,
                names: Sequence[str] = ()) -> ClipGroundTruth:
     """Video ``video_id`` of a parsed YTVIS ground truth (its length and size are the clip's: check first,
-    e.g. with :func:`core.export_formats.choose_video`). ``names``: the clip's frame names (default the
+    e.g. with :func:`core.formats.base.choose_video`). ``names``: the clip's frame names (default the
     video's ``file_names``)."""
     path = Path(path)
     video = ytvis.video(video_id)
     hw = (video.height, video.width)
     records, tracks = [], []
     for a in ytvis.tracks(video_id):
-        frames = {}
-        for t, s in enumerate(a.segmentations):
-            if s is None:
-                continue
-            if tuple(s["size"]) != hw:
-                raise DataError(f"{path}: track {a.id} has a mask of [height, width] {list(s['size'])} on frame "
-                                f"{t}, but video {video_id} is {video.width}x{video.height}")
-            if rle_area(s) > 0:
-                frames[t] = dict(s)
+        frames = present_frames(a.segmentations, hw, functools.partial(_size_mismatch, path, a.id, video))
         records.append(_record(a))
         tracks.append(GroundTruthTrack(a.id, a.category_id, frames, a.iscrowd))
     return ClipGroundTruth(

@@ -1,4 +1,4 @@
-"""The released checkpoints' state dicts -> :class:`~core.model.release_model.ReleaseVPPModel`'s. The only module
+"""The released checkpoints' state dicts -> :class:`~core.model.release.model.ReleaseVPPModel`'s. The only module
 that knows the release's key names.
 
 Keys are read with or without the leading ``detector.`` (ROVIS / VPP checkpoints have it, plain mmdet Mask2Former
@@ -51,7 +51,8 @@ import torch
 from core.errors import CheckpointError
 from core.model.m2f_head import rename_release_key
 from core.model.map_sm import MapSM
-from core.model.release_model import SELECTIVE_BLOCKS, VARIANTS, ReleaseConfig, build_release_model, release_config
+from core.model.release.builder import build_release_model
+from core.model.release.config import SELECTIVE_BLOCKS, VARIANTS, ReleaseConfig, release_config
 from core.model.selective import SelectiveModule
 
 BACKBONE = "backbone."

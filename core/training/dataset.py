@@ -58,7 +58,7 @@ class YtvisClips:
                 (int(a.get("id", len(by_video))), cat_index[a["category_id"]], a["segmentations"])
             )
         self.videos: list[_Video] = []
-        from core.data.sources import frame_name_problem
+        from core.data.ytvis_dataset import frame_name_problem
 
         for v in data.get("videos", []):
             for k, f in enumerate(v["file_names"]):

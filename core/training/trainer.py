@@ -39,12 +39,14 @@ from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes, atomic_write_text
-from core.build import VARIANTS, VPPConfig, build_vpp, keep_for
-from core.checkpoint import load_checkpoint, save_checkpoint
 from core.cpu_threads import ThreadGovernor
 from core.errors import CheckpointError, ConfigError, DataError
 from core.model.backbone import PruneMode
-from core.session import resolve_device
+from core.model.vpp.builder import build_vpp, keep_for
+from core.model.vpp.checkpoint import load_checkpoint, save_checkpoint
+from core.model.vpp.config import VARIANTS, VPPConfig
+from core.pkr import is_pkr
+from core.session_base import resolve_device
 from core.training.dataset import YtvisClips, collate
 from core.training.losses import (
     LossWeights,
@@ -55,6 +57,7 @@ from core.training.losses import (
     sparsity_loss,
     tracking_loss,
 )
+from core.values import is_int
 
 
 def reinitialise(model: torch.nn.Module, names: tuple[str, ...]) -> None:
@@ -152,9 +155,6 @@ def _train_problems(c: TrainConfig) -> list[str]:
         text = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
         return text if len(text) <= 60 else text[:57] + "..."
 
-    def is_int(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     out = []
     for key in ("train_ann", "train_images", "out_dir", "device"):
         v = getattr(c, key)
@@ -185,8 +185,7 @@ def _train_problems(c: TrainConfig) -> list[str]:
         if not ok or not (lo <= v if lo_in else lo < v) or v > hi:
             out.append(f"{key} = {show(v)}: must be a number in {'[' if lo_in else '('}{lo:g}, {hi:g}]")
     pkrs = c.sparse_pkrs
-    if not isinstance(pkrs, (list, tuple)) or not 1 <= len(pkrs) <= 100 or any(
-            not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 < p <= 1 for p in pkrs):
+    if not isinstance(pkrs, (list, tuple)) or not 1 <= len(pkrs) <= 100 or not all(is_pkr(p) for p in pkrs):
         out.append(f"sparse_pkrs = {show(pkrs)}: must be a list of 1 to 100 numbers in (0, 1]")
     if not isinstance(c.reinit, (list, tuple)) or any(not isinstance(n, str) or not n for n in c.reinit):
         out.append(f"reinit = {show(c.reinit)}: must be a list of submodule names")

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import torch
 
-from core.build import VPPConfig
+from core.clip_loop import run_clip
 from core.data.rle import decode_rle
-from core.data.sources import YtvisDatasetSource
 from core.data.ytvis import YtvisGroundTruth, YtvisResult, parse_ytvis_results, read_ytvis_gt
+from core.data.ytvis_dataset import YtvisDatasetSource
 from core.errors import DataError
 from core.evaluation.token_recall import RecallCounter, object_tokens
 from core.evaluation.ytvis_eval import evaluate
 from core.model.backbone import PruneMode
-from core.model.vpp import VPPModel
+from core.model.vpp.config import VPPConfig
+from core.model.vpp.model import VPPModel
 from core.results import ClipResults, CompactFrame
 from core.session import InferenceSession
 
@@ -65,13 +66,16 @@ def predict_split(
             tracks = [a.segmentations for a in split.gt.annotations if a.video_id == vid]
             with split.video_source(vid) as source:
                 clip = ClipResults(len(source), source.size[1], source.size[0])
-                for index, res in enumerate(session.run_clip(source)):
+
+                def add(index: int, res, clip=clip, tracks=tracks) -> None:
                     clip.add(CompactFrame.from_result(res, index))
                     keep.append(res.keep_ratio)
                     gflops.append(res.gflops)
                     if index > 0:  # the first frame runs denser by design; steady state is what users feel
                         ms.append(res.ms)
                         _count_recall(recall, res, tracks, index, config)
+
+                run_clip(source, session, add)
             results.extend(clip.to_ytvis(vid))
             if progress is not None:
                 progress(n + 1, len(ids))

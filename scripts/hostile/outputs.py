@@ -178,11 +178,13 @@ def shard_symlink_not_followed(tmp: Path) -> str | None:
     from core.batch_infer import run_shard
 
     class Session:  # one empty result per frame
-        def run_clip(self, frames):
-            for _ in frames:
-                yield SimpleNamespace(masks=np.zeros((0, H, W), bool), track_ids=[], category_ids=[], scores=[],
-                                      kept=np.zeros((0, 1, 1), bool), stage_names=(), keep_ratio=1.0, gflops=0.0,
-                                      ms=0.0, index=0)
+        def reset(self):
+            pass
+
+        def step(self, frame):
+            return SimpleNamespace(masks=np.zeros((0, H, W), bool), track_ids=[], category_ids=[], scores=[],
+                                   kept=np.zeros((0, 1, 1), bool), stage_names=(), keep_ratio=1.0, gflops=0.0,
+                                   ms=0.0, index=0)
 
     before = victim.read_bytes()
     summary = run_shard([clip], Session(), work=target.parent, key=KEY, log=lambda m: None)
@@ -265,8 +267,8 @@ def export_300_tracks_on_a_frame(tmp: Path) -> str | None:
     from core.export import RunRecord, VideoExport, export_results, import_tracks
 
     davis = tmp / "masks"
-    export_results([VideoExport(1, "v", tuple(_names()), _results(tracks=300))], davis=davis,
-                   record=RunRecord("probe", "m"))
+    export_results([VideoExport(1, "v", tuple(_names()), _results(tracks=300))],
+                   {"davis": davis}, record=RunRecord("probe", "m"))
     labels = read_davis_png(davis / "00000.png")
     found = len(np.unique(labels[labels > 0]))
     if found != 300:
@@ -280,8 +282,8 @@ def export_stored_area_zero(tmp: Path) -> str | None:
     from core.export import RunRecord, VideoExport, export_results
 
     out, coco, davis = tmp / "r.json", tmp / "c.json", tmp / "masks"
-    export_results([VideoExport(1, "v", tuple(_names()), _results(tracks=2, zero_areas=True))], ytvis=out, coco=coco,
-                   davis=davis, record=RunRecord("probe", "m"))
+    export_results([VideoExport(1, "v", tuple(_names()), _results(tracks=2, zero_areas=True))],
+                   {"ytvis": out, "coco": coco, "davis": davis}, record=RunRecord("probe", "m"))
     counts = (len(json.loads(out.read_text())), len(json.loads(coco.read_text())["annotations"]) // N,
               len(np.unique(read_davis_png(davis / "00000.png"))) - 1)
     return None if counts == (2, 2, 2) else f"tracks in YTVIS / COCO / DAVIS: {counts}, not 2 each"
@@ -468,17 +470,16 @@ def download_part_link_not_written_through(tmp: Path) -> str | None:
 
 
 def download_refused_import_not_cached(tmp: Path) -> str | None:
-    from core import released_models
-    from core.commands import import_checkpoint
+    from core import release_import, released_models
     from core.errors import CheckpointError
 
-    def refuse(args):
-        raise CheckpointError(f"{args.src}: refused by the probe")
+    def refuse(src, out, *, variant):
+        raise CheckpointError(f"{src}: refused by the probe")
 
     os.environ["no_proxy"] = "127.0.0.1,localhost"
     srv, url = _serve("plain")
-    saved = import_checkpoint.run
-    import_checkpoint.run = refuse
+    saved = release_import.import_release_checkpoint
+    release_import.import_release_checkpoint = refuse
     try:
         entry = _entry(None)(url)
         try:
@@ -489,7 +490,7 @@ def download_refused_import_not_cached(tmp: Path) -> str | None:
         else:
             return "the refused import succeeded"
     finally:
-        import_checkpoint.run = saved
+        release_import.import_release_checkpoint = saved
         srv.shutdown()
         srv.server_close()
     state = released_models.local_model(entry, tmp).state

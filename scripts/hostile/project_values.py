@@ -140,7 +140,7 @@ import _project_helpers
 doc = _project_helpers.make_doc()
 doc.settings = doc.settings.replace(model_kind="file", model_path={model!r})
 doc.run = {{"model": {model!r}, "pkr": float("nan")}} if {i} else None
-doc.export(ytvis={str(out)!r})
+doc.export({{"ytvis": {str(out)!r}}})
 """
         proc = ph.run(code, timeout=30)
         if isinstance(proc, str):

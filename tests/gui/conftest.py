@@ -54,7 +54,8 @@ def tiny_factory(spec, device):
     """Untrained Tiny at 256 px for every built-in choice; checkpoint files load for real (errors too)."""
     import torch
 
-    from core.build import VPPConfig, build_vpp
+    from core.model.vpp.builder import build_vpp
+    from core.model.vpp.config import VPPConfig
     from core.resources import LoadedModel, load_model
 
     if spec.kind == "file":

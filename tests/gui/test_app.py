@@ -76,7 +76,7 @@ def test_open_run_scrub_pkr_cancel_export(make_window, shared_data, qtbot, wait_
     qtbot.keyClick(w, Qt.Key.Key_Escape)
     assert c.state == "cancelled" and not c.running
     assert 0 < c.results.count < FRAMES
-    assert not w.export_ytvis(tmp_path / "partial.json")
+    assert not w.export_to("ytvis", tmp_path / "partial.json")
     assert dialogs and "Wait for it to finish" in dialogs[-1][1]
     assert not (tmp_path / "partial.json").exists()
 
@@ -86,7 +86,7 @@ def test_open_run_scrub_pkr_cancel_export(make_window, shared_data, qtbot, wait_
     assert c.results is first
     for name, zipped in (("results.json", False), ("results.zip", True)):
         with qtbot.waitSignal(w.exporter.finished, timeout=60_000):
-            assert w.export_ytvis(tmp_path / name, zipped=zipped)
+            assert w.export_to("zip" if zipped else "ytvis", tmp_path / name)
         tracks = read_ytvis_results(tmp_path / name)
         assert len(tracks) == len(first.to_ytvis(1)) > 0
         for t in tracks:
@@ -94,7 +94,7 @@ def test_open_run_scrub_pkr_cancel_export(make_window, shared_data, qtbot, wait_
             assert all(s is None or list(s["size"]) == [HEIGHT, WIDTH] for s in t.segmentations)
     assert w.settings.folder("export") == str(tmp_path)
     with qtbot.waitSignal(w.exporter.finished, timeout=120_000):
-        assert w.export_davis(tmp_path / "davis")
+        assert w.export_to("davis", tmp_path / "davis")
     names, labels = read_davis_folder(tmp_path / "davis")
     assert len(names) == FRAMES and labels.shape == (FRAMES, HEIGHT, WIDTH) and labels.max() > 0
 

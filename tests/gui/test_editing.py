@@ -285,6 +285,6 @@ def test_app_export_into_the_clip_folder_is_refused(make_window, shared_data, qt
     w = make_window(frames)
     wait_done(w)
     with qtbot.waitSignal(w.exporter.failed, timeout=60_000) as blocker:
-        assert w.export_davis(frames)
+        assert w.export_to("davis", frames)
     assert str(frames) in blocker.args[0]
     assert sorted(p.name for p in frames.iterdir()) == sorted(p.name for p in (shared_data / CLIP).iterdir())

@@ -13,7 +13,7 @@ from core.data.davis import read_davis_png
 from core.errors import DataError
 from core.export import RunRecord, import_tracks
 from core.results import ClipResults, CompactFrame
-from vpp_gui.export import Exporter, write_coco, write_davis, write_ytvis
+from vpp_gui.export import Exporter, write_export
 
 
 def _write(tag: str) -> str:
@@ -69,15 +69,16 @@ def _clip():
 def test_writers_go_through_core_export_and_leave_run_records(tmp_path):
     clip, last = _clip()
     record = RunRecord("vpp-gui", "m.safetensors", pkr=0.5, mode="vpp")
-    summary = write_ytvis(clip, tmp_path / "r.json", record=record)
+    summary = write_export("ytvis", clip, tmp_path / "r.json", record=record)
     assert summary == f"exported 1 track of 1 video to {tmp_path / 'r.json'}"
-    assert "r.zip" in write_ytvis(clip, tmp_path / "r.zip")  # zipped by the suffix; default record
+    assert "r.zip" in write_export("zip", clip, tmp_path / "r.zip")  # default record
     assert json.loads((tmp_path / "r.run.json").read_text())["tool"] == "vpp-gui"
-    summary = write_davis(clip, tmp_path / "d", ["a/00000.jpg", "a/00001.jpg"], record=record)
+    summary = write_export("davis", clip, tmp_path / "d", ["a/00000.jpg", "a/00001.jpg"], record=record)
     assert summary.endswith("(DAVIS: 1 object)")
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["00000.png", "00001.png", "vpp_run.json"]
     np.testing.assert_array_equal(read_davis_png(tmp_path / "d" / "00001.png") == 1, last)
-    write_coco(clip, tmp_path / "c.json", ["00000.jpg", "00001.jpg"], categories=[(2, "cat")], video_name="clip")
+    write_export("coco", clip, tmp_path / "c.json", ["00000.jpg", "00001.jpg"], categories=[(2, "cat")],
+                 video_name="clip")
     coco = json.loads((tmp_path / "c.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == ["clip/00000.jpg", "clip/00001.jpg"]
     assert coco["categories"] == [{"id": 2, "name": "cat"}] and len(coco["annotations"]) == 2
@@ -87,5 +88,5 @@ def test_writers_go_through_core_export_and_leave_run_records(tmp_path):
     (tmp_path / "user").mkdir()
     (tmp_path / "user" / "keep.txt").write_text("x")
     with pytest.raises(DataError, match="choose an empty or new folder"):
-        write_davis(clip, tmp_path / "user", ["0.jpg", "1.jpg"])
+        write_export("davis", clip, tmp_path / "user", ["0.jpg", "1.jpg"])
     assert [p.name for p in (tmp_path / "user").iterdir()] == ["keep.txt"]

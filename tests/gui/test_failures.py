@@ -29,7 +29,7 @@ def test_empty_window_explains_how_to_open(make_window):
     w = make_window()
     assert w.source is None and "Ctrl+O" in w.view.hint.text()
     w.timeline.step(1)  # nothing to do, nothing breaks
-    w.export_ytvis_dialog()
+    w.export_dialog("ytvis")
 
 
 def test_open_dialog_and_drop(make_window, shared_data, monkeypatch, qtbot, wait_done):

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from core import model_zoo
+from core import model_zoo, release_import
 from core.app.studio import ModelSpec
-from core.commands import import_checkpoint
 from tests.test_model_zoo import PAYLOAD, server  # noqa: F401 - the loopback server fixture
 from vpp_gui.controls import ZOO_ITEM
 
@@ -41,12 +40,12 @@ def folder(tmp_path, monkeypatch):
 def imports(monkeypatch):
     calls = []
 
-    def fake_import(args):
-        calls.append((args.src, args.out, args.variant))
-        Path(args.out).write_bytes(b"model")
-        return 0
+    def fake_import(src, out, *, variant):
+        calls.append((src, out, variant))
+        Path(out).write_bytes(b"model")
+        return Path(out)
 
-    monkeypatch.setattr(import_checkpoint, "run", fake_import)
+    monkeypatch.setattr(release_import, "import_release_checkpoint", fake_import)
     return calls
 
 

@@ -43,12 +43,11 @@ def test_bar_shows_once_and_dismisses(qtbot, isolated_settings, shared_data, wai
 
 
 def test_downloaded_released_models_are_in_the_model_list(make_window, monkeypatch, tmp_path):
-    from core.commands import models
+    from core import released_models  # what core.app.models lists the imported released models from
 
     fake = tmp_path / "tiny-pkr40.9.safetensors"
     fake.write_bytes(b"")
-    monkeypatch.setattr(models, "imported_models", lambda folder=None: [("tiny-pkr40.9", fake)])
-    monkeypatch.setattr("vpp_gui.main_window.released_models", models.imported_models)
+    monkeypatch.setattr(released_models, "imported_models", lambda folder=None: [("tiny-pkr40.9", fake)])
     w = make_window()
     labels = [w.controls.model_combo.itemText(i) for i in range(w.controls.model_combo.count())]
     assert "tiny-pkr40.9.safetensors" in labels

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QRectF
 
+from core.app import display_frames
+from core.app.display_frames import DisplayFrames, display_size, fit_size, reduced_jpeg
 from core.data.sources import FolderSource
 from core.results import CompactFrame
-from vpp_gui import display_frames, overlay
-from vpp_gui.display_frames import DisplayFrames, display_size, fit_size, reduced_jpeg
+from vpp_gui import overlay
 from vpp_gui.frame_view import FrameView
 
 FW, FH = 320, 180  # the "4K" frame of these tests

@@ -20,7 +20,7 @@ The GUI is a view over a :class:`Document`; everything it can do can be done fro
     doc.undo(); doc.redo()
     doc.save("dojo.vppproj")                                # versioned JSON, atomic; doc.dirty is False now
     doc.start_journal()                                     # every edit reaches disk before it returns
-    doc.export(ytvis="results.json", davis="masks/", coco="coco.json")   # all or nothing
+    doc.export({"ytvis": "results.json", "davis": "masks/", "coco": "coco.json"})   # all or nothing
 
     doc = Document.load("dojo.vppproj")                     # reopen (the clip need not be on disk to export)
     doc = Document.recover(".dojo.vppproj.journal")         # after a crash: the project plus every edit
@@ -74,7 +74,7 @@ Model passes feed the document with :meth:`Document.begin_pass` (the unreviewed 
   and :meth:`Document.save` refuses to overwrite a project file changed on disk since it was read.
 """
 
-from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.clip import ClipInfo
 from core.app.document.document import DocEvent, Document, Instance, TrackRow
 from core.app.document.grabcut import BoxPrompt, box_to_mask, refine_mask
 from core.app.document.history import Command, UndoStack
@@ -95,7 +95,6 @@ __all__ = [
     "FrameMask",
     "Instance",
     "RecoveryCandidate",
-    "RunSettings",
     "Track",
     "TrackRow",
     "UndoStack",

@@ -1,16 +1,11 @@
-"""What a document is about: the clip (:class:`ClipInfo`) and how the model runs on it (:class:`RunSettings`)."""
+"""What a document is about: the clip (:class:`ClipInfo`); how the model runs on it is
+:class:`core.app.settings.RunSettings`."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from core.errors import DataError
-
-MODEL_KINDS = ("default", "tiny", "small", "file")
-MODES = ("vpp", "random", "dense")
 
 
 @dataclass(frozen=True)
@@ -60,51 +55,3 @@ class ClipInfo:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "num_frames": self.num_frames, "height": self.height, "width": self.width,
                 "fps": self.fps, "names": list(self.names)}
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How the model runs: which model, device, patch keep ratio, score threshold (None: auto), mode."""
-
-    model_kind: str = "default"
-    model_path: str = ""
-    device: str = "cpu"
-    pkr: float = 0.4
-    threshold: float | None = None
-    mode: str = "vpp"
-
-    def __post_init__(self) -> None:
-        if self.model_kind not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {self.model_kind!r}; valid: {', '.join(MODEL_KINDS)}")
-        if self.model_kind == "file" and not self.model_path:
-            raise ValueError("a model of kind 'file' needs a model_path")
-        if not (isinstance(self.pkr, (int, float)) and 0.0 < self.pkr <= 1.0):
-            raise ValueError(f"PKR must be in (0, 1], got {self.pkr!r}")
-        if self.threshold is not None and not (0.0 <= self.threshold <= 1.0 and math.isfinite(self.threshold)):
-            raise ValueError(f"score threshold must be in [0, 1] or auto, got {self.threshold!r}")
-        if self.mode not in MODES:
-            raise ValueError(f"unknown prune mode {self.mode!r}; valid: {', '.join(MODES)}")
-
-    def replace(self, **changes: Any) -> RunSettings:
-        return replace(self, **changes)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Any, source: str | Path) -> RunSettings:
-        if not isinstance(data, dict):
-            raise DataError(f"{source}: 'settings' must be an object")
-        known = {"model_kind", "model_path", "device", "pkr", "threshold", "mode"}
-        for key in ("model_kind", "model_path", "device", "mode"):
-            if key in data and not isinstance(data[key], str):
-                raise DataError(f"{source}: bad run settings: '{key}' must be a string, got {data[key]!r:.60}")
-        for key in ("pkr", "threshold"):
-            value = data.get(key)
-            if key in data and (isinstance(value, bool) or not isinstance(value, (int, float, type(None)))
-                                or (value is None and key == "pkr")):
-                raise DataError(f"{source}: bad run settings: '{key}' must be a number, got {value!r:.60}")
-        try:
-            return cls(**{k: v for k, v in data.items() if k in known})
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{source}: bad run settings: {exc}") from exc

@@ -18,6 +18,7 @@ from typing import Any
 from core.app.document.tracks import ORIGINS, REVIEW_STATES, FrameMask, Track
 from core.data.rle import counts_problems, rle_areas
 from core.errors import DataError
+from core.values import is_int
 
 MAX_TRACK_ID = 2**31 - 1
 _COUNTS = re.compile(r"[0-o]*")  # the 64 characters of COCO's compressed RLE strings
@@ -129,7 +130,7 @@ def apply_diff(before: Track, diff: Any, *, num_frames: int, height: int, width:
     if not isinstance(diff, dict) or not isinstance(diff.get("attrs"), dict):
         raise DataError(f"{what}: expected an object with 'attrs', 'set' and 'del'")
     removed = diff.get("del", [])
-    if not isinstance(removed, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in removed):
+    if not isinstance(removed, list) or not all(is_int(i) for i in removed):
         raise DataError(f"{what}: 'del' must be a list of frame indices")
     base = track_from_json({**diff["attrs"], "frames": {}}, num_frames=num_frames, height=height, width=width,
                            source=source)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.app.document import edits, label_edits, passes, propagation_runs, recovery, saving, steps, views
-from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.clip import ClipInfo
 from core.app.document.history import DEFAULT_UNDO_LIMIT, Command, UndoStack
 from core.app.document.journal import JournalWriter
 from core.app.document.labels import Label, LabelSet
@@ -34,6 +34,7 @@ from core.app.document.propagation import FrameReader, Progress, PropagationOpti
 from core.app.document.steps import n_tracks
 from core.app.document.tracks import FrameMask, Review, Track, check_mask, fill_holes
 from core.app.document.views import Instance, TrackRow
+from core.app.settings import RunSettings
 from core.results import ClipResults, CompactFrame
 
 EventKind = Literal["tracks", "history", "settings", "clean", "view", "results", "categories", "path"]
@@ -519,9 +520,10 @@ class Document:
         """Every frame as the export sees it: the document's tracks (rejected ones left out)."""
         return views.to_clip_results(self, include_rejected=include_rejected)
 
-    def export(self, *, ytvis=None, zip=None, davis=None, coco=None, tool: str = "vpp-studio"):
-        """Write the corrected results through :func:`core.export.export_results` (atomic, all or none)."""
-        return views.export(self, ytvis=ytvis, zip=zip, davis=davis, coco=coco, tool=tool)
+    def export(self, outputs, *, tool: str = "vpp-studio"):
+        """Write the corrected results to ``outputs`` (format name -> path, e.g. ``{"ytvis": "r.json"}``) through
+        :func:`core.export.export_results` (atomic, all or none)."""
+        return views.export(self, outputs, tool=tool)
 
     def run_record(self, tool: str):
         return views.run_record(self, tool)

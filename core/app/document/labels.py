@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from core.values import is_int
 
 MAX_NAME_CHARS = 100
 MAX_LABEL_FILE_BYTES = 4 * 2**20  # a label list; a whole YTVIS ground truth may be larger (see below)
@@ -76,7 +77,7 @@ def clean_color(color: Any) -> str:
     if isinstance(color, str) and _COLOR.match(color.strip()):
         return color.strip().lower()
     if (isinstance(color, (tuple, list)) and len(color) == 3
-            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color)):
+            and all(is_int(v) and 0 <= v <= 255 for v in color)):
         return "#{:02x}{:02x}{:02x}".format(*color)
     raise ValueError(f"bad label colour {color!r}: give \"#rrggbb\" or (r, g, b) with values 0..255")
 
@@ -224,7 +225,7 @@ class LabelSet:
         colors = _pairs(data.get("label_colors", []), str, source, "label_colors", "[id, \"#rrggbb\"]")
         retired = data.get("retired_labels", [])
         if not isinstance(retired, list) or not all(
-                isinstance(r, list) and len(r) == 3 and _is_id(r[0]) and isinstance(r[1], str) for r in retired):
+                isinstance(r, list) and len(r) == 3 and is_int(r[0]) and isinstance(r[1], str) for r in retired):
             raise DataError(f"{source}: 'retired_labels' must be a list of [id, name, colour]")
         try:
             out = cls.from_names(dict(names), dict(colors))
@@ -235,15 +236,11 @@ class LabelSet:
         return out
 
 
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _pairs(data: Any, kind: type, source: str | os.PathLike, key: str, shape: str) -> list[tuple[int, Any]]:
     if not isinstance(data, list):
         raise DataError(f"{source}: '{key}' must be a list of {shape}")
     for item in data:
-        if not isinstance(item, list) or len(item) != 2 or not _is_id(item[0]) or not isinstance(item[1], kind):
+        if not isinstance(item, list) or len(item) != 2 or not is_int(item[0]) or not isinstance(item[1], kind):
             raise DataError(f"{source}: '{key}' entry {item!r} must be {shape}")
     return [(int(k), v) for k, v in data]
 
@@ -335,7 +332,7 @@ def _json_labels(raw: bytes, path: Path) -> list[tuple[int | None, str]]:
         raise DataError(f"{path}: has no 'categories' list; give a YouTube-VIS (or COCO) ground-truth JSON")
     out: list[tuple[int | None, str]] = []
     for i, c in enumerate(cats):
-        if not isinstance(c, dict) or not _is_id(c.get("id")) or not isinstance(c.get("name"), str):
+        if not isinstance(c, dict) or not is_int(c.get("id")) or not isinstance(c.get("name"), str):
             raise DataError(f"{path}: categories[{i}] must be an object with an integer 'id' and a 'name'")
         try:
             out.append((int(c["id"]), clean_name(c["name"])))

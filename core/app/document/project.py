@@ -42,12 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from core.app.document import strict_json
-from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.clip import ClipInfo
 from core.app.document.codec import MAX_TRACK_ID, track_from_json, track_to_json
 from core.app.document.project_lock import FileIdentity
 from core.app.document.tracks import Track
+from core.app.settings import RunSettings
 from core.atomic import NotOurFile, atomic_open, open_regular, read_regular
 from core.errors import DataError
+from core.values import is_int
 
 FORMAT = "vpp-studio-project"
 VERSION = 1
@@ -211,10 +213,10 @@ def _view(view: Any, ids: set[int], path: Path) -> tuple[set[int], int | None]:
         raise DataError(f"{path}: 'view' must be an object {{\"hidden\": [track ids], \"solo\": id or null}}, "
                         f"got {type(view).__name__}")
     hidden = view.get("hidden", [])
-    if not isinstance(hidden, list) or not all(_is_int(i) for i in hidden):
+    if not isinstance(hidden, list) or not all(is_int(i) for i in hidden):
         raise DataError(f"{path}: 'view.hidden' must be a list of track ids, got {_short(hidden)}")
     solo = view.get("solo")
-    if solo is not None and not _is_int(solo):
+    if solo is not None and not is_int(solo):
         raise DataError(f"{path}: 'view.solo' must be a track id or null, got {_short(solo)}")
     return {i for i in hidden if i in ids}, solo if solo in ids else None
 
@@ -246,10 +248,6 @@ def _run(run: Any, path: Path) -> dict[str, Any] | None:
                     "model_sha256": "64 lowercase hex digits"}.get(key, "a string")
             raise DataError(f"{path}: 'run.{key}' must be {want} or null, got {_short(value)}; fix or remove it")
     return run
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _short(value: Any) -> str:
@@ -308,7 +306,7 @@ def _clip(data: Any, path: Path) -> ClipInfo:
 def _label_colors(data: Any, path: Path) -> list[tuple[int, str]]:
     """``label_colors``: [[id, "#rrggbb"], ...] (checked as colours when the labels are built)."""
     if not isinstance(data, list) or not all(
-            isinstance(i, list) and len(i) == 2 and _is_int(i[0]) and 0 <= i[0] <= MAX_TRACK_ID
+            isinstance(i, list) and len(i) == 2 and is_int(i[0]) and 0 <= i[0] <= MAX_TRACK_ID
             and isinstance(i[1], str) for i in data):
         raise DataError(f"{path}: 'label_colors' must be a list of [id, \"#rrggbb\"]")
     return [(int(k), v) for k, v in data]
@@ -319,7 +317,7 @@ def _categories(data: Any, path: Path) -> dict[int, str]:
         raise DataError(f"{path}: 'categories' must be a list of [id, name]")
     out = {}
     for item in data:
-        if (not isinstance(item, list) or len(item) != 2 or not _is_int(item[0])
+        if (not isinstance(item, list) or len(item) != 2 or not is_int(item[0])
                 or not 0 <= item[0] <= MAX_TRACK_ID or not isinstance(item[1], str)):
             raise DataError(f"{path}: category {_short(item)} must be [id, name] with an id in 0..{MAX_TRACK_ID}")
         out[item[0]] = item[1]

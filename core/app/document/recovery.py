@@ -12,11 +12,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.app.document.clip import ClipInfo, RunSettings
+from core.app.document.clip import ClipInfo
 from core.app.document.codec import MAX_TRACK_ID, apply_diff, track_diff, track_from_json, track_to_json
 from core.app.document.history import Change, Command
 from core.app.document.journal import JournalBusy, JournalWriter, journal_path_for, read_journal, unsaved_journal_path
 from core.app.document.labels import LabelSet
+from core.app.settings import RunSettings
 from core.errors import DataError
 from core.multi_commit import real_target
 

@@ -130,17 +130,19 @@ def export_video(doc: Document):
     return VideoExport(1, doc.clip.name, doc.clip.frame_names(), doc.to_clip_results())
 
 
-def export(doc: Document, *, ytvis=None, zip=None, davis=None, coco=None, tool: str = "vpp-studio"):
-    """Write the corrected results through :func:`core.export.export_results` (atomic, all or none)."""
+def export(doc: Document, outputs, *, tool: str = "vpp-studio"):
+    """Write the corrected results to ``outputs`` (format name -> path) through
+    :func:`core.export.export_results` (atomic, all or none)."""
     from core.export import export_results
 
-    return export_results([export_video(doc)], ytvis=ytvis, zip=zip, davis=davis, coco=coco,
-                          categories=tuple(sorted(doc.categories.items())), record=doc.run_record(tool))
+    return export_results([export_video(doc)], outputs, categories=tuple(sorted(doc.categories.items())),
+                          record=doc.run_record(tool))
 
 
 def run_record(doc: Document, tool: str):
     """The export's record of what produced the results (model, its hash, PKR, mode, track counts)."""
-    from core.export import RunRecord, file_sha256
+    from core.export import RunRecord
+    from core.regular_files import file_sha256
 
     run = doc.run or {}
     model = run.get("model") or doc.settings.model_path or doc.settings.model_kind

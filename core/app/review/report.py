@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from core.data.ytvis import parse_ytvis_results, results_to_json
 from core.errors import DataError
 from core.evaluation.ground_truth import ClipGroundTruth, restricted_gt_json, restricted_results, score
-from core.export_formats import ytvis_entries, ytvis_reference
+from core.formats.ytvis import ytvis_entries, ytvis_reference
 
 if TYPE_CHECKING:
     from core.app.document.document import Document
@@ -55,7 +55,7 @@ def summary(figures: Mapping[str, float]) -> dict[str, float]:
 
 
 def document_entries(doc: Document) -> list[dict]:
-    """The YTVIS result entries ``doc.export(ytvis=...)`` writes: the same conversion, checked the same way
+    """The YTVIS result entries ``doc.export({"ytvis": ...})`` writes: the same conversion, checked the same way
     (video id 1, rejected tracks left out)."""
     from core.app.document.views import export_video
 

@@ -1,5 +1,5 @@
 """VPPModel: normalisation + pruned backbone + segmentation head. Composition only; no numbers here
-(``core/build.py`` knows the variants)."""
+(:mod:`core.model.vpp.config` and :mod:`core.model.vpp.builder` know the variants)."""
 
 from __future__ import annotations
 

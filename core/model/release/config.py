@@ -1,10 +1,10 @@
-"""The authors' released architecture as one module: normalisation + ViT-Adapter (pruned ViT inside) + Mask2Former.
+"""The numbers of the authors' released architecture: :class:`ReleaseConfig`, the variants, the keep schedules.
 
-``ReleaseVPPModel`` is composition only. :class:`ReleaseConfig` and :func:`build_release_model` hold every number
+:class:`ReleaseConfig` and :func:`~core.model.release.builder.build_release_model` hold every number
 of the release (PatGlan/Video-Patch-Pruning, configs ``vpp_vit{Tiny,Small}_4xb2_6e_*PKR_ytvis21.py`` and their
 bases), so the importer (``core.model.convert``) can pass the widths it read from a checkpoint's tensors.
 
-What the release fixes and this module reproduces:
+What the release fixes and this family reproduces:
 
 - input: RGB in 0..255, normalised with the ImageNet mean / std, *then* padded with zeros at the bottom / right
   to a multiple of 32 (mmdet's ``DetDataPreprocessor(pad_size_divisor=32)`` pads the normalised image);
@@ -30,21 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from core.model.adapter import INPUT_MULTIPLE, AdapterOutput, ViTAdapter
-from core.model.backbone import SELECTIONS, BackboneOutput, PrunedViT, PruneMode, PruneState, Selection
-from core.model.m2f_head import Mask2FormerHead, Mask2FormerOutput
-from core.model.map_sm import MapSM
-from core.model.selective import SelectiveModule
-from core.model.vit import VisionTransformer
+from core.model.adapter import INPUT_MULTIPLE
+from core.model.backbone import SELECTIONS
+from core.pkr import check_pkr
+from core.values import is_finite_number, is_int
 
 Variant = Literal["tiny", "small"]
 
@@ -82,8 +75,7 @@ def release_keep(pkr: float) -> tuple[float, float, float, float] | None:
     integer token counts); below, the 0.4 schedule is scaled down.
     """
     pkr = float(pkr)
-    if not 0.0 < pkr <= 1.0:
-        raise ValueError(f"PKR must be in (0, 1], got {pkr}")
+    check_pkr(pkr, error=ValueError)
     if pkr >= 1.0:
         return None
     anchors = [((1.0,) * 4, 1.0)] + [(k, nominal_pkr(k)) for k in (RELEASE_KEEP["0.55"], RELEASE_KEEP["0.4"])]
@@ -179,21 +171,13 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
 }
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _validate(cfg: ReleaseConfig) -> None:
     """Types and ranges of every field; ``ValueError`` naming the first bad one."""
     if cfg.variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {cfg.variant!r}")
     for name, (lo, hi) in _INT_BOUNDS.items():
         v = getattr(cfg, name)
-        if not _is_int(v) or not lo <= v <= hi:
+        if not is_int(v) or not lo <= v <= hi:
             raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
     if cfg.embed_dim % cfg.num_heads or cfg.embed_dim % cfg.deform_num_heads:
         raise ValueError(f"embed_dim {cfg.embed_dim} must be divisible by num_heads {cfg.num_heads} and "
@@ -202,18 +186,18 @@ def _validate(cfg: ReleaseConfig) -> None:
         raise ValueError(f"deep_block {cfg.deep_block} must be below depth {cfg.depth}")
     for name, lo, hi in (("block_norm_eps", 0.0, 1e-2), ("background_share", 0.0, 1.0), ("drop_path", 0.0, 1.0)):
         v = getattr(cfg, name)
-        if not _is_number(v) or not lo <= v < hi or (name == "block_norm_eps" and v <= 0):
+        if not is_finite_number(v) or not lo <= v < hi or (name == "block_norm_eps" and v <= 0):
             raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}), got {v!r}")
     grid = cfg.pos_grid
-    if not (isinstance(grid, tuple) and len(grid) == 2 and all(_is_int(g) and 1 <= g <= 256 for g in grid)):
+    if not (isinstance(grid, tuple) and len(grid) == 2 and all(is_int(g) and 1 <= g <= 256 for g in grid)):
         raise ValueError(f"pos_grid must be two integers in 1..256, got {grid!r}")
     pairs = cfg.interaction_indexes
     if not (isinstance(pairs, tuple) and 1 <= len(pairs) <= cfg.depth
-            and all(isinstance(p, tuple) and len(p) == 2 and all(_is_int(i) for i in p) for p in pairs)):
+            and all(isinstance(p, tuple) and len(p) == 2 and all(is_int(i) for i in p) for p in pairs)):
         raise ValueError(f"interaction_indexes must be [start, end] integer pairs, got {pairs!r}")
     for name in ("pixel_mean", "pixel_std"):
         v = getattr(cfg, name)
-        if not (isinstance(v, tuple) and len(v) == 3 and all(_is_number(x) for x in v)):
+        if not (isinstance(v, tuple) and len(v) == 3 and all(is_finite_number(x) for x in v)):
             raise ValueError(f"{name} must be three numbers, got {v!r}")
     if any(x <= 0 for x in cfg.pixel_std):
         raise ValueError(f"pixel_std must be positive, got {cfg.pixel_std!r}")
@@ -241,193 +225,3 @@ def release_config(variant: Variant | str, **widths: Any) -> ReleaseConfig:
     if unknown:
         raise ValueError(f"unknown release model options: {', '.join(unknown)}")
     return ReleaseConfig(**{**defaults, **widths})
-
-
-@dataclass
-class ReleaseOutput:
-    """One frame of :class:`ReleaseVPPModel`.
-
-    ``input_size``: the padded model input ``(H, W)``; ``valid_size``: the unpadded part ``(h, w)`` (top-left).
-    ``flops``: the pruned ViT's (patch embedding, blocks, Map-SM / selective scoring); the adapter's SPM,
-    injectors / extractors and the head are not counted.
-    """
-
-    adapter: AdapterOutput
-    head: Mask2FormerOutput
-    input_size: tuple[int, int]
-    valid_size: tuple[int, int]
-
-    @property
-    def backbone(self) -> BackboneOutput:
-        return self.adapter.backbone
-
-    @property
-    def kept_masks(self) -> list[torch.Tensor]:
-        return self.adapter.kept_masks
-
-    @property
-    def keep_ratio(self) -> float:
-        return self.adapter.keep_ratio
-
-    @property
-    def state(self) -> PruneState | None:
-        return self.adapter.state
-
-    @property
-    def class_logits(self) -> torch.Tensor:
-        return self.head.class_logits
-
-    @property
-    def mask_logits(self) -> torch.Tensor:
-        return self.head.mask_logits
-
-    @property
-    def embeddings(self) -> torch.Tensor:
-        return self.head.embeddings
-
-    @property
-    def num_queries(self) -> int:
-        return self.head.num_queries
-
-    @property
-    def flops(self) -> int:
-        return self.adapter.backbone.flops
-
-
-TrackQueries = tuple[torch.Tensor | None, torch.Tensor | None]
-
-
-class ReleaseVPPModel(nn.Module):
-    """The released VIS model, one frame at a time: ``forward(images, state, *, keep, mode, track_queries, selection)``.
-
-    Args:
-        adapter: the ViT-Adapter around the pruned ViT (strides 4, 8, 16, 32).
-        head: the Mask2Former head.
-        config: the numbers it was built from (saved with the weights).
-    """
-
-    def __init__(self, adapter: ViTAdapter, head: Mask2FormerHead, config: ReleaseConfig) -> None:
-        super().__init__()
-        self.adapter = adapter
-        self.head = head
-        self.config = config
-        self.input_multiple = int(config.input_multiple)
-        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    @property
-    def num_queries(self) -> int:
-        return self.head.num_queries
-
-    def forward(
-        self,
-        images: torch.Tensor,
-        state: PruneState | None = None,
-        *,
-        keep: tuple[float, ...] | None = None,
-        mode: PruneMode = "vpp",
-        track_queries: TrackQueries | torch.Tensor | None = None,
-        return_aux: bool = False,
-        selection: Selection | None = None,
-    ) -> ReleaseOutput:
-        """``images`` ``[B, 3, H, W]`` float RGB in 0..255, any size (padded here to a multiple of 32).
-
-        ``state``: the previous frame's :attr:`ReleaseOutput.state` (None: first frame of a clip). ``keep``
-        (keep fraction per prune point: Map-SM, blocks 3, 6, 9; None: dense budget) and ``mode`` ("vpp",
-        "random", "dense") are this call's run settings. ``track_queries``: ``(features, position embeddings)``
-        of tracked objects, ``[T, 256]`` or ``[B, T, 256]`` (embeddings None: zeros, as the release), e.g.
-        :meth:`core.model.rovis_tracker.RovisTracker.track_queries`. ``selection``: "topk" / "release" for this
-        call (None: ``config.selection``, the model file's).
-        """
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
-        b, _, h, w = images.shape
-        x = (images.to(self.pixel_mean.dtype) - self.pixel_mean) / self.pixel_std
-        m = self.input_multiple
-        ph, pw = math.ceil(h / m) * m, math.ceil(w / m) * m
-        if (ph, pw) != (h, w):
-            x = F.pad(x, (0, pw - w, 0, ph - h))  # zeros in normalised units, as mmdet's preprocessor
-        feats, embeds = _split_track_queries(track_queries, b)
-        adapted = self.adapter(x, state, keep=keep, mode=mode,
-                               selection=self.config.selection if selection is None else selection)
-        out = self.head(adapted.features, feats, embeds, return_aux=return_aux)
-        return ReleaseOutput(adapted, out, (ph, pw), (h, w))
-
-
-def _split_track_queries(track_queries, batch: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    if track_queries is None:
-        return None, None
-    if isinstance(track_queries, torch.Tensor):
-        feats, embeds = track_queries, None
-    else:
-        feats, embeds = track_queries
-    if feats is None or feats.numel() == 0:
-        return None, None
-    if feats.ndim == 2:
-        feats = feats[None].expand(batch, -1, -1)
-        if embeds is not None:
-            embeds = embeds[None].expand(batch, -1, -1)
-    return feats, embeds
-
-
-def build_release_model(variant: Variant | str | ReleaseConfig = "tiny", *, num_classes: int = 40,
-                        **widths: Any) -> ReleaseVPPModel:
-    """A freshly initialised :class:`ReleaseVPPModel` of ``variant`` (or of a full :class:`ReleaseConfig`).
-
-    ``widths``: any :class:`ReleaseConfig` field (``embed_dim``, ``num_heads``, ``mlp_hidden``, ``map_sm_hidden``,
-    ``selective_hidden``, ``cffn_hidden``, ``conv_inplane``, ``pos_grid``, ``block_norm_eps``, ``num_queries``,
-    ...), e.g. the values the importer read from a checkpoint. Call it under ``torch.device("meta")`` for shapes
-    without memory.
-    """
-    if isinstance(variant, ReleaseConfig):
-        if widths:
-            raise ValueError("pass either a ReleaseConfig or a variant with widths, not both")
-        cfg = variant
-    else:
-        cfg = release_config(variant, num_classes=num_classes, **widths)
-    dim = cfg.embed_dim
-    vit = VisionTransformer(patch=cfg.patch, embed_dim=dim, depth=cfg.depth, num_heads=cfg.num_heads,
-                            mlp_ratio=_ratio(cfg.mlp_hidden, dim), pos_grid=tuple(cfg.pos_grid))
-    for blk in vit.blocks:
-        blk.norm1.eps = blk.norm2.eps = float(cfg.block_norm_eps)
-    map_sm = MapSM(dim, hidden_ratio=_ratio(cfg.map_sm_hidden, dim))
-    selective = {b: SelectiveModule(dim, hidden=cfg.selective_hidden) for b in SELECTIVE_BLOCKS}
-    last = cfg.interaction_indexes[-1][1]
-    backbone = PrunedViT(vit, map_sm, selective, map_block=MAP_BLOCK, deep_block=cfg.deep_block,
-                         out_indices=(last,), background_share=cfg.background_share)
-    adapter = ViTAdapter(
-        backbone, interaction_indexes=cfg.interaction_indexes, conv_inplane=cfg.conv_inplane,
-        deform_num_heads=cfg.deform_num_heads, n_points=cfg.n_points, cffn_ratio=_ratio(cfg.cffn_hidden, dim),
-        drop_path=cfg.drop_path, use_extra_extractor=cfg.num_extra_extractors > 0,
-        num_extra_extractors=max(cfg.num_extra_extractors, 0),
-    )
-    head = Mask2FormerHead(
-        [dim] * 4, feat_channels=cfg.feat_channels, out_channels=cfg.out_channels, num_queries=cfg.num_queries,
-        num_classes=cfg.num_classes, encoder_layers=cfg.encoder_layers, encoder_ffn=cfg.encoder_ffn,
-        decoder_layers=cfg.decoder_layers, decoder_ffn=cfg.decoder_ffn,
-    )
-    model = ReleaseVPPModel(adapter, head, cfg)
-    _check_widths(model, cfg)
-    return model
-
-
-def _ratio(hidden: int, dim: int) -> float:
-    """A ratio r with ``int(dim * r) == hidden`` exactly (the modules take ratios, checkpoints store widths)."""
-    return (int(hidden) + 0.5) / dim
-
-
-def _check_widths(model: ReleaseVPPModel, cfg: ReleaseConfig) -> None:
-    bb = model.adapter.backbone
-    got = {
-        "mlp_hidden": bb.vit.blocks[0].mlp.fc1.out_features,
-        "map_sm_hidden": bb.map_sm.fc1.out_features,
-        "selective_hidden": bb.selective[str(SELECTIVE_BLOCKS[0])].fc1.out_features,
-        "cffn_hidden": model.adapter.interactions[0].extractor.ffn.fc1.out_features,
-    }
-    wrong = {k: v for k, v in got.items() if v != getattr(cfg, k)}
-    if wrong:  # a programming error: the ratios above are meant to be exact
-        raise AssertionError(f"built widths {wrong} differ from the config {cfg}")

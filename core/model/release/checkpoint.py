@@ -1,4 +1,4 @@
-"""Save and load :class:`~core.model.release_model.ReleaseVPPModel` files: safetensors weights + a JSON sidecar.
+"""Save and load :class:`~core.model.release.model.ReleaseVPPModel` files: safetensors weights + a JSON sidecar.
 
 ``model.safetensors`` holds the weights; its metadata has ``vpp_model_kind = "release"`` and a copy of the JSON, so
 a lone file still loads. ``model.json`` (same stem) is::
@@ -8,11 +8,11 @@ a lone file still loads. ``model.json`` (same stem) is::
      "categories": [{"id": 1, "name": "airplane"}, ...],       # class index i -> categories[i]
      "source": {...}, "conversion": {...}}                    # provenance, free-form
 
-:func:`model_kind` tells a loader which kind a file is without reading the weights ("release" or "vpp", the
-project's own :class:`~core.model.vpp.VPPModel` read by ``core.checkpoint``). Loading refuses, naming the file: a
-sidecar that is not such a JSON object (or is larger than 1 MiB), a config with unknown keys or a wrong kind,
-categories that are not ``{id: int, name: str}`` (one per class), tensors that are missing, unexpected, of
-another shape or dtype family, or not finite (``core.checkpoint.load_state_strict``).
+:func:`model_kind` tells a loader which family a file is of without reading the weights ("release" or "vpp", the
+project's own :class:`~core.model.vpp.model.VPPModel` read by :mod:`core.model.vpp.checkpoint`). Loading refuses,
+naming the file: a sidecar that is not such a JSON object (or is larger than 1 MiB), a config with unknown keys or a
+wrong kind, categories that are not ``{id: int, name: str}`` (one per class), tensors that are missing, unexpected,
+of another shape or dtype family, or not finite (:mod:`core.model.weights`, the loader both families share).
 
 ``config.selection`` says how the file's model selects tokens by default ("topk": the project's static top-k;
 "release": the release's thresholded gates, see ``core.model.backbone``); files written before it existed have
@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from core.atomic import atomic_write_bytes, atomic_write_text
-from core.checkpoint import check_fit, load_state_strict, read_header
 from core.errors import CheckpointError
-from core.model.release_model import ReleaseConfig, ReleaseVPPModel, build_release_model
+from core.model.release.builder import build_release_model
+from core.model.release.config import ReleaseConfig
+from core.model.release.model import ReleaseVPPModel
+from core.model.weights import check_fit, load_weights, read_header, read_metadata, require_file, storage_entries
 
 KIND = "release"
 KIND_KEY = "vpp_model_kind"
@@ -108,14 +109,6 @@ def save_release_checkpoint(
     return path
 
 
-def _metadata(path: Path) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-
-
 def _read_sidecar_text(side: Path) -> str | None:
     if not side.is_file():
         return None
@@ -164,7 +157,7 @@ def model_kind(path: str | Path) -> str:
     if not path.is_file():
         return "vpp"
     try:
-        return KIND if _metadata(path).get(KIND_KEY) == KIND else "vpp"
+        return KIND if read_metadata(path).get(KIND_KEY) == KIND else "vpp"
     except CheckpointError:
         return "vpp"
 
@@ -176,7 +169,7 @@ def read_release_file(path: str | Path) -> ReleaseFile:
     text = _read_sidecar_text(side)
     source = str(side)
     if text is None:
-        meta = _metadata(path)
+        meta = read_metadata(path)
         if SIDECAR_KEY not in meta:
             raise CheckpointError(f"{path}: no release model config found (expected {side.name} beside it or a "
                                   f"'{SIDECAR_KEY}' metadata entry)")
@@ -231,7 +224,7 @@ def empty_release_model(config: ReleaseConfig, *, header: dict[str, tuple[str, t
     """A model of ``config`` whose weights are uninitialised memory (built on the meta device: fast); every
     persistent tensor must be loaded afterwards. Non-persistent buffers (pixel statistics) are set.
 
-    ``header`` (``core.checkpoint.read_header``): checked against the model's keys, shapes and dtype families
+    ``header`` (:func:`core.model.weights.read_header`): checked against the model's keys, shapes and dtype families
     before any memory is allocated, so a config that does not belong to the weights is refused cheaply.
     """
     try:
@@ -240,7 +233,7 @@ def empty_release_model(config: ReleaseConfig, *, header: dict[str, tuple[str, t
     except (ValueError, AssertionError) as exc:
         raise CheckpointError(f"{source}: its config does not describe a buildable model ({exc})") from None
     if header is not None:
-        check_fit(model, {k: (_family(d), d, s) for k, (d, s) in header.items()}, source=source)
+        check_fit(model, storage_entries(header), source=source)
     model = model.to_empty(device="cpu")
     with torch.no_grad():
         model.pixel_mean.copy_(torch.tensor(config.pixel_mean).view(1, 3, 1, 1))
@@ -248,27 +241,12 @@ def empty_release_model(config: ReleaseConfig, *, header: dict[str, tuple[str, t
     return model
 
 
-def _family(dtype: str) -> str:
-    """safetensors dtype name -> "float" / "int" / "bool" / "other" (``core.checkpoint.check_fit``'s families)."""
-    if dtype in ("F16", "BF16", "F32", "F64"):
-        return "float"
-    if dtype == "BOOL":
-        return "bool"
-    return "int" if dtype[:1] in ("I", "U") and dtype[1:].isdigit() else "other"
-
-
 def load_release_checkpoint(path: str | Path, *, device: str | torch.device = "cpu"
                             ) -> tuple[ReleaseVPPModel, ReleaseFile]:
     """Build the model a release file describes and load its weights strictly onto ``device`` (eval mode)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found" if not path.exists()
-                              else f"{path}: not a file (expected a .safetensors checkpoint)")
+    require_file(path)
     info = read_release_file(path)
     model = empty_release_model(info.config, header=read_header(path), source=str(path))
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    load_state_strict(model, state, source=str(path))
+    load_weights(model, path)
     return model.to(device).eval(), info
