@@ -99,3 +99,26 @@ def run_clip(frames: Iterable[Any], session: Stepper, sink: Callable[[int, Any],
         sink(index, session.step(frame))
         count += 1
     return count
+
+
+def input_plan(source: Any, session: Any) -> tuple[tuple[int, int], Callable[[Any], Any]] | None:
+    """How to read the frames of ``source`` (a :class:`core.data.sources.FrameSource`) for ``session``:
+    ``(fit, prepare)``, or None.
+
+    A session that says its input size (``input_size(width, height)`` and ``resize(frame, frame_hw=...)``: our
+    models) wants each frame decoded at ``fit`` (``FrameSource.stream(fit=fit)`` or ``frame(i, fit=fit)``: a
+    JPEG at its largest DCT reduction that still covers it) and made into its input by ``prepare`` (which
+    keeps the frame's full size, so masks come back at full size). None: the session takes full frames (a
+    released model's). ``vpp infer`` and the app's passes read through this, so they give the same results.
+    """
+    resize = getattr(session, "resize", None)
+    input_size = getattr(session, "input_size", None)
+    if resize is None or input_size is None:
+        return None
+    width, height = source.size
+    fit = input_size(width, height)
+
+    def prepare(frame: Any) -> Any:
+        return resize(frame, frame_hw=(height, width))
+
+    return fit, prepare

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -35,8 +36,14 @@ class ListSource:
     def __len__(self):
         return len(self.frames)
 
-    def frame(self, i):
-        return self.frames[i]
+    @property
+    def size(self):
+        h, w = self.frames[0].shape[:2]
+        return w, h
+
+    def frame(self, i, fit=None):
+        f = self.frames[i]
+        return f if fit is None or fit == (f.shape[1], f.shape[0]) else cv2.resize(f, fit, interpolation=cv2.INTER_AREA)
 
     def close(self):
         self.closed = True
@@ -155,10 +162,10 @@ def test_data_errors_carry_no_traceback(frames):
     from core.data.errors import FrameReadError
 
     class Corrupt(ListSource):
-        def frame(self, i):
+        def frame(self, i, fit=None):
             if i == 1:
                 raise FrameReadError("clip/00001.jpg", 1, "not a decodable image") from ValueError("inner")
-            return super().frame(i)
+            return super().frame(i, fit)
 
     req = RunRequest(5, "clip", RunSettings("tiny", pkr=0.5, threshold=0.0))
     msgs: list = []
@@ -225,3 +232,45 @@ def test_select_instances_without_the_new_rules_is_the_old_mask_nms():
         emb = torch.randn(20, 8, generator=gen)
         det = select_instances(cls, logits, emb, score_threshold=0.05, containment=2.0, overlap_upsample=1)
         assert det.queries.tolist() == _old_select(cls, logits, emb, score_threshold=0.05)
+
+
+def test_the_apps_pass_reads_frames_as_vpp_infer_does(tmp_path, monkeypatch):
+    """At 8x the model's input a JPEG is decoded reduced (DCT scaling) for the model: the app's pass feeds the
+    model exactly what ``vpp infer`` feeds it, and gives the same results; a full decode would differ."""
+    from core.clip_loop import run_clip
+    from core.commands.infer import _reader
+    from core.data.sources import open_source
+    from core.preprocess import resize_frame, to_input
+
+    rng = np.random.default_rng(3)
+    base = cv2.resize(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), (512, 384), interpolation=cv2.INTER_CUBIC)
+    for i in range(3):
+        img = np.roll(base, 8 * i, axis=1)
+        assert cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+    inputs: list[torch.Tensor] = []
+    step = InferenceSession.step
+
+    def recording_step(self, frame):
+        inputs.append(to_input(frame) if not isinstance(frame, np.ndarray) else None)
+        return step(self, frame)
+
+    monkeypatch.setattr(InferenceSession, "step", recording_step)
+    req = RunRequest(3, str(tmp_path), RunSettings("tiny", pkr=0.5, threshold=0.0))
+    msgs: list = []
+    guarded_pass(req, ModelStore(tiny), PreviewChannel(), lambda p: open_source(p), msgs.append)
+    assert isinstance(msgs[-1], PassDone)
+    app = [m.frame for m in msgs if isinstance(m, FrameMessage) and not m.preview]
+    app_inputs, inputs[:] = list(inputs), []
+
+    loaded = tiny(None, "cpu")
+    session = InferenceSession(loaded.model, loaded.config, pkr=0.5, score_threshold=0.0)
+    cli: list[CompactFrame] = []
+    with open_source(tmp_path) as source, _reader(source, 0, session) as frames:
+        run_clip(frames, session, lambda i, r: cli.append(CompactFrame.from_result(r, i)))
+        full = [resize_frame(source.frame(i), session.input_long_side, session.patch) for i in range(3)]
+    assert len(app_inputs) == len(inputs) == 3 and all(a is not None for a in app_inputs)
+    assert all(torch.equal(a, b) for a, b in zip(app_inputs, inputs))
+    assert not all(torch.equal(a, to_input(f)) for a, f in zip(app_inputs, full))  # the reduced decode was used
+    for a, b in zip(app, cli):
+        assert a.index == b.index and a.track_ids.tolist() == b.track_ids.tolist() and a.rles == b.rles

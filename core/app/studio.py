@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.app.settings import ModelSpec, RunSettings
-from core.clip_loop import run_clip
+from core.clip_loop import input_plan, run_clip
 from core.errors import CheckpointError, VPPError
 from core.results import ClipResults, CompactFrame
 
@@ -247,19 +247,20 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
     tick = governor.tick if governor is not None else (lambda: None)
     count = len(source)
     previewed: set[int] = set()
+    read = model_reader(source, session)
 
     def frames() -> Iterator[object]:
         for i in range(count):
             if stop is not None and stop():
                 return  # not even read: a replaced pass gives the worker back at once
-            yield source.frame(i)
+            yield read(i)
 
     def before(index: int) -> None:
         wanted = channel.take()
         if wanted is not None and index < wanted < count and wanted not in previewed:
             previewed.add(wanted)
             tick()
-            sink(FrameMessage(request.id, preview_frame(session, source.frame(wanted), wanted), True))
+            sink(FrameMessage(request.id, preview_frame(session, read(wanted), wanted), True))
         tick()
 
     try:
@@ -269,6 +270,16 @@ def inference_pass(request: RunRequest, models: ModelStore, channel: PreviewChan
         if governor is not None:
             governor.restore()
         source.close()
+
+
+def model_reader(source, session) -> Callable[[int], object]:
+    """``read(i)``: frame ``i`` of ``source`` as ``session`` takes it (:func:`core.clip_loop.input_plan`: decoded
+    at the model's input size where the session says one, as ``vpp infer`` reads it; else the full frame)."""
+    plan = input_plan(source, session)
+    if plan is None:
+        return source.frame
+    fit, prepare = plan
+    return lambda i: prepare(source.frame(i, fit=fit))
 
 
 def preview_frame(session, frame, index: int) -> CompactFrame:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from core.build import make_session
 from core.cli import int_range
-from core.clip_loop import run_clip
+from core.clip_loop import input_plan, run_clip
 from core.commands.output_options import add_output_options, output_paths
 from core.cpu_threads import ThreadGovernor, governed
 from core.data.prefetch import Prefetcher
@@ -309,20 +309,15 @@ def _reader(source, depth: int, session):
     at that size (``source.stream(fit=...)``: a JPEG at its largest DCT reduction that still covers it, a video
     frame resized once) and made into its input (:meth:`InferenceSession.resize` with the frame's full size,
     so masks come back at full size) on the reading thread; another session (a released model's) full frames."""
-    resize = getattr(session, "resize", None)
-    input_size = getattr(session, "input_size", None)
-    if resize is not None and input_size is not None:
-        width, height = source.size
-        frames = source.stream(fit=input_size(width, height))
-
-        def transform(frame):
-            return resize(frame, frame_hw=(height, width))
-
+    plan = input_plan(source, session)
+    if plan is not None:
+        fit, prepare = plan
+        frames = source.stream(fit=fit)
         if depth > 0:
-            return Prefetcher(frames, depth=depth, transform=transform)
-        return contextlib.nullcontext(map(transform, frames))
+            return Prefetcher(frames, depth=depth, transform=prepare)
+        return contextlib.nullcontext(map(prepare, frames))
     if depth > 0:
-        return Prefetcher(source.stream(), depth=depth, transform=resize)
+        return Prefetcher(source.stream(), depth=depth, transform=getattr(session, "resize", None))
     return contextlib.nullcontext(source.stream())
 
 

@@ -142,14 +142,22 @@ class FrameSource(ABC):
         """(name, reason) of frames :meth:`scan` dropped (``on_corrupt="skip"``)."""
         return tuple(self._skipped)
 
-    def frame(self, i: int) -> np.ndarray:
-        """Frame ``i`` (negative indices count from the end) as ``[H, W, 3]`` RGB uint8, read-only."""
+    def frame(self, i: int, *, fit: tuple[int, int] | None = None) -> np.ndarray:
+        """Frame ``i`` (negative indices count from the end) as ``[H, W, 3]`` RGB uint8, read-only.
+
+        ``fit=(width, height)``: the frame resized to exactly that size, decoded as cheaply as its format allows
+        (as :meth:`stream` with ``fit``: the same pixels), neither taken from nor put in the cache."""
         if self._closed:
             raise RuntimeError(f"{self.path}: the source is closed")
         n = len(self._order)
         if not -n <= i < n:
             raise IndexError(f"frame {i} out of range: {self.path} has {n} frames")
         raw = self._order[i % n]
+        if fit is not None:
+            fit = _checked_fit(fit)
+            img = self._checked(raw, fit=fit)
+            img.flags.writeable = False
+            return img
         cached = self._cache.get(raw)
         if cached is not None:
             return cached
@@ -178,9 +186,7 @@ class FrameSource(ABC):
         cache is neither used nor filled, so a pass gives the same pixels whatever was viewed before.
         :attr:`size` stays the frames' full size (masks come back at that size); :meth:`frame` is unchanged."""
         if fit is not None:
-            fit = (int(fit[0]), int(fit[1]))
-            if fit[0] < 1 or fit[1] < 1:
-                raise ValueError(f"fit must be a positive (width, height), got {fit}")
+            fit = _checked_fit(fit)
         n = len(self)
         for i in range(n):
             try:
@@ -305,6 +311,13 @@ class FrameSource(ABC):
                 self._skipped.append((self._raw_name(self._order[0]), exc.reason))
                 self._order.pop(0)
         raise DataError(f"{self.path}: none of the frames can be read")
+
+
+def _checked_fit(fit: tuple[int, int]) -> tuple[int, int]:
+    fit = (int(fit[0]), int(fit[1]))
+    if fit[0] < 1 or fit[1] < 1:
+        raise ValueError(f"fit must be a positive (width, height), got {fit}")
+    return fit
 
 
 def _fit_interpolation(width: int, height: int, full: tuple[int, int], fit: tuple[int, int]) -> int:
