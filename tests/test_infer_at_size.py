@@ -190,6 +190,28 @@ def test_a_video_fit_stream_is_the_full_frame_resized_once(tmp_path):
         assert np.array_equal(s, cv2.resize(f, (128, 72), interpolation=cv2.INTER_AREA))
 
 
+def test_a_frame_read_at_a_fit_is_the_fit_streams_frame_and_leaves_the_cache_alone(tmp_path):
+    """``frame(i, fit=...)`` (the app's passes, in any order) gives what ``stream(fit=...)`` gives (vpp infer)."""
+    folder = _jpeg_folder(tmp_path / "f", 4, 1280, 720)
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 180))
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        writer.write(cv2.cvtColor(_smooth(rng, 180, 320), cv2.COLOR_RGB2BGR))
+    writer.release()
+    for source in (FolderSource(folder), VideoSource(path)):
+        with source:
+            fit = (128, 72)
+            streamed = list(source.stream(fit=fit))
+            cached = len(source._cache)
+            for i in (3, 0, 2, 1):
+                img = source.frame(i, fit=fit)
+                assert np.array_equal(img, streamed[i]) and not img.flags.writeable
+            assert len(source._cache) == cached
+            with pytest.raises(ValueError, match="fit must be a positive"):
+                source.frame(0, fit=(0, 72))
+
+
 def test_how_a_decode_is_brought_to_the_input_size():
     from core.data.sources import _fit_interpolation
 
