@@ -228,6 +228,27 @@ def test_vpp_infer_writes_mots_whose_masks_are_the_davis_objects(shared_data, tm
         assert np.array_equal(claimed, labels > 0)  # every labelled pixel is in some MOTS mask
 
 
+def test_vpp_infer_refuses_mots_for_several_clips_before_reading_a_frame(shared_data, tmp_path, capsys,
+                                                                          monkeypatch):
+    from core.commands import infer
+
+    clips = tmp_path / "clips"
+    for name in ("a", "b"):
+        (clips / name).mkdir(parents=True)
+        for f in sorted((shared_data / "davis_car_shadow/frames").iterdir())[:2]:
+            shutil.copy(f, clips / name / f.name)
+
+    def no_model(*_a, **_k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(infer, "load_model", no_model)
+    mots = tmp_path / "m.txt"
+    code = main(["infer", str(clips), "--out", str(tmp_path / "r.json"), "--mots", str(mots)])
+    err = capsys.readouterr().err
+    assert code != 0 and "holds one video" in err and "2 clips" in err and str(mots) in err
+    assert not mots.exists() and not (tmp_path / "r.json").exists()
+
+
 def test_the_app_menu_offers_mots(qtbot):
     from PySide6.QtWidgets import QMainWindow
 

@@ -229,6 +229,17 @@ def _frame_sink(clip: ClipResults, bar, timer: StageTimer | None):
     return add
 
 
+def _check_one_video_outputs(outputs, inp: Path, clips: int) -> None:
+    """Refuse, before any frame is read, an output whose format holds one video when the input has several."""
+    from core.formats import codec
+
+    for name, path in outputs.items():
+        c = codec(name)
+        if path is not None and c.one_video and clips > 1:
+            raise VPPError(f"{path}: {c.summary} holds one video, but {inp} has {clips} clips; run vpp infer on each "
+                           f"clip with its own {c.option} file, or write YouTube-VIS JSON or COCO for all of them")
+
+
 def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> int:
     from core import batch_infer
     from core.export import RunRecord
@@ -238,6 +249,7 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
         raise VPPError(f"{source_path}: --skip-corrupt does not apply to a YTVIS split (results must have one "
                        "entry per annotated frame); fix or remove the unreadable frames instead")
     clips = _clips(source_path, split)
+    _check_one_video_outputs(outputs, inp, len(clips))
     if split is None:  # symlinked clips and frames of a folder of clips are inputs too
         from core.export import check_outputs
 

@@ -135,6 +135,7 @@ class Codec:
     infer_help: str = ""  # vpp infer's help (default "also write " + help)
     infer_suffix: str | None = None  # vpp infer: a flag writing OUT with this suffix (``--zip``), not a path
     folder: bool = False  # the output is a folder (replaced as a whole), not a file
+    one_video: bool = False  # the format holds one video: a run over several clips refuses it before it starts
     summary: str = ""  # in `vpp export`'s help: what is written ("COCO JSON")
     # the GUI: a File menu entry, or ``menu_joins`` = another codec whose save dialog offers this one's filter
     menu_label: str = ""

@@ -134,6 +134,7 @@ class MotsCodec(Codec):
     file_filter = "KITTI-MOTS text (*.txt)"
     default_name = "mots.txt"
     suffix = ".txt"
+    one_video = True
     import_kinds = ("KITTI-MOTS text",)
 
     def build(self, job: ExportJob, path: Path) -> bytes:
