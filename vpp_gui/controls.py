@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from core.app.settings import ModelSpec, default_pkr
+from vpp_gui.number_keys import keep_window_keys
 from vpp_gui.overlay import DEPTH_STAGE, heat_legend
 
 PKR_MIN, PKR_MAX, PKR_STEP = 0.2, 1.0, 0.05
@@ -101,6 +102,7 @@ class ControlsPanel(QWidget):
                                    "Changing it restarts inference; results per PKR are cached.")
         self.pkr_slider.valueChanged.connect(self._on_pkr_moved)
         self.pkr_slider.sliderReleased.connect(self._emit_pkr)
+        keep_window_keys(self.pkr_slider)  # its value box: letters stay the window's shortcuts
         form.addRow("PKR", self.pkr_slider)
         self._pkr_timer = QTimer(self)
         self._pkr_timer.setSingleShot(True)
@@ -115,6 +117,7 @@ class ControlsPanel(QWidget):
         self.threshold_spin.setToolTip("Minimum instance score. 'auto': 0.25 for trained models, 0.03 for\n"
                                        "untrained ones (their scores are all near 1/num_classes).")
         self.threshold_spin.setKeyboardTracking(False)
+        keep_window_keys(self.threshold_spin)
         self.threshold_spin.valueChanged.connect(lambda v: self.thresholdChanged.emit(self.threshold()))
         form.addRow("Min score", self.threshold_spin)
         layout.addWidget(prune_box)

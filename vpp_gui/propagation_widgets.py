@@ -4,7 +4,8 @@
 [N] [snap]". The choice, N and the snap box are remembered in the settings (``propagation/*``), so
 an annotator sets them once. Snap is enabled only while a model pass has results to snap onto.
 Neither widget takes the keyboard focus from a letter (T, Shift+T, Ctrl+T are the window's keys);
-the N box takes it on a click and gives it back when its editing is done.
+the N box takes it on a click and gives it back when its editing is done, and while it has it, it takes
+only digits: letters stay the window's keys (:func:`vpp_gui.number_keys.keep_window_keys`).
 
 :class:`PropagationProgress` looks like the inference progress (a bar and *Cancel*, Esc) but is its
 own widget: a propagation may run while an inference pass runs, and each shows its own progress.
@@ -16,6 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QWidget
 
 from core.app.document.keyframes import PROPAGATE_TO, PropagateTo
+from vpp_gui.number_keys import keep_window_keys
 from vpp_gui.settings import Settings
 
 TARGET_TEXT = {"keyframe": "next keyframe", "frames": "N frames", "end": "clip end"}
@@ -44,6 +46,7 @@ class PropagationOptions(QWidget):
         self.frames.setRange(1, MAX_FRAMES)
         self.frames.setSuffix(" fr")
         self.frames.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        keep_window_keys(self.frames)  # T / Shift+T propagate while the box has the focus; digits go in
         self.frames.setToolTip("N: how many frames T / Shift+T propagate with “N frames”")
         self.snap_box = QCheckBox("snap", self)
         self.snap_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)

@@ -310,14 +310,15 @@ class ReviewController(QObject):
 
     # -- navigation ---------------------------------------------------------------------------------
     def show_prediction(self, track_id: int) -> None:
-        """Select a predicted track and seek to its first frame."""
+        """Select a predicted track and, as the Tracks panel does, stay on the frame shown when the track is on
+        it, else seek to its nearest frame (:meth:`core.app.document.Track.nearest_frame`)."""
         doc = self.doc
         if doc is None or track_id not in doc.tracks:
             return
         doc.select([track_id])
-        first = doc.track(track_id).first
-        if first is not None:
-            self.timeline.set_frame(first)
+        target = doc.track(track_id).nearest_frame(self.timeline.frame)
+        if target is not None and target != self.timeline.frame:
+            self.timeline.set_frame(target)
 
     def show_miss(self, gt_id: int) -> None:
         """Seek to a GT track's first frame and flash its outline."""

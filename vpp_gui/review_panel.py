@@ -3,7 +3,8 @@
 A table with one row per predicted track matched to a GT track (its GT track and the track IoU), and two
 lists: *misses* (GT tracks no prediction matched) and *false tracks* (predictions that match no GT).
 Clicking (or Enter on) a row emits ``predActivated(track id)`` or, for a miss, ``gtActivated(gt id)``;
-the window seeks to the track's first frame and selects it (a miss: its GT outline flashes). The
+the window selects the track and, as for a click in the Tracks panel, stays on the frame shown when the track
+is on it, else seeks to its nearest frame (a miss: seeks to the GT track's first frame, its outline flashes). The
 load buttons emit ``loadRequested("file")`` / ``loadRequested("folder")``. The panel only shows what it is given
 (:meth:`set_review`); the matching is :func:`core.app.review.review_tracks`.
 """

@@ -37,6 +37,7 @@ from superqt.utils import FunctionWorker
 from core.app.studio import user_message
 from core.app.sweeps import default_pkrs_text, parse_pkrs, run_sweep, save_sweep, was_cancelled
 from vpp_gui.file_dialogs import folder_of
+from vpp_gui.number_keys import keep_window_keys
 
 #: (what the plot calls it, symbol, colour) per row mode
 STYLES = {"dense": ("dense", "d", "#f5f5f5"), "vpp": ("VPP", "o", "#4fc3f7"), "random": ("random drop", "t", "#ffb74d")}
@@ -75,6 +76,7 @@ class SweepPanel(QWidget):
         gt_folder.clicked.connect(self._choose_gt_folder)
         self.pkr_edit = QLineEdit(default_pkrs_text(), self)
         self.pkr_edit.setToolTip("PKRs to run, comma separated (1.0 is the dense model)")
+        keep_window_keys(self.pkr_edit, also=" ")  # "1.0, 0.7": letters stay the window's shortcuts
         self.pkr_edit.setMinimumWidth(self.pkr_edit.fontMetrics().horizontalAdvance(self.pkr_edit.text() + "0000"))
         self.random_check = QCheckBox("random drop", self)
         self.random_check.setChecked(True)

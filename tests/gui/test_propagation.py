@@ -1,5 +1,6 @@
 """Propagation in the app: T / Shift+T / Ctrl+T on a worker thread, undo, cancel (Esc), the keyframe keys,
-the keyframe strip and the right-click menu on a mask.
+the keyframe strip, the right-click menu on a mask, and the window's letter keys while a number box has the
+focus.
 
 The clip is synthetic and tiny (a textured square moving over a textured background, 96x72), so the
 optical flow has something to follow and every run takes well under a second.
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QApplication, QLineEdit, QMenu
 
 N, H, W = 16, 72, 96
 SIZE, X0, Y0, DX, DY = 20, 8, 20, 3, 1  # the square: side, start, motion per frame
@@ -336,3 +337,76 @@ def test_right_click_menu_on_a_mask(window, qtbot):
     qtbot.waitUntil(lambda: QApplication.activePopupWidget() is None)
     _right_click(w, viewport, QPoint(1, 1))
     assert QApplication.activePopupWidget() is None  # the corner of the view holds no mask
+
+
+# -- number boxes (issue 26): while one has the focus, letters are still the window's keys ---------------------
+# A number box (the "N fr" box, the minimum score, the PKR slider's value, the sweep's PKR list) takes digits,
+# the sign and the decimal point; any other printable key (T, Shift+T, A, Space...) is the window's shortcut.
+
+
+def _focus(qtbot, widget):
+    """Click ``widget`` (as a person would) and return the widget that has the focus then (the box or its
+    line edit)."""
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=widget.rect().center())
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None)
+    focus = QApplication.focusWidget()
+    assert focus is widget or widget.isAncestorOf(focus)
+    return focus
+
+
+def _type(qtbot, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    qtbot.keyClick(QApplication.focusWidget(), key, modifiers)
+
+
+def test_t_and_shift_t_propagate_while_the_frames_box_has_the_focus(window, qtbot):
+    w = window
+    doc = w.bridge.doc
+    opts = w.propagation.options
+    opts.set_target("frames")
+    tid = _track(w, {6: square(6)})
+    w.timeline.set_frame(6)
+    edit = _focus(qtbot, opts.frames)
+    edit.selectAll()
+    for key in (Qt.Key.Key_2, Qt.Key.Key_0):  # digits still go into the box (0 is also "fit" elsewhere)
+        _type(qtbot, key)
+    assert opts.frames.value() == 20 and "20" in opts.frames.text()
+    for key in (Qt.Key.Key_Backspace, Qt.Key.Key_Backspace, Qt.Key.Key_2):
+        _type(qtbot, key)
+    assert opts.count() == 2
+    _type(qtbot, Qt.Key.Key_T)
+    _wait(w, qtbot)
+    assert set(doc.track(tid).frames) == {6, 7, 8}  # T propagated 2 frames forward
+    assert opts.frames.text() == "2 fr"  # nothing typed into the box
+    _type(qtbot, Qt.Key.Key_T, Qt.KeyboardModifier.ShiftModifier)
+    _wait(w, qtbot)
+    assert set(doc.track(tid).frames) == {4, 5, 6, 7, 8}  # Shift+T: 2 frames backward
+    assert opts.count() == 2
+
+
+@pytest.mark.parametrize("box", ["threshold", "pkr", "sweep"])
+def test_letters_reach_the_window_from_the_other_number_boxes(window, qtbot, box):
+    w = window
+    doc = w.bridge.doc
+    tid = _track(w, {6: square(6)})
+    if box == "sweep":
+        w.sweep_dock.show()
+        w.sweep_dock.raise_()
+        qtbot.waitExposed(w.sweep_panel)
+    widget = {"threshold": w.controls.threshold_spin, "pkr": w.controls.pkr_slider,
+              "sweep": w.sweep_panel.pkr_edit}[box]
+    if box == "pkr":
+        widget = widget.findChild(QLineEdit)
+    edit = _focus(qtbot, widget)
+    before = edit.text()
+    _type(qtbot, Qt.Key.Key_A)  # Accept
+    assert doc.track(tid).review == "accepted"
+    assert edit.text() == before
+    _type(qtbot, Qt.Key.Key_X)  # Reject
+    assert doc.track(tid).review == "rejected"
+    assert edit.text() == before
+    edit.selectAll()
+    _type(qtbot, Qt.Key.Key_0)  # a digit still goes into the box (0 is also "fit" elsewhere)
+    assert edit.text().startswith("0")
+    if box == "sweep":  # "1.0, 0.7": the list takes a space too
+        _type(qtbot, Qt.Key.Key_Space)
+        assert edit.text() == "0 "

@@ -242,7 +242,10 @@ def test_review_lists_and_clicks_seek_and_select(opened, shared_data, qtbot, tmp
     qtbot.waitExposed(panel)
     w.timeline.set_frame(30)
     click_list(panel.false_tracks, 0)
-    assert w.timeline.frame == 12 and doc.selected == (false_id,)
+    assert w.timeline.frame == 14 and doc.selected == (false_id,)  # its nearest frame (12-14), as in Tracks
+    w.timeline.set_frame(13)
+    click_list(panel.false_tracks, 0)
+    assert w.timeline.frame == 13 and doc.selected == (false_id,)  # on the frame shown: stay (it went to 12)
     click_list(panel.misses, 0)
     assert w.timeline.frame == 5 and doc.selected == (false_id,)
     layer = _gt_image(w)
@@ -252,8 +255,9 @@ def test_review_lists_and_clicks_seek_and_select(opened, shared_data, qtbot, tmp
     assert not np.all(_gt_image(w)[..., :3] == FLASH_COLOR, axis=-1).any()
     table = panel.matches
     rect = table.visualItemRect(table.item(0, 1))
+    assert 5 in doc.track(pred).frames and doc.track(pred).first == 0
     qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, rect.center())
-    assert w.timeline.frame == 0 and doc.selected == (pred,)
+    assert w.timeline.frame == 5 and doc.selected == (pred,)  # the track is on frame 5: stay (it went to 0)
 
 
 def test_eval_panel_equals_vpp_eval_runs_on_a_worker_and_follows_edits(opened, shared_data, qtbot):
