@@ -86,7 +86,7 @@ class Actions:
             "box": _action(w, "Bo&x to mask", ("K",), checkable=True,
                            tip="Drag a box around an object: GrabCut previews its mask. Shift-drag marks the "
                                "object, Ctrl-drag the background (brush radius [ ]), each runs GrabCut again. "
-                               "Enter sets the current track's mask on this frame (nothing selected: a new "
+                               "Enter adds it to the current track's mask on this frame (nothing selected: a new "
                                "track); Esc drops the box"),
             "fill": _action(w, "&Fill hole", ("G",), checkable=True, tip="Click a hole of the current mask to fill it"),
         }

@@ -4,8 +4,9 @@ Design (also in the tool's tooltip and the README): with the Box tool (K) a left
 around an object; GrabCut's mask appears as a preview in the current track's colour. Shift-drag
 paints *object* strokes (green), Ctrl-drag *background* strokes (red), with the brush radius
 ([ and ]); each stroke runs GrabCut again on the same box (strokes may come before the box too).
-Enter accepts: the mask replaces the current track's mask on this frame, or makes a new track
-when nothing is selected (N). Esc, another frame or another tool drops the box and its strokes.
+Enter accepts: the mask is added to the current track's mask on this frame (as the brush adds),
+or makes a new track when nothing is selected (N). Esc, another frame or another tool drops the box
+and its strokes.
 
 GrabCut takes 0.1-0.5 s on the shrunk crop, so it runs on a :class:`~vpp_gui.background.LatestRunner`
 (one pool thread; a newer request replaces a waiting one; a result that is no longer wanted is

@@ -285,8 +285,9 @@ class EditController(QObject):
             raise ValueError(f"the box was drawn on frame {frame}, but frame {self.frame()} is shown: draw it again")
         if doc.current is None:
             self._apply_drawn(mask, erase=False, what="box")
-        elif doc.set_mask(doc.current, frame, mask, label="Box to mask") is not None:
-            self._say(f"Track {doc.current}: its mask on frame {frame} is the box's now (Ctrl+Z undoes it)")
+        # added to what the track has on this frame (as the brush adds), one undo step
+        elif doc.set_mask(doc.current, frame, doc.mask(doc.current, frame) | mask, label="Box to mask") is not None:
+            self._say(f"Track {doc.current}: the box's mask is added to its mask on frame {frame} (Ctrl+Z undoes it)")
 
     @_guarded
     def refine_edge(self) -> None:

@@ -98,7 +98,8 @@ class MainWindow(QMainWindow):
         self.bridge = DocumentBridge(self)
         self.folders = DialogFolders(settings, lambda: self.bridge.doc, lambda: self.clip_path)
         self.tracks = TracksPanel(self)
-        self.transfers = Transfers(self, self.bridge, self.controller, self.exporter, self.folders, self)
+        self.transfers = Transfers(self, self.bridge, self.controller, self.exporter, self.folders, self,
+                                   lambda: self.editing.labels.current_id())  # a DAVIS folder's label
         self.projects = ProjectIO(self, self.bridge, self.open_path, settings, self.folders, self, self.data_dir)
         self._demo_hint = demo_hint
         self._render_timer = QTimer(self, singleShot=True, interval=0)

@@ -1,6 +1,9 @@
 """The window's exports and imports: file dialogs, then :mod:`core.export` through the document.
 
 Exports: one per format of :mod:`core.formats` (:meth:`Transfers.export_dialog`, :meth:`Transfers.export`).
+Imports: YouTube-VIS results or ground truth (their classes joined to the project's labels by name), or a
+folder of DAVIS PNG masks, which carry no class: its tracks take the current label (the selector above the
+Tracks panel; a label called "object" when none is chosen).
 
 What is exported is what is on screen: the document's tracks after every edit (rejected tracks left
 out), snapshotted on the UI thread and written on a worker thread (atomic, all formats or none).
@@ -8,6 +11,7 @@ out), snapshotted on the UI thread and written on a worker thread (atomic, all f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QWidget
@@ -24,11 +28,13 @@ IMPORT_FILTERS = "YouTube-VIS results or ground truth (*.json *.zip);;All files 
 
 class Transfers:
     """The window's exports and imports; ``parent`` parents their dialogs, ``run`` says whether a pass is
-    still running, ``exporter`` writes on its worker thread."""
+    still running, ``exporter`` writes on its worker thread, ``current_label`` gives the label chosen for new
+    tracks (None: none), which a DAVIS folder's tracks take."""
 
     def __init__(self, parent: QWidget, bridge: DocumentBridge, run: RunController, exporter: Exporter,
-                 folders: DialogFolders, feedback: Feedback) -> None:
+                 folders: DialogFolders, feedback: Feedback, current_label: Callable[[], int | None]) -> None:
         self.parent = parent
+        self.current_label = current_label
         self.bridge = bridge
         self.run = run
         self.exporter = exporter
@@ -111,12 +117,14 @@ class Transfers:
             self.import_path(folder)
 
     def import_path(self, path: str | Path) -> list[int]:
-        """Import masks for the open clip as new tracks of a person's (one undoable step)."""
+        """Import masks for the open clip as new tracks of a person's (one undoable step); a DAVIS folder's
+        take the current label (files that name their classes keep them)."""
         if self.doc is None:
             self.feedback.show_error("Cannot import", "Open the clip the masks belong to first.")
             return []
+        label = self.current_label()
         try:
-            ids = self.doc.import_file(path)
+            ids = self.doc.import_file(path, label=label if label in self.doc.categories else None)
         except (VPPError, OSError, ValueError) as exc:
             self.feedback.show_error("Cannot import", str(exc))
             return []

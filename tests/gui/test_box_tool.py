@@ -91,7 +91,7 @@ def test_box_to_mask_makes_a_track_and_undo_removes_it(window, shared_data, qtbo
     assert tid not in doc.tracks
 
 
-def test_strokes_rerun_grabcut_esc_drops_and_enter_replaces_the_current_track_s_mask(window, shared_data, qtbot):
+def test_strokes_rerun_grabcut_esc_drops_and_enter_adds_to_the_current_track_s_mask(window, shared_data, qtbot):
     w = window
     doc = w.bridge.doc
     gt = _gt(shared_data)
@@ -116,13 +116,37 @@ def test_strokes_rerun_grabcut_esc_drops_and_enter_replaces_the_current_track_s_
     qtbot.keyClick(w, Qt.Key.Key_Escape)
     assert not w.editing.box.active and tools.box_rect() is None and not w.editing.box._layer.isVisible()
     assert np.array_equal(doc.mask(tid, FRAME), old) and doc.history.position == position
-    # again, and Enter: the box's mask replaces the selected track's on this frame, one undo step
+    # again, and Enter: the box's mask is added to the selected track's on this frame, one undo step
     tools.finish_box(x0, y0, x1 + 1, y1 + 1)
     preview = _wait_preview(qtbot, w)
     qtbot.keyClick(w, Qt.Key.Key_Return)
-    assert np.array_equal(doc.mask(tid, FRAME), preview) and doc.history.undo_label == "Box to mask"
+    assert np.array_equal(doc.mask(tid, FRAME), old | preview) and doc.history.undo_label == "Box to mask"
     w.actions_.undo.trigger()
     assert np.array_equal(doc.mask(tid, FRAME), old)
+
+
+def test_enter_adds_the_box_s_mask_to_the_selected_track_s_mask_as_one_undo_step(window, shared_data, qtbot):
+    """As the brush does: what the track had on the frame outside the box stays (union), one undo step."""
+    w = window
+    doc = w.bridge.doc
+    gt = _gt(shared_data)
+    x0, y0, x1, y1 = _box_around(gt)
+    blob = np.zeros_like(gt)
+    blob[5:25, 5:25] = True
+    assert not blob[y0:y1 + 1, x0:x1 + 1].any()  # the track's mask lies outside the box
+    tid = doc.create_track(FRAME, blob, next(iter(doc.categories)))
+    w.tracks.select([tid])
+    assert doc.current == tid
+    position = doc.history.position
+    w.actions_.tools["box"].trigger()
+    w.view.tools.finish_box(x0, y0, x1 + 1, y1 + 1)
+    preview = _wait_preview(qtbot, w).copy()
+    assert preview.any()
+    qtbot.keyClick(w, Qt.Key.Key_Return)
+    assert np.array_equal(doc.mask(tid, FRAME), blob | preview)
+    assert doc.history.position == position + 1 and doc.history.undo_label == "Box to mask"
+    w.actions_.undo.trigger()
+    assert np.array_equal(doc.mask(tid, FRAME), blob) and doc.history.position == position
 
 
 def test_refine_edge_snaps_a_sloppy_mask_as_one_undo_step(window, shared_data, qtbot):

@@ -16,6 +16,7 @@ from vpp_gui.tracks_panel import CATEGORY, TRACK_ID_ROLE
 CLIP = "davis_car_shadow/frames"
 PRED = "davis_car_shadow/pred_ytvis_results.json"
 GT = "davis_car_shadow/gt_ytvis.json"
+DAVIS = "davis_car_shadow/pred_masks"  # indexed PNG masks (no classes)
 
 
 @pytest.fixture
@@ -203,3 +204,24 @@ def test_importing_a_ground_truth_never_renames_a_track(window, shared_data):
     model = w.tracks.table.model()
     shown = {model.index(r, 0).data(TRACK_ID_ROLE): model.index(r, CATEGORY).data() for r in range(model.rowCount())}
     assert shown[gt] == "car" and shown[pred] == before[pred]
+
+
+def test_a_davis_import_takes_the_current_label_and_a_results_file_its_own(window, shared_data):
+    """DAVIS PNG masks carry no class: their tracks take the label chosen above the Tracks panel ("object"
+    only when none is chosen); a YouTube-VIS file's tracks keep the classes the file names."""
+    w = window
+    doc = w.bridge.doc
+    sel = w.editing.labels
+    chair = doc.add_category("chair")
+    index = sel.combo.findData(chair)
+    sel.combo.setCurrentIndex(index)
+    sel.combo.activated.emit(index)  # what a click on the item does
+    labels = dict(doc.categories)
+    ids = w.transfers.import_path(shared_data / DAVIS)
+    assert ids and {doc.track(t).category_id for t in ids} == {chair}
+    assert doc.categories == labels  # no label "object" created
+    (gt,) = w.transfers.import_path(shared_data / GT)
+    assert doc.category_name(doc.track(gt).category_id) == "car"
+    sel.combo.setCurrentIndex(-1)  # no label chosen
+    (plain,) = w.transfers.import_path(shared_data / DAVIS)
+    assert doc.category_name(doc.track(plain).category_id) == "object"
