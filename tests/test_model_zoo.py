@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import hashlib
 import http.server
@@ -74,21 +75,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture
-def server(monkeypatch):
+@contextlib.contextmanager
+def _local_server(monkeypatch, handler, **attrs):
+    """A threaded HTTP server on 127.0.0.1 (no proxy) with ``attrs`` set on it, stopped on exit."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
-    srv.payload, srv.drop_after, srv.ignore_range, srv.requests = PAYLOAD, None, False, []
+    for key, value in attrs.items():
+        setattr(srv, key, value)
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    with _local_server(monkeypatch, _Handler, payload=PAYLOAD, drop_after=None, ignore_range=False,
+                       requests=[]) as srv:
+        yield srv
 
 
 def _get(srv, tmp_path, **kw):
@@ -421,19 +433,9 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hostile(monkeypatch):
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    srv.daemon_threads = True
-    srv.mode, srv.body, srv.cut, srv.requests = None, PAYLOAD, None, []
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/m.pth"
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(5)
+    with _local_server(monkeypatch, _Hostile, mode=None, body=PAYLOAD, cut=None, requests=[]) as srv:
+        srv.url = f"{srv.base}/m.pth"
+        yield srv
 
 
 def _fetch(srv, tmp_path, **kw):
