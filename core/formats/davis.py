@@ -229,7 +229,7 @@ class DavisCodec(Codec):
             folder.mkdir(exist_ok=True)
             objects[v.video_id] = write_davis_video(folder, v)
         videos = [{**s, "folder": sub, "objects": objects[s["video_id"]]} for s, sub in zip(job.summary, subs)]
-        with open(tmp_dir / DAVIS_RECORD, "wb") as fh:
+        with open(tmp_dir / DAVIS_RECORD, "xb") as fh:  # a fresh name in our own new staging folder
             fh.write(json.dumps({**job.run, "outputs": ["."], "videos": videos}, indent=2).encode())
             fh.flush()
             os.fsync(fh.fileno())
