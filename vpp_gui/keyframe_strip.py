@@ -15,6 +15,7 @@ track (:attr:`StripCanvas.cellClicked`); on the id column it only selects.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -58,6 +59,7 @@ class StripCanvas(QWidget):
         self._first = 0
         self._cache: dict[int, tuple[Track, int, Coverage]] = {}
         self._drag_track: int | None = None
+        self.frame_axis: Callable[[float, QWidget], float | None] | None = None  # see KeyframeStrip.follow_axis
         font = QFont(self.font())
         font.setPixelSize(ROW_H - 3)
         self.setFont(font)
@@ -123,9 +125,19 @@ class StripCanvas(QWidget):
 
     # -- geometry ------------------------------------------------------------------------------------
     def _span(self) -> tuple[float, float]:
-        """The frame area's left edge and width in pixels."""
+        """The frame area's left edge and width in pixels: where the plots below put frames -0.5 and n - 0.5
+        (:meth:`KeyframeStrip.follow_axis`), so frame k's cell sits over the plots' x = k; else the strip's width."""
+        n = self.num_frames
+        if self.frame_axis is not None and n > 0:
+            a, b = self.frame_axis(-0.5, self), self.frame_axis(n - 0.5, self)
+            if a is not None and b is not None and b - a >= 1:
+                return float(a), float(b - a)
         left = LABEL_W + PAD
         return float(left), float(max(1, self.width() - left - PAD))
+
+    def _frame_area(self) -> QRectF:
+        """Where bars may be drawn: right of the id column."""
+        return QRectF(LABEL_W + PAD, 0, max(0, self.width() - LABEL_W - PAD), self.height())
 
     def x_of(self, frame: int) -> float:
         """The x of the centre of ``frame``'s cell."""
@@ -136,7 +148,7 @@ class StripCanvas(QWidget):
         """The frame under ``x`` (clamped to the clip), None over the id column or without a clip."""
         left, width = self._span()
         n = self.num_frames
-        if n == 0 or x < left - PAD:
+        if n == 0 or x < LABEL_W:
             return None
         return max(0, min(n - 1, math.floor((x - left) * n / width)))
 
@@ -193,9 +205,13 @@ class StripCanvas(QWidget):
             cov = self.coverage(tid, track)
             bar = QColor(color)
             bar.setAlpha(150)
+            p.save()
+            p.setClipRect(self._frame_area())  # the plots may be zoomed: frames off their left edge stay hidden
             for a, b in cov.runs:
                 p.fillRect(QRectF(left + a * per, y + 3, max(1.0, (b - a + 1) * per), ROW_H - 6), bar)
             self._draw_keys(p, cov.keyframes, left, per, y)
+            p.restore()
+        p.setClipRect(self._frame_area())
         x = left + (self.frame + 0.5) * per
         p.setPen(QPen(highlight, 1.5))
         p.drawLine(QPointF(x, 0), QPointF(x, self.height()))
@@ -307,6 +323,14 @@ class KeyframeStrip(QWidget):
         if doc is not None:
             self._unsubscribe = doc.subscribe(self._on_event)
         self.refresh_now()
+
+    def follow_axis(self, frame_x: Callable[[float, QWidget], float | None], changed) -> None:
+        """Line the frames up with plots below: ``frame_x(frame, widget)`` is the x in ``widget`` where the
+        plots draw ``frame`` (None while they are not shown); ``changed`` (a signal) fires when that moves
+        (a zoom, a pan, a resize)."""
+        self.canvas.frame_axis = frame_x
+        changed.connect(self.canvas.update)
+        self.canvas.update()
 
     def set_frame(self, frame: int) -> None:
         if frame != self.canvas.frame:

@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
         col.addWidget(self.timeline)
         self.keyframe_strip = KeyframeStrip(self)  # per track: its frames and keyframes (vpp_gui.propagation)
         col.addWidget(self.keyframe_strip)
+        self.keyframe_strip.follow_axis(self.plots.frame_x, self.plots.frameAxisChanged)  # frames over the plots'
         self.iou_plot = IouPlot(self)  # per-frame IoU against the ground truth (shown once one is loaded)
         col.addWidget(self.iou_plot)
         col.addWidget(self.plots, 1)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor
 
 from vpp_gui.overlay import track_color
@@ -52,6 +52,7 @@ class ClickToSeek:
 
 class PlotsPanel(ClickToSeek, pg.GraphicsLayoutWidget):
     seekRequested = Signal(int)
+    frameAxisChanged = Signal()  # where frames are drawn moved: zoom, pan, resize (see frame_x)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -99,7 +100,21 @@ class PlotsPanel(ClickToSeek, pg.GraphicsLayoutWidget):
         self.hint = pg.TextItem("", color="#9e9e9e", anchor=(0, 0))  # why a plot is empty (see set_results)
         self.plots["keep_ratio"].addItem(self.hint, ignoreBounds=True)
         self.plots["keep_ratio"].sigXRangeChanged.connect(self._place_hint)
+        view = self.plots["keep_ratio"].getViewBox()
+        view.sigXRangeChanged.connect(self.frameAxisChanged)
+        view.sigResized.connect(self.frameAxisChanged)
         self.scene().sigMouseClicked.connect(self._on_click)
+
+    def frame_x(self, frame: float, widget) -> float | None:
+        """The x in ``widget``'s coordinates where the plots draw ``frame`` (None while the plots are hidden)."""
+        if not self.isVisible():
+            return None
+        scene = self.plots["keep_ratio"].getViewBox().mapViewToScene(QPointF(frame, 0.0))
+        return float(widget.mapFromGlobal(self.mapToGlobal(self.mapFromScene(scene))).x())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.frameAxisChanged.emit()
 
     def set_clip(self, count: int) -> None:
         self._count = count

@@ -272,6 +272,29 @@ def test_strip_shows_coverage_and_keyframes_and_a_click_seeks_and_selects(window
     assert c.coverage(a).keyframes == (2, 6, 12)
 
 
+def test_strip_frames_line_up_with_the_plots_below_also_when_zoomed(window, qtbot):
+    w = window
+    a = _track(w, {2: square(2), 6: square(6)})
+    strip = w.keyframe_strip
+    strip.refresh_now()
+    c = strip.canvas
+    w.show()
+    qtbot.waitExposed(w)
+
+    def misalignment() -> float:
+        return max(abs(c.x_of(f) - w.plots.frame_x(f, c)) for f in range(N))
+
+    assert misalignment() <= 1.5  # pixels: each frame's cell centre is over the plots' x = frame
+    w.plots.plots["keep_ratio"].setXRange(5, 10, padding=0)
+    qtbot.wait(10)
+    assert misalignment() <= 1.5 and c.frame_at(c.x_of(7)) == 7
+    assert c.frame_at(c.x_of(2)) is None or c.x_of(2) < c._frame_area().left()  # off the plots' left edge
+    qtbot.mouseClick(c, Qt.MouseButton.LeftButton, pos=c.cell_center(a, 8).toPoint())
+    assert w.timeline.frame == 8
+    w.timeline_dock.hide()  # plots hidden: the strip falls back to its own width
+    assert c.frame_axis(0, c) is None and all(c.frame_at(c.x_of(f)) == f for f in range(N))
+
+
 def test_strip_with_1000_tracks_paints_only_the_rows_on_screen(window, qtbot):
     from core.data.rle import encode_mask
     from vpp_gui.keyframe_strip import MAX_ROWS
