@@ -29,7 +29,7 @@ from core.commit_recovery import (
     roll_back,
 )
 from core.errors import VPPError
-from core.regular_files import fsync_dir
+from core.regular_files import fsync_dir, write_all
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -167,9 +167,7 @@ class MultiCommit:
 
     @staticmethod
     def _write_locked(fd: int, body: bytes) -> None:
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, body)
         os.fsync(fd)
 
     def stage_bytes(self, index: int, data: bytes, mode: int) -> Path:
@@ -180,9 +178,7 @@ class MultiCommit:
         fd = os.open(e.new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
                      0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -292,9 +288,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         with open(src, "rb") as fin:
             while chunk := fin.read(1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, chunk)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -134,6 +134,13 @@ def fsync_dir(folder: str | os.PathLike) -> None:
             os.close(fd)
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write fewer than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def unlink_if_still(fd: int, path: str | os.PathLike) -> None:
     """Remove ``path`` only while that name still is the file open as ``fd``, then close ``fd``.
 
