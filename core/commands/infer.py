@@ -37,7 +37,7 @@ from core.cli import int_range
 from core.clip_loop import input_plan, run_clip
 from core.commands.output_options import add_output_options, output_paths
 from core.cpu_threads import ThreadGovernor, governed
-from core.data.prefetch import Prefetcher
+from core.data.prefetch import AdaptiveReader, Prefetcher
 from core.errors import DataError, VPPError
 from core.pkr import check_pkr
 from core.resources import load_model, loaded_categories
@@ -46,6 +46,8 @@ from core.session_base import StageTimer
 
 #: Frames read (and resized) ahead of the model on the reader thread.
 PREFETCH_DEPTH = 4
+#: The default depth on a CPU torch keeps busy: read inline, start a reader thread only when reading is the bottleneck.
+ADAPTIVE = -1
 
 
 def add_parser(sub) -> None:
@@ -69,8 +71,10 @@ def add_parser(sub) -> None:
     p.add_argument("--prefetch", type=int_range(0, 64), default=None, metavar="N",
                    help=f"frames decoded and resized ahead on a reader thread while the model runs; 0 reads on the "
                         f"main thread (default: {PREFETCH_DEPTH} on CUDA or when torch uses fewer threads than there "
-                        f"are cores, else 0: on a CPU torch already keeps busy, the thread only competes with it). "
-                        f"Results are the same either way")
+                        f"are cores; on a CPU torch already keeps busy, the first frames are read on the main thread "
+                        f"and the thread starts only if reading a frame takes as long as the model's work on it, "
+                        f"e.g. 4K PNG frames: elsewhere it would only compete with torch). Results are the same "
+                        f"either way")
     p.add_argument("--profile", action="store_true",
                    help="print where the time went (start-up, model load, reading, preprocessing, backbone, head, "
                         "post-processing, RLE, writing) on stderr when done, and the same as one JSON line "
@@ -190,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             with tqdm(total=len(source), desc=f"{name} (pkr {session.pkr:.2f})", unit="frame",
                       file=sys.stderr) as bar, _reader(source, depth, session) as frames:
                 run_clip(governed(frames, governor), session, _frame_sink(clip, bar, timer))
-            if timer is not None and isinstance(frames, Prefetcher):
+            if timer is not None and getattr(frames, "busy_seconds", 0.0) > 0.0:  # a reader thread ran
                 timer.add("reader thread (decode, resize)", frames.busy_seconds)
             frames_done += len(source)
             _report_skipped(source)
@@ -296,15 +300,19 @@ def _run_batch(args, inp: Path, source_path: Path, split, outputs, inputs) -> in
 
 
 def _prefetch_depth(asked: int | None, device) -> int:
-    """``--prefetch``, or by default :data:`PREFETCH_DEPTH` where a core is free for the reader (the model on
-    CUDA, or torch on fewer threads than cores), else 0."""
+    """``--prefetch``; by default :data:`PREFETCH_DEPTH` where a core is free for the reader (the model on CUDA,
+    or torch on fewer threads than cores), -1 (:data:`ADAPTIVE`: read ahead only if reading proves the bottleneck,
+    see :class:`~core.data.prefetch.AdaptiveReader`) on a CPU with more than one core that torch keeps busy, else 0."""
     if asked is not None:
         return asked
     import torch
 
     if str(device).startswith("cuda"):
         return PREFETCH_DEPTH
-    return PREFETCH_DEPTH if (os.cpu_count() or 1) > torch.get_num_threads() else 0
+    cores = os.cpu_count() or 1
+    if cores > torch.get_num_threads():
+        return PREFETCH_DEPTH
+    return ADAPTIVE if cores > 1 else 0
 
 
 @contextlib.contextmanager
@@ -315,7 +323,8 @@ def _governed_reader(reader, governor: ThreadGovernor | None):
 
 
 def _reader(source, depth: int, session):
-    """The clip's frames for one pass, read ``depth`` ahead on a thread (or on this one for 0).
+    """The clip's frames for one pass, read ``depth`` ahead on a thread (on this one for 0; :data:`ADAPTIVE`: on
+    this one until reading proves the bottleneck, see :class:`~core.data.prefetch.AdaptiveReader`).
 
     A session that says its input size (InferenceSession: ``input_size`` and ``resize``) gets each frame decoded
     at that size (``source.stream(fit=...)``: a JPEG at its largest DCT reduction that still covers it, a video
@@ -324,13 +333,14 @@ def _reader(source, depth: int, session):
     plan = input_plan(source, session)
     if plan is not None:
         fit, prepare = plan
-        frames = source.stream(fit=fit)
-        if depth > 0:
-            return Prefetcher(frames, depth=depth, transform=prepare)
-        return contextlib.nullcontext(map(prepare, frames))
+        frames, transform = source.stream(fit=fit), prepare
+    else:
+        frames, transform = source.stream(), getattr(session, "resize", None)
+    if depth == ADAPTIVE:
+        return AdaptiveReader(frames, depth=PREFETCH_DEPTH, transform=transform)
     if depth > 0:
-        return Prefetcher(source.stream(), depth=depth, transform=getattr(session, "resize", None))
-    return contextlib.nullcontext(source.stream())
+        return Prefetcher(frames, depth=depth, transform=transform)
+    return contextlib.nullcontext(map(prepare, frames) if plan is not None else frames)
 
 
 def _process_age() -> float | None:

@@ -13,6 +13,9 @@ consumer stops early) stops the thread and waits for it: it finishes the item it
 ``items`` is read by that thread alone, so don't touch the underlying source until the prefetcher is closed;
 and close it (or use ``with``): the thread holds the prefetcher, which is never collected while it runs.
 
+:class:`AdaptiveReader` reads on the caller's thread and moves to a :class:`Prefetcher` only once reading has
+proved slower than the caller's work between frames (``vpp infer``'s default on a CPU torch keeps busy).
+
 Keep torch out of ``transform``: a torch op on a second thread starts a second OpenMP team on the same
 cores as the model's.
 """
@@ -123,6 +126,95 @@ class Prefetcher(Iterator):
         return self._thread.is_alive()
 
     def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AdaptiveReader(Iterator):
+    """Read ``items`` on the caller's thread until reading proves to be the bottleneck, then read ahead.
+
+    The first ``probe`` items are read (and ``transform``-ed) inline, timing two things: the reading, and the
+    caller's own work between one item and its next request (the model, on ``vpp infer``'s path). When the mean
+    read takes at least ``ratio`` times the mean work, the rest go through a :class:`Prefetcher` of ``depth``:
+    a frame that decodes slower than the model runs (a 3840x2160 PNG: about 150 ms on one core, against 40-70 ms
+    for the default model) is then decoded while the model runs, which pays even where torch keeps every core
+    busy. Where reading is cheap next to the work (JPEG at a reduced size, small frames), a reader thread only
+    competes with torch's, so it is never started. The first item's work (warm-up) is not counted.
+
+    Items, their order, errors (raised after the items before them) and ``close`` behave as with
+    :class:`Prefetcher`; ``switched_at`` is the index of the first item read ahead (None: all inline).
+    """
+
+    def __init__(self, items: Iterable, *, depth: int = 4, transform: Callable[[Any], Any] | None = None,
+                 probe: int = 6, ratio: float = 1.0, clock: Callable[[], float] = time.perf_counter) -> None:
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if probe < 3:
+            raise ValueError(f"probe must be >= 3 (the first item is the warm-up), got {probe}")
+        self._items = items
+        self._it = iter(items)
+        self._transform = transform
+        self._depth = depth
+        self._probe = probe
+        self._ratio = ratio
+        self._clock = clock
+        self._ahead: Prefetcher | None = None
+        self._done = False
+        self._count = 0
+        self._read_s = 0.0
+        self._work_s = 0.0
+        self._returned_at: float | None = None
+        self.switched_at: int | None = None
+
+    def __iter__(self) -> AdaptiveReader:
+        return self
+
+    def __next__(self) -> Any:
+        if self._ahead is not None:
+            return next(self._ahead)
+        if self._done:
+            raise StopIteration
+        t = self._clock()
+        if self._returned_at is not None and self._count >= 2:  # the work on item count-1 (not the first item's)
+            self._work_s += t - self._returned_at
+        try:
+            item = next(self._it)
+            if self._transform is not None:
+                item = self._transform(item)
+        except BaseException:
+            self._done = True
+            raise
+        now = self._clock()
+        if self._count >= 1:
+            self._read_s += now - t
+        self._count += 1
+        # means over items 1 .. probe-1 (reads) and 1 .. probe-2 (work done so far)
+        if self._count == self._probe and (self._read_s / (self._probe - 1)
+                                           >= self._ratio * self._work_s / (self._probe - 2)):
+            self.switched_at = self._count
+            self._ahead = Prefetcher(self._it, depth=self._depth, transform=self._transform)
+        self._returned_at = now
+        return item
+
+    @property
+    def busy_seconds(self) -> float:
+        """Time the reader thread spent reading and transforming (0 while everything is read inline)."""
+        return self._ahead.busy_seconds if self._ahead is not None else 0.0
+
+    def close(self) -> None:
+        """Stop the reader thread if one was started (see :meth:`Prefetcher.close`), else close ``items``."""
+        self._done = True
+        if self._ahead is not None:
+            self._ahead.close()
+            return
+        close = getattr(self._it, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+
+    def __enter__(self) -> AdaptiveReader:
         return self
 
     def __exit__(self, *exc) -> None:
