@@ -332,15 +332,15 @@ def _reader(source, depth: int, session):
     so masks come back at full size) on the reading thread; another session (a released model's) full frames."""
     plan = input_plan(source, session)
     if plan is not None:
-        fit, prepare = plan
-        frames, transform = source.stream(fit=fit), prepare
+        fit, transform = plan
+        frames = source.stream(fit=fit)
     else:
         frames, transform = source.stream(), getattr(session, "resize", None)
     if depth == ADAPTIVE:
         return AdaptiveReader(frames, depth=PREFETCH_DEPTH, transform=transform)
     if depth > 0:
         return Prefetcher(frames, depth=depth, transform=transform)
-    return contextlib.nullcontext(map(prepare, frames) if plan is not None else frames)
+    return contextlib.nullcontext(frames if plan is None else map(transform, frames))
 
 
 def _process_age() -> float | None:

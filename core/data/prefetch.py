@@ -153,7 +153,6 @@ class AdaptiveReader(Iterator):
             raise ValueError(f"depth must be >= 1, got {depth}")
         if probe < 3:
             raise ValueError(f"probe must be >= 3 (the first item is the warm-up), got {probe}")
-        self._items = items
         self._it = iter(items)
         self._transform = transform
         self._depth = depth
